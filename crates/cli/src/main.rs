@@ -1,0 +1,2 @@
+//! The `keyscope` command line.
+fn main() {}

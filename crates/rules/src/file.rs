@@ -1,0 +1,248 @@
+//! The TOML rule-file format, parsed into valid [`Rule`]s with span-carrying errors.
+
+use std::ops::Range;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::{Context, Rule, Severity};
+
+/// Largest compiled size we accept for one pattern, so a hostile custom rule cannot make the
+/// engine allocate without bound.
+const PATTERN_SIZE_LIMIT: usize = 4 << 20;
+/// Default search window around a keyword, in bytes.
+const DEFAULT_WINDOW: usize = 512;
+/// Default entropy floor, in bits per character.
+const DEFAULT_ENTROPY: f64 = 3.0;
+
+/// An error in a rule file or rule set.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum RuleError {
+    /// The file is not valid TOML or does not follow the rule schema.
+    #[error("invalid rule file `{name}`: {message}")]
+    #[diagnostic(code(keyscope::rules::syntax))]
+    Syntax {
+        /// File name.
+        name: String,
+        /// What is wrong.
+        message: String,
+        /// The file text.
+        #[source_code]
+        src: NamedSource<String>,
+        /// Where.
+        #[label("here")]
+        span: Option<SourceSpan>,
+    },
+    /// A field has a value the engine cannot use.
+    #[error("invalid rule in `{name}`: {message}")]
+    #[diagnostic(code(keyscope::rules::invalid))]
+    Invalid {
+        /// File name.
+        name: String,
+        /// What is wrong.
+        message: String,
+        /// The file text.
+        #[source_code]
+        src: NamedSource<String>,
+        /// Where.
+        #[label("{message}")]
+        span: SourceSpan,
+    },
+    /// Two rules share an id.
+    #[error("duplicate rule id `{id}`")]
+    #[diagnostic(code(keyscope::rules::duplicate))]
+    Duplicate {
+        /// The id.
+        id: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: Spanned<String>,
+    provider: String,
+    name: String,
+    description: String,
+    severity: Severity,
+    pattern: Spanned<String>,
+    keywords: Spanned<Vec<String>>,
+    prefix: Option<String>,
+    entropy: Option<Spanned<f64>>,
+    window: Option<usize>,
+    context: Option<RawContext>,
+    #[serde(default)]
+    references: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    examples: Vec<String>,
+    #[serde(default)]
+    negative_examples: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContext {
+    patterns: Vec<Spanned<String>>,
+    #[serde(default)]
+    lines: usize,
+}
+
+/// Parses one rule file.
+pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    let raw: RawFile = toml::from_str(text).map_err(|e| RuleError::Syntax {
+        name: name.to_owned(),
+        message: e.message().to_owned(),
+        src: NamedSource::new(name, text.to_owned()),
+        span: e.span().map(SourceSpan::from),
+    })?;
+    let invalid = |span: Range<usize>, message: String| RuleError::Invalid {
+        name: name.to_owned(),
+        message,
+        src: NamedSource::new(name, text.to_owned()),
+        span: span.into(),
+    };
+    raw.rules
+        .into_iter()
+        .map(|r| {
+            let id_ok = !r.id.get_ref().is_empty()
+                && r.id
+                    .get_ref()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_/".contains(&b));
+            if !id_ok {
+                return Err(invalid(
+                    r.id.span(),
+                    "ids use lowercase letters, digits, `-`, `_` and `/`".into(),
+                ));
+            }
+            let pattern = compile(r.pattern.get_ref())
+                .map_err(|e| invalid(r.pattern.span(), format!("pattern does not compile: {e}")))?;
+            let secret_group = pattern
+                .capture_names()
+                .position(|n| n == Some("secret"));
+            if r.keywords.get_ref().is_empty() || r.keywords.get_ref().iter().any(String::is_empty)
+            {
+                return Err(invalid(
+                    r.keywords.span(),
+                    "at least one keyword is required, and none may be empty".into(),
+                ));
+            }
+            let entropy = match r.entropy {
+                Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
+                    return Err(invalid(e.span(), "entropy is in bits per character, 0 to 8".into()));
+                }
+                Some(e) => e.into_inner(),
+                None => DEFAULT_ENTROPY,
+            };
+            let context = r
+                .context
+                .map(|c| {
+                    let patterns = c
+                        .patterns
+                        .iter()
+                        .map(|p| {
+                            compile(p.get_ref()).map_err(|e| {
+                                invalid(p.span(), format!("context pattern does not compile: {e}"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(Context {
+                        patterns,
+                        lines: c.lines,
+                    })
+                })
+                .transpose()?;
+            Ok(Rule {
+                id: r.id.into_inner(),
+                provider: r.provider,
+                name: r.name,
+                description: r.description,
+                severity: r.severity,
+                pattern,
+                secret_group,
+                keywords: r.keywords.into_inner(),
+                prefix: r.prefix,
+                entropy,
+                window: r.window.unwrap_or(DEFAULT_WINDOW),
+                context,
+                references: r.references,
+                tags: r.tags,
+                examples: r.examples,
+                negative_examples: r.negative_examples,
+            })
+        })
+        .collect()
+}
+
+fn compile(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[rules]]
+id = "demo-key"
+provider = "demo"
+name = "Demo key"
+description = "A demo."
+severity = "high"
+pattern = 'demo_(?P<secret>[a-z0-9]{8})'
+keywords = ["demo_"]
+"#;
+
+    #[test]
+    fn parses_a_minimal_rule_with_defaults() {
+        let rules = parse("demo.toml", MINIMAL).unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].secret_group(), Some(1));
+        assert_eq!(rules[0].window(), DEFAULT_WINDOW);
+        assert_eq!(rules[0].severity(), Severity::High);
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_pointing_at_it() {
+        let text = MINIMAL.replace("severity", "colour = \"red\"\nseverity");
+        let err = parse("demo.toml", &text).unwrap_err();
+        let RuleError::Syntax { message, span, .. } = err else {
+            panic!("expected a syntax error, got {err:?}");
+        };
+        assert!(message.contains("colour"), "{message}");
+        let span = span.unwrap();
+        assert_eq!(&text[span.offset()..span.offset() + span.len()], "colour");
+    }
+
+    #[test]
+    fn bad_pattern_is_an_error_pointing_at_it() {
+        let text = MINIMAL.replace("[a-z0-9]{8}", "[a-z");
+        let err = parse("demo.toml", &text).unwrap_err();
+        let RuleError::Invalid { span, message, .. } = err else {
+            panic!("expected an invalid-rule error, got {err:?}");
+        };
+        assert!(message.contains("does not compile"));
+        assert!(text[span.offset()..].starts_with("'demo_"));
+    }
+
+    #[test]
+    fn empty_keyword_list_is_rejected() {
+        let text = MINIMAL.replace(r#"["demo_"]"#, "[]");
+        assert!(matches!(
+            parse("demo.toml", &text),
+            Err(RuleError::Invalid { .. })
+        ));
+    }
+}

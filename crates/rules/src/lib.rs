@@ -1,0 +1,297 @@
+//! Detection rules for keyscope: the rule model, the TOML rule-file format, and the built-in
+//! provider rules embedded from the repository's `rules/` directory.
+//!
+//! The one design decision here: **rules are data, and a [`Rule`] is always valid**. A rule
+//! file is parsed into typed rules at the edge — patterns compiled, keywords checked, severities
+//! parsed — and every error carries the span of the offending TOML so the CLI can point at it.
+//! The engine (`keyscope-scan`) never re-checks a rule.
+//!
+//! ```
+//! let rules = keyscope_rules::RuleSet::builtin()?;
+//! let openai = rules.get("openai-project-key").expect("built-in rule");
+//! assert_eq!(openai.provider(), "openai");
+//! assert!(!openai.examples().is_empty());
+//! # Ok::<(), keyscope_rules::RuleError>(())
+//! ```
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+pub use file::RuleError;
+
+/// How bad a leak found by a rule is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Informational: worth knowing, not a leak by itself.
+    Info,
+    /// Low risk.
+    Low,
+    /// Medium risk.
+    Medium,
+    /// High risk: a credential that grants access.
+    High,
+    /// Critical: a credential that grants broad or billing access.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name used in rule files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The next level up, saturating at [`Severity::Critical`].
+    pub fn raised(self) -> Severity {
+        match self {
+            Severity::Info => Severity::Low,
+            Severity::Low => Severity::Medium,
+            Severity::Medium => Severity::High,
+            Severity::High | Severity::Critical => Severity::Critical,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A requirement that other text appears near a candidate before it counts as a finding.
+///
+/// Used for keys with no distinctive shape of their own (Azure OpenAI's 32 hex characters, an
+/// AWS secret access key), which are only keys when their surroundings say so.
+#[derive(Debug, Clone)]
+pub struct Context {
+    patterns: Vec<regex::bytes::Regex>,
+    lines: usize,
+}
+
+impl Context {
+    /// Patterns of which at least one must match near the candidate.
+    pub fn patterns(&self) -> &[regex::bytes::Regex] {
+        &self.patterns
+    }
+
+    /// How many lines above and below the candidate to look; `0` means anywhere in the blob.
+    pub fn lines(&self) -> usize {
+        self.lines
+    }
+}
+
+/// One detection rule: a compiled pattern plus what the engine needs to apply it cheaply and
+/// report it well.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    id: String,
+    provider: String,
+    name: String,
+    description: String,
+    severity: Severity,
+    pattern: regex::bytes::Regex,
+    secret_group: Option<usize>,
+    keywords: Vec<String>,
+    prefix: Option<String>,
+    entropy: f64,
+    window: usize,
+    context: Option<Context>,
+    references: Vec<String>,
+    tags: Vec<String>,
+    examples: Vec<String>,
+    negative_examples: Vec<String>,
+}
+
+impl Rule {
+    /// Stable identifier, for example `openai-project-key`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Provider slug, for example `openai`.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// Short human name, for example `OpenAI project API key`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One or two sentences on what the rule finds and why it matters.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Severity of a finding of this rule.
+    pub fn severity(&self) -> Severity {
+        self.severity
+    }
+
+    /// The compiled pattern.
+    pub fn pattern(&self) -> &regex::bytes::Regex {
+        &self.pattern
+    }
+
+    /// Index of the capture group that holds the secret (`(?P<secret>...)`), if the pattern
+    /// names one; otherwise the whole match is the secret.
+    pub fn secret_group(&self) -> Option<usize> {
+        self.secret_group
+    }
+
+    /// Literal strings (case-sensitive) of which one must occur near any match.
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// A public, fixed prefix of every secret of this rule (`sk-ant-api03-`), shown unredacted.
+    pub fn prefix(&self) -> Option<&str> {
+        self.prefix.as_deref()
+    }
+
+    /// Minimum Shannon entropy, in bits per character, of a real secret.
+    pub fn entropy(&self) -> f64 {
+        self.entropy
+    }
+
+    /// How many bytes either side of a keyword the pattern is searched in.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The surrounding text a candidate needs, if any.
+    pub fn context(&self) -> Option<&Context> {
+        self.context.as_ref()
+    }
+
+    /// Documentation links about the credential.
+    pub fn references(&self) -> &[String] {
+        &self.references
+    }
+
+    /// Free-form tags (`llm`, `cloud`, ...).
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// Texts in which the rule must find a secret.
+    pub fn examples(&self) -> &[String] {
+        &self.examples
+    }
+
+    /// Texts in which the rule must find nothing.
+    pub fn negative_examples(&self) -> &[String] {
+        &self.negative_examples
+    }
+}
+
+/// An ordered collection of rules with unique ids.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    by_id: BTreeMap<String, usize>,
+}
+
+/// The built-in rule files, embedded at build time from the repository's `rules/` directory.
+const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
+
+impl RuleSet {
+    /// An empty rule set.
+    pub fn new() -> RuleSet {
+        RuleSet::default()
+    }
+
+    /// The rules that ship with keyscope.
+    pub fn builtin() -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::new();
+        for (name, text) in BUILTIN {
+            set.extend(file::parse(name, text)?)?;
+        }
+        Ok(set)
+    }
+
+    /// Parses one rule file. `name` is used in error messages.
+    pub fn from_toml(name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::new();
+        set.extend(file::parse(name, text)?)?;
+        Ok(set)
+    }
+
+    /// Adds rules, rejecting an id that is already present.
+    pub fn extend(&mut self, rules: impl IntoIterator<Item = Rule>) -> Result<(), RuleError> {
+        for rule in rules {
+            if self.by_id.contains_key(&rule.id) {
+                return Err(RuleError::Duplicate { id: rule.id });
+            }
+            self.by_id.insert(rule.id.clone(), self.rules.len());
+            self.rules.push(rule);
+        }
+        Ok(())
+    }
+
+    /// Keeps only the rules for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Rule) -> bool) {
+        self.rules.retain(|r| keep(r));
+        self.by_id = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id.clone(), i))
+            .collect();
+    }
+
+    /// Looks a rule up by id.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.by_id.get(id).map(|&i| &self.rules[i])
+    }
+
+    /// All rules, in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the set has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_rules_load_with_unique_ids() {
+        let set = RuleSet::builtin().unwrap();
+        assert!(set.len() >= 20, "only {} built-in rules", set.len());
+        for rule in set.rules() {
+            assert!(!rule.keywords().is_empty(), "{} has no keywords", rule.id());
+            assert!(!rule.examples().is_empty(), "{} has no examples", rule.id());
+            assert!(
+                !rule.negative_examples().is_empty(),
+                "{} has no negative examples",
+                rule.id()
+            );
+        }
+    }
+
+    #[test]
+    fn severity_raises_and_saturates() {
+        assert_eq!(Severity::Medium.raised(), Severity::High);
+        assert_eq!(Severity::Critical.raised(), Severity::Critical);
+    }
+}
