@@ -1,0 +1,33 @@
+//! One module per subcommand, each with its own `Args` and `run`.
+
+pub mod decide;
+pub mod policy;
+pub mod spend;
+pub mod usage;
+
+use crate::exit::Exit;
+
+/// The subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate and test a policy store.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Decide one request (AuthZEN JSON on stdin); exit 0 allow, 1 deny, 2 error.
+    Decide(decide::Args),
+    /// Second phase of a budget reservation: commit actual usage or release the hold.
+    #[command(subcommand)]
+    Usage(usage::Command),
+    /// Report spend by scope, model or day, from the budget ledger.
+    Spend(spend::Args),
+}
+
+/// Runs a subcommand.
+pub fn run(command: Command) -> miette::Result<Exit> {
+    match command {
+        Command::Policy(c) => policy::run(c),
+        Command::Decide(a) => decide::run(a),
+        Command::Usage(c) => usage::run(c),
+        Command::Spend(a) => spend::run(a),
+    }
+}
