@@ -1,1 +1,143 @@
-//! keyscope-sources.
+//! What keyscope scans: files and directory trees (and, later, git objects), delivered as
+//! blobs of bytes to a caller-supplied function on many threads.
+//!
+//! The one design decision here: **a source never decides what is a secret, and never loses
+//! anything silently**. It hands every readable blob to the caller and records everything it
+//! did not hand over — binaries, files over the size limit, unreadable paths, broken symlinks —
+//! as a [`Skipped`] entry whose [`SkipReason::is_failure`] tells the caller whether the scan
+//! can still be called complete.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//!
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("a.txt"), "hello")?;
+//! let source = keyscope_sources::FileSource::builder().path(dir.path()).build()?;
+//! let bytes = AtomicUsize::new(0);
+//! let stats = source.for_each(|blob| {
+//!     bytes.fetch_add(blob.data.len(), Ordering::Relaxed);
+//! });
+//! assert_eq!(stats.files, 1);
+//! assert_eq!(bytes.into_inner(), 5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod files;
+
+pub use files::{FileSource, FileSourceBuilder};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default largest file scanned: large enough for real source files and minified bundles.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+
+/// How many leading bytes are checked for a NUL byte to call a file binary (as git does).
+const BINARY_PROBE: usize = 8 * 1024;
+
+/// One blob handed to the caller: where it came from and its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Blob<'a> {
+    /// The file path, as given or as found under a given directory.
+    pub path: &'a Path,
+    /// The whole content.
+    pub data: &'a [u8],
+}
+
+/// Why a path was not scanned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The content looks binary (a NUL byte near the start).
+    Binary,
+    /// The file is larger than the size limit.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The path exists but could not be read.
+    Unreadable(String),
+    /// A symlink whose target does not exist.
+    BrokenSymlink {
+        /// Whether the user named this path directly (then it is an error).
+        explicit: bool,
+    },
+    /// A path the user named does not exist.
+    NotFound,
+}
+
+impl SkipReason {
+    /// Whether skipping this loses content that should have been scanned, so that the scan
+    /// must not be reported as clean.
+    pub fn is_failure(&self) -> bool {
+        match self {
+            SkipReason::Binary => false,
+            SkipReason::BrokenSymlink { explicit } => *explicit,
+            SkipReason::TooLarge { .. } | SkipReason::Unreadable(_) | SkipReason::NotFound => true,
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::Binary => f.write_str("binary file"),
+            SkipReason::TooLarge { size, limit } => write!(
+                f,
+                "file is {size} bytes, over the {limit}-byte limit (raise it with --max-file-size)"
+            ),
+            SkipReason::Unreadable(e) => write!(f, "cannot be read: {e}"),
+            SkipReason::BrokenSymlink { .. } => f.write_str("broken symlink"),
+            SkipReason::NotFound => f.write_str("no such file or directory"),
+        }
+    }
+}
+
+/// A path that was not scanned, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// What a walk saw.
+#[derive(Debug, Clone, Default)]
+pub struct WalkStats {
+    /// Blobs handed to the caller.
+    pub files: u64,
+    /// Bytes handed to the caller.
+    pub bytes: u64,
+    /// Binary files skipped (also listed in `skipped`).
+    pub binary: u64,
+    /// Everything not scanned, in path order.
+    pub skipped: Vec<Skipped>,
+}
+
+impl WalkStats {
+    /// Whether anything that should have been scanned was not.
+    pub fn has_failures(&self) -> bool {
+        self.skipped.iter().any(|s| s.reason.is_failure())
+    }
+}
+
+/// Whether content looks binary: a NUL byte in its first few kilobytes.
+pub fn is_binary(data: &[u8]) -> bool {
+    memchr::memchr(0, &data[..data.len().min(BINARY_PROBE)]).is_some()
+}
+
+/// An error building a source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// An exclude glob does not parse.
+    #[error("invalid exclude pattern `{pattern}`: {message}")]
+    Exclude {
+        /// The glob.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+}
