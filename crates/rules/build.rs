@@ -16,10 +16,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = String::from("&[\n");
     for file in files {
         println!("cargo::rerun-if-changed={}", file.display());
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        writeln!(out, "    ({name:?}, include_str!({:?})),", file.display().to_string())?;
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "    ({name:?}, include_str!({:?})),",
+            file.display().to_string()
+        )?;
     }
     out.push(']');
-    std::fs::write(PathBuf::from(std::env::var("OUT_DIR")?).join("builtin_rules.rs"), out)?;
+    std::fs::write(
+        PathBuf::from(std::env::var("OUT_DIR")?).join("builtin_rules.rs"),
+        out,
+    )?;
     Ok(())
 }

@@ -16,9 +16,28 @@ const DEFAULT_WINDOW: usize = 512;
 /// Default entropy floor, in bits per character.
 const DEFAULT_ENTROPY: f64 = 3.0;
 
-/// An error in a rule file or rule set.
+/// An error in a rule file or rule set (boxed: errors are rare, results are everywhere).
 #[derive(Debug, thiserror::Error, Diagnostic)]
-pub enum RuleError {
+#[error(transparent)]
+#[diagnostic(transparent)]
+pub struct RuleError(Box<RuleErrorKind>);
+
+impl RuleError {
+    /// What went wrong.
+    pub fn kind(&self) -> &RuleErrorKind {
+        &self.0
+    }
+}
+
+impl From<RuleErrorKind> for RuleError {
+    fn from(kind: RuleErrorKind) -> Self {
+        RuleError(Box::new(kind))
+    }
+}
+
+/// The kinds of [`RuleError`].
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum RuleErrorKind {
     /// The file is not valid TOML or does not follow the rule schema.
     #[error("invalid rule file `{name}`: {message}")]
     #[diagnostic(code(keyscope::rules::syntax))]
@@ -99,17 +118,21 @@ struct RawContext {
 
 /// Parses one rule file.
 pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| RuleError::Syntax {
-        name: name.to_owned(),
-        message: e.message().to_owned(),
-        src: NamedSource::new(name, text.to_owned()),
-        span: e.span().map(SourceSpan::from),
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        RuleError::from(RuleErrorKind::Syntax {
+            name: name.to_owned(),
+            message: e.message().to_owned(),
+            src: NamedSource::new(name, text.to_owned()),
+            span: e.span().map(SourceSpan::from),
+        })
     })?;
-    let invalid = |span: Range<usize>, message: String| RuleError::Invalid {
-        name: name.to_owned(),
-        message,
-        src: NamedSource::new(name, text.to_owned()),
-        span: span.into(),
+    let invalid = |span: Range<usize>, message: String| {
+        RuleError::from(RuleErrorKind::Invalid {
+            name: name.to_owned(),
+            message,
+            src: NamedSource::new(name, text.to_owned()),
+            span: span.into(),
+        })
     };
     raw.rules
         .into_iter()
@@ -127,9 +150,7 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             }
             let pattern = compile(r.pattern.get_ref())
                 .map_err(|e| invalid(r.pattern.span(), format!("pattern does not compile: {e}")))?;
-            let secret_group = pattern
-                .capture_names()
-                .position(|n| n == Some("secret"));
+            let secret_group = pattern.capture_names().position(|n| n == Some("secret"));
             if r.keywords.get_ref().is_empty() || r.keywords.get_ref().iter().any(String::is_empty)
             {
                 return Err(invalid(
@@ -139,7 +160,10 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             }
             let entropy = match r.entropy {
                 Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
-                    return Err(invalid(e.span(), "entropy is in bits per character, 0 to 8".into()));
+                    return Err(invalid(
+                        e.span(),
+                        "entropy is in bits per character, 0 to 8".into(),
+                    ));
                 }
                 Some(e) => e.into_inner(),
                 None => DEFAULT_ENTROPY,
@@ -156,7 +180,7 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
                             })
                         })
                         .collect::<Result<Vec<_>, _>>()?;
-                    Ok(Context {
+                    Ok::<_, RuleError>(Context {
                         patterns,
                         lines: c.lines,
                     })
@@ -218,7 +242,7 @@ keywords = ["demo_"]
     fn unknown_field_is_an_error_pointing_at_it() {
         let text = MINIMAL.replace("severity", "colour = \"red\"\nseverity");
         let err = parse("demo.toml", &text).unwrap_err();
-        let RuleError::Syntax { message, span, .. } = err else {
+        let RuleErrorKind::Syntax { message, span, .. } = err.kind() else {
             panic!("expected a syntax error, got {err:?}");
         };
         assert!(message.contains("colour"), "{message}");
@@ -230,7 +254,7 @@ keywords = ["demo_"]
     fn bad_pattern_is_an_error_pointing_at_it() {
         let text = MINIMAL.replace("[a-z0-9]{8}", "[a-z");
         let err = parse("demo.toml", &text).unwrap_err();
-        let RuleError::Invalid { span, message, .. } = err else {
+        let RuleErrorKind::Invalid { span, message, .. } = err.kind() else {
             panic!("expected an invalid-rule error, got {err:?}");
         };
         assert!(message.contains("does not compile"));
@@ -240,9 +264,7 @@ keywords = ["demo_"]
     #[test]
     fn empty_keyword_list_is_rejected() {
         let text = MINIMAL.replace(r#"["demo_"]"#, "[]");
-        assert!(matches!(
-            parse("demo.toml", &text),
-            Err(RuleError::Invalid { .. })
-        ));
+        let err = parse("demo.toml", &text).unwrap_err();
+        assert!(matches!(err.kind(), RuleErrorKind::Invalid { .. }));
     }
 }

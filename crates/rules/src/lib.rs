@@ -20,10 +20,12 @@ mod file;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub use file::RuleError;
+pub use file::{RuleError, RuleErrorKind};
 
 /// How bad a leak found by a rule is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Informational: worth knowing, not a leak by itself.
@@ -230,7 +232,7 @@ impl RuleSet {
     pub fn extend(&mut self, rules: impl IntoIterator<Item = Rule>) -> Result<(), RuleError> {
         for rule in rules {
             if self.by_id.contains_key(&rule.id) {
-                return Err(RuleError::Duplicate { id: rule.id });
+                return Err(RuleErrorKind::Duplicate { id: rule.id }.into());
             }
             self.by_id.insert(rule.id.clone(), self.rules.len());
             self.rules.push(rule);

@@ -1,1 +1,91 @@
-//! keyscope-scan.
+//! The keyscope detection engine: finds leaked LLM provider keys in bytes.
+//!
+//! The one design decision here: **the cost of a scan is one multi-pattern keyword pass over
+//! every byte, and nothing else for bytes that hold no keyword**. Every rule names rare literal
+//! keywords; one Aho-Corasick automaton finds all of them (and their base64-encoded forms) in a
+//! single pass, and a rule's regex runs only in a small window around its own keywords' hits.
+//! Candidates then pass boundary, entropy, placeholder and context checks before they become
+//! [`Finding`]s, which carry a redacted form and a salted fingerprint but never the secret.
+//!
+//! ```
+//! use keyscope_rules::RuleSet;
+//! use keyscope_scan::{Engine, scan_blob};
+//!
+//! let engine = Engine::new(RuleSet::builtin()?)?;
+//! // A synthetic key, built so that this file holds no key-shaped literal.
+//! let key = format!("gsk_{}", "q8Zr3LwX0pVt7KcN2bYh5MfJ1sDg4TuA9eRo6WiL".repeat(2)[..52].to_owned());
+//! let findings = scan_blob(&engine, "app.py", format!("GROQ_API_KEY = \"{key}\"\n").as_bytes());
+//! assert_eq!(findings[0].rule_id, "groq-api-key");
+//! assert_eq!(findings[0].location.line, 1);
+//! assert!(!findings[0].redacted.contains(&key));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+mod checks;
+mod encoding;
+mod engine;
+mod finding;
+
+pub use engine::{Engine, EngineError, Match};
+pub use finding::{Finding, Location, Snippet, fingerprint, redact};
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use keyscope_sources::{FileSource, WalkStats};
+
+/// The result of scanning a source.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOutcome {
+    /// Every finding, sorted by path, line and column.
+    pub findings: Vec<Finding>,
+    /// What was scanned and skipped.
+    pub stats: WalkStats,
+    /// Wall-clock time of the scan.
+    pub elapsed: Duration,
+}
+
+/// Scans one blob; `path` is how its findings name it.
+pub fn scan_blob(engine: &Engine, path: &str, data: &[u8]) -> Vec<Finding> {
+    let matches = engine.scan(data);
+    if matches.is_empty() {
+        return Vec::new();
+    }
+    finding::findings(engine.rules().rules(), path, data, &matches)
+}
+
+/// Scans every file of a source, in parallel.
+pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
+    let started = Instant::now();
+    let findings = Mutex::new(Vec::new());
+    let stats = source.for_each(|blob| {
+        let matches = engine.scan(blob.data);
+        if matches.is_empty() {
+            return;
+        }
+        let path = display_path(blob.path);
+        let found = finding::findings(engine.rules().rules(), &path, blob.data, &matches);
+        findings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(found);
+    });
+    let mut findings = findings.into_inner().unwrap_or_else(|p| p.into_inner());
+    sort_findings(&mut findings);
+    ScanOutcome {
+        findings,
+        stats,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Sorts findings by location, then rule.
+pub fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| (&a.location, &a.rule_id).cmp(&(&b.location, &b.rule_id)));
+}
+
+fn display_path(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    text.strip_prefix("./").unwrap_or(&text).to_owned()
+}

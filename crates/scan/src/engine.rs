@@ -1,0 +1,297 @@
+//! The matching core: one keyword pass, then rule patterns only in windows around the hits.
+
+use std::ops::Range;
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use keyscope_rules::{Rule, RuleSet};
+
+use crate::checks;
+use crate::encoding;
+
+/// An error building an [`Engine`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The keyword automaton could not be built (too many or too long keywords).
+    #[error("cannot build the keyword prefilter: {0}")]
+    Prefilter(String),
+}
+
+/// What a hit of one automaton pattern means.
+#[derive(Debug, Clone)]
+enum Needle {
+    /// A rule keyword: try these rules (indexes into the rule set) around the hit.
+    Keyword(Vec<usize>),
+    /// A keyword as it looks inside base64 text: decode the surrounding run and scan that.
+    Base64,
+}
+
+/// A secret the engine found in one blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Index of the rule in the engine's rule set.
+    pub rule: usize,
+    /// Byte range in the blob to point at and to mask: the secret itself, or for an encoded
+    /// secret the whole encoded run that contains it.
+    pub span: Range<usize>,
+    /// The secret's bytes (decoded, if it was encoded).
+    pub secret: Vec<u8>,
+    /// Whether the secret was found inside base64 text.
+    pub base64: bool,
+}
+
+/// A compiled rule set, ready to scan blobs from many threads at once.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    rules: RuleSet,
+    automaton: AhoCorasick,
+    needles: Vec<Needle>,
+}
+
+impl Engine {
+    /// Compiles the keyword prefilter for a rule set.
+    pub fn new(rules: RuleSet) -> Result<Engine, EngineError> {
+        let mut patterns: Vec<Vec<u8>> = Vec::new();
+        let mut needles: Vec<Needle> = Vec::new();
+        let mut index_of = std::collections::HashMap::<Vec<u8>, usize>::new();
+        for (rule_index, rule) in rules.rules().iter().enumerate() {
+            for keyword in rule.keywords() {
+                let at = *index_of
+                    .entry(keyword.as_bytes().to_vec())
+                    .or_insert_with(|| {
+                        patterns.push(keyword.as_bytes().to_vec());
+                        needles.push(Needle::Keyword(Vec::new()));
+                        patterns.len() - 1
+                    });
+                if let Needle::Keyword(list) = &mut needles[at]
+                    && !list.contains(&rule_index)
+                {
+                    list.push(rule_index);
+                }
+            }
+        }
+        let encoded: Vec<Vec<u8>> = patterns
+            .iter()
+            .flat_map(|k| encoding::base64_needles(k))
+            .collect();
+        for needle in encoded {
+            if !index_of.contains_key(&needle) {
+                index_of.insert(needle.clone(), patterns.len());
+                patterns.push(needle);
+                needles.push(Needle::Base64);
+            }
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&patterns)
+            .map_err(|e| EngineError::Prefilter(e.to_string()))?;
+        Ok(Engine {
+            rules,
+            automaton,
+            needles,
+        })
+    }
+
+    /// The rule set this engine applies.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Finds every secret in `data`, in order of position. Never prints, never fails: bytes
+    /// that are not UTF-8 are matched like any others.
+    pub fn scan(&self, data: &[u8]) -> Vec<Match> {
+        self.scan_inner(data, true)
+    }
+
+    fn scan_inner(&self, data: &[u8], decode: bool) -> Vec<Match> {
+        let mut hits: Vec<(usize, usize, usize)> = Vec::new();
+        let mut encoded_hits: Vec<usize> = Vec::new();
+        for hit in self.automaton.find_overlapping_iter(data) {
+            match &self.needles[hit.pattern().as_usize()] {
+                Needle::Keyword(rules) => {
+                    hits.extend(rules.iter().map(|&r| (r, hit.start(), hit.end())));
+                }
+                Needle::Base64 if decode => encoded_hits.push(hit.start()),
+                Needle::Base64 => {}
+            }
+        }
+        if hits.is_empty() && encoded_hits.is_empty() {
+            return Vec::new();
+        }
+        let mut lines = checks::LineIndex::new(data);
+        let mut found = Vec::new();
+        hits.sort_unstable();
+        for group in hits.chunk_by(|a, b| a.0 == b.0) {
+            let rule_index = group[0].0;
+            let rule = &self.rules.rules()[rule_index];
+            for window in merged_windows(group, rule.window(), data.len()) {
+                self.match_window(rule_index, rule, data, window, &mut lines, &mut found);
+            }
+        }
+        if !encoded_hits.is_empty() {
+            for run in encoding::base64_runs(data, &encoded_hits) {
+                let Some(decoded) = encoding::decode_base64(&data[run.clone()]) else {
+                    continue;
+                };
+                for inner in self.scan_inner(&decoded, false) {
+                    found.push(Match {
+                        rule: inner.rule,
+                        span: run.clone(),
+                        secret: inner.secret,
+                        base64: true,
+                    });
+                }
+            }
+        }
+        found.sort_by(|a, b| {
+            (a.span.start, a.span.end, a.rule).cmp(&(b.span.start, b.span.end, b.rule))
+        });
+        // Two rules reporting the same bytes as the same secret are one finding.
+        found.dedup_by(|b, a| a.span == b.span && a.secret == b.secret);
+        found
+    }
+
+    fn match_window(
+        &self,
+        rule_index: usize,
+        rule: &Rule,
+        data: &[u8],
+        window: Range<usize>,
+        lines: &mut checks::LineIndex<'_>,
+        found: &mut Vec<Match>,
+    ) {
+        let haystack = &data[window.clone()];
+        let pattern = rule.pattern();
+        let spans: Vec<Range<usize>> = match rule.secret_group() {
+            Some(group) => pattern
+                .captures_iter(haystack)
+                .filter_map(|c| c.get(group))
+                .map(|m| m.range())
+                .collect(),
+            None => pattern.find_iter(haystack).map(|m| m.range()).collect(),
+        };
+        for span in spans {
+            let span = span.start + window.start..span.end + window.start;
+            let secret = &data[span.clone()];
+            if !checks::has_boundaries(data, &span)
+                || checks::is_placeholder(secret)
+                || checks::shannon_entropy(secret) < rule.entropy()
+            {
+                continue;
+            }
+            if let Some(context) = rule.context()
+                && !lines.context_matches(context, &span)
+            {
+                continue;
+            }
+            found.push(Match {
+                rule: rule_index,
+                span,
+                secret: secret.to_vec(),
+                base64: false,
+            });
+        }
+    }
+}
+
+/// Merges the search windows of one rule's sorted hits, so that a run of hits (a minified
+/// bundle full of keywords) costs one regex search, not one per hit.
+fn merged_windows(
+    hits: &[(usize, usize, usize)],
+    radius: usize,
+    len: usize,
+) -> impl Iterator<Item = Range<usize>> {
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for &(_, start, end) in hits {
+        let window = start.saturating_sub(radius)..end.saturating_add(radius).min(len);
+        match windows.last_mut() {
+            Some(last) if window.start <= last.end => last.end = last.end.max(window.end),
+            _ => windows.push(window),
+        }
+    }
+    windows.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+[[rules]]
+id = "demo-key"
+provider = "demo"
+name = "Demo key"
+description = "A demo."
+severity = "high"
+pattern = 'demo_[A-Za-z0-9]{24}'
+keywords = ["demo_"]
+
+[[rules]]
+id = "near-key"
+provider = "demo"
+name = "Key near an id"
+description = "A demo context rule."
+severity = "high"
+pattern = 'secret=(?P<secret>[a-f0-9]{32})'
+keywords = ["secret="]
+context = { patterns = ['DEMO_ID'], lines = 1 }
+"#;
+
+    fn engine() -> Engine {
+        Engine::new(RuleSet::from_toml("demo.toml", RULES).unwrap()).unwrap()
+    }
+
+    const KEY: &str = "demo_q8Zr3LwX0pVt7KcN2bYh5MfJ";
+
+    #[test]
+    fn finds_a_key_and_reports_its_span() {
+        let text = format!("x = \"{KEY}\"\n");
+        let found = engine().scan(text.as_bytes());
+        assert_eq!(found.len(), 1);
+        assert_eq!(&text[found[0].span.clone()], KEY);
+    }
+
+    #[test]
+    fn a_key_inside_a_longer_token_is_not_a_key() {
+        assert!(engine().scan(format!("{KEY}abc").as_bytes()).is_empty());
+        assert!(engine().scan(format!("abc{KEY}").as_bytes()).is_empty());
+        // ...but a JSON escape just before it is a boundary.
+        assert_eq!(engine().scan(format!("\"a\\n{KEY}\"").as_bytes()).len(), 1);
+    }
+
+    #[test]
+    fn context_rules_need_their_context_nearby() {
+        let secret = "secret=9f86d081884c7d659a2feaa0c55ad015";
+        assert!(engine().scan(secret.as_bytes()).is_empty());
+        assert_eq!(
+            engine()
+                .scan(format!("DEMO_ID=1\n{secret}").as_bytes())
+                .len(),
+            1
+        );
+        assert!(
+            engine()
+                .scan(format!("DEMO_ID=1\n\n\n{secret}").as_bytes())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn base64_encoded_keys_are_found_at_the_encoded_run() {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(KEY);
+        let text = format!("data:\n  token: {encoded}\n");
+        let found = engine().scan(text.as_bytes());
+        assert_eq!(found.len(), 1, "{text}");
+        assert!(found[0].base64);
+        assert_eq!(&text[found[0].span.clone()], encoded);
+        assert_eq!(found[0].secret, KEY.as_bytes());
+    }
+
+    #[test]
+    fn many_hits_on_one_line_cost_one_window() {
+        let line = "demo_ ".repeat(10_000) + KEY;
+        let found = engine().scan(line.as_bytes());
+        assert_eq!(found.len(), 1);
+    }
+}

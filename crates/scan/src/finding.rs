@@ -1,0 +1,258 @@
+//! Findings: what a match becomes once it has a place, a redacted form and a fingerprint.
+//! Nothing in a [`Finding`] holds the secret in clear.
+
+use std::ops::Range;
+
+use keyscope_rules::{Rule, Severity};
+use sha2::{Digest, Sha256};
+
+use crate::engine::Match;
+
+/// Domain separator for fingerprints, so they cannot be looked up in a table of plain hashes
+/// of known keys, and so a later format can change it.
+const FINGERPRINT_SALT: &[u8] = b"keyscope-fingerprint-v1\0";
+/// Characters of context kept either side of the secret in a snippet.
+const SNIPPET_CONTEXT: usize = 48;
+
+/// Where a finding is: a path and a 1-based line and column range (in characters).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Location {
+    /// The path, as given or found under a given directory (`-` for standard input).
+    pub path: String,
+    /// 1-based line of the start of the secret.
+    pub line: usize,
+    /// 1-based column of the first character of the secret.
+    pub column: usize,
+    /// 1-based column just past the secret on its first line (exclusive).
+    pub end_column: usize,
+}
+
+/// The line of a finding, with every secret on it masked, cut to a readable width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// The masked text.
+    pub text: String,
+    /// Byte range of this finding's masked secret within `text`.
+    pub highlight: Range<usize>,
+}
+
+/// One leaked secret at one place.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule's human name.
+    pub rule_name: String,
+    /// The provider slug.
+    pub provider: String,
+    /// How bad it is.
+    pub severity: Severity,
+    /// Where it is.
+    pub location: Location,
+    /// The secret, redacted: its public prefix and last four characters at most.
+    pub redacted: String,
+    /// A salted SHA-256 of the secret (32 hex characters): stable when the file moves, the
+    /// same for the same secret anywhere, useless for recovering it.
+    pub fingerprint: String,
+    /// The line, masked.
+    pub snippet: Snippet,
+    /// Whether the secret was base64-encoded where it was found.
+    pub base64: bool,
+    /// What to do about it.
+    pub help: String,
+    key_sha256: String,
+}
+
+impl Finding {
+    /// The plain SHA-256 of the secret, hex-encoded: the form in which a policy store
+    /// registers keys (`sha256:<hex>`). Used for attribution only; never reported.
+    pub fn key_sha256(&self) -> &str {
+        &self.key_sha256
+    }
+}
+
+/// Redacts a secret: the rule's public prefix (when it is at most half the secret), an
+/// ellipsis, and the last four characters (none for secrets shorter than 16).
+pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
+    let text = String::from_utf8_lossy(secret);
+    let chars: Vec<char> = text.chars().collect();
+    let shown_prefix = prefix
+        .filter(|p| text.starts_with(p) && p.chars().count() * 2 <= chars.len())
+        .unwrap_or("");
+    let tail: String = if chars.len() >= 16 {
+        chars[chars.len() - 4..].iter().collect()
+    } else {
+        String::new()
+    };
+    format!("{shown_prefix}…{tail}")
+}
+
+/// The salted fingerprint of a secret.
+pub fn fingerprint(secret: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(FINGERPRINT_SALT);
+    hasher.update(secret);
+    hex(&hasher.finalize()[..16])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Builds the findings of one blob from its matches.
+pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match]) -> Vec<Finding> {
+    let redactions: Vec<String> = matches
+        .iter()
+        .map(|m| redact(&m.secret, rules[m.rule].prefix()))
+        .collect();
+    let mut newlines: Option<Vec<usize>> = None;
+    matches
+        .iter()
+        .zip(&redactions)
+        .map(|(m, redacted)| {
+            let newlines =
+                newlines.get_or_insert_with(|| memchr::memchr_iter(b'\n', data).collect());
+            let line_index = newlines.partition_point(|&nl| nl < m.span.start);
+            let line_start = line_index.checked_sub(1).map_or(0, |i| newlines[i] + 1);
+            let line_end = newlines.get(line_index).copied().unwrap_or(data.len());
+            let column = char_count(&data[line_start..m.span.start]) + 1;
+            let end_column = column + char_count(&data[m.span.start..m.span.end.min(line_end)]);
+            let rule = &rules[m.rule];
+            Finding {
+                rule_id: rule.id().to_owned(),
+                rule_name: rule.name().to_owned(),
+                provider: rule.provider().to_owned(),
+                severity: rule.severity(),
+                location: Location {
+                    path: path.to_owned(),
+                    line: line_index + 1,
+                    column,
+                    end_column: end_column.max(column + 1),
+                },
+                redacted: redacted.clone(),
+                fingerprint: fingerprint(&m.secret),
+                snippet: snippet(data, line_start..line_end, m, matches, &redactions),
+                base64: m.base64,
+                help: help(rule, m.base64),
+                key_sha256: hex(&Sha256::digest(&m.secret)),
+            }
+        })
+        .collect()
+}
+
+fn char_count(bytes: &[u8]) -> usize {
+    String::from_utf8_lossy(bytes).chars().count()
+}
+
+fn help(rule: &Rule, base64: bool) -> String {
+    let encoded = if base64 {
+        " It is base64-encoded here, which hides nothing."
+    } else {
+        ""
+    };
+    format!(
+        "Revoke and rotate this {} key now: removing it from the file does not remove it from \
+         history. Load it from a secrets manager at run time, and give each app and environment \
+         its own scoped key.{encoded}",
+        rule.provider()
+    )
+}
+
+/// The masked line around one match: every match on the line replaced by its redaction.
+fn snippet(
+    data: &[u8],
+    line: Range<usize>,
+    this: &Match,
+    matches: &[Match],
+    redactions: &[String],
+) -> Snippet {
+    let mut text = String::new();
+    let mut highlight = 0..0;
+    let mut at = line.start;
+    for (m, redacted) in matches.iter().zip(redactions) {
+        // Matches are in position order; one that overlaps an earlier mask is already hidden.
+        if m.span.start >= line.end || m.span.end <= line.start || m.span.start < at {
+            continue;
+        }
+        text.push_str(&String::from_utf8_lossy(&data[at..m.span.start]));
+        let masked = if m.base64 {
+            format!("[base64: {redacted}]")
+        } else {
+            redacted.clone()
+        };
+        if m == this {
+            highlight = text.len()..text.len() + masked.len();
+        }
+        text.push_str(&masked);
+        at = m.span.end;
+    }
+    if at < line.end {
+        text.push_str(&String::from_utf8_lossy(&data[at..line.end]));
+    }
+    let text = text.trim_end_matches('\r');
+    cut(text, highlight)
+}
+
+/// Cuts a long line to the highlighted part and some context on each side.
+fn cut(text: &str, highlight: Range<usize>) -> Snippet {
+    let before: Vec<(usize, char)> = text[..highlight.start].char_indices().collect();
+    let start = if before.len() > SNIPPET_CONTEXT {
+        before[before.len() - SNIPPET_CONTEXT].0
+    } else {
+        0
+    };
+    let end = text[highlight.end..]
+        .char_indices()
+        .nth(SNIPPET_CONTEXT)
+        .map_or(text.len(), |(i, _)| highlight.end + i);
+    let lead = if start > 0 { "…" } else { "" };
+    let trail = if end < text.len() { "…" } else { "" };
+    let trimmed_start =
+        text[start..highlight.start].len() - text[start..highlight.start].trim_start().len();
+    let body = &text[start + trimmed_start..end];
+    let offset = lead.len() + highlight.start - start - trimmed_start;
+    Snippet {
+        text: format!("{lead}{body}{trail}"),
+        highlight: offset..offset + highlight.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_shows_prefix_and_last_four_only() {
+        let secret = b"sk-ant-api03-q8Zr3LwX0pVt7KcN2bYh5MfJq8Zr3LwX0pVt7KcN2bYh5MfJAA";
+        assert_eq!(redact(secret, Some("sk-ant-api03-")), "sk-ant-api03-…fJAA");
+        assert_eq!(redact(b"0123456789abcdef0123", None), "…0123");
+        assert_eq!(redact(b"short", None), "…");
+        // A prefix that would show more than half the secret is not shown.
+        assert_eq!(
+            redact(b"sk-abcdefghijklmnop", Some("sk-abcdefghijk")),
+            "…mnop"
+        );
+    }
+
+    #[test]
+    fn fingerprint_is_stable_salted_and_short() {
+        assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
+        assert_ne!(fingerprint(b"abc"), fingerprint(b"abd"));
+        assert_eq!(fingerprint(b"abc").len(), 32);
+        // Not the plain SHA-256 of the secret.
+        assert!(!hex(&Sha256::digest(b"abc")).starts_with(&fingerprint(b"abc")));
+    }
+
+    #[test]
+    fn long_lines_are_cut_around_the_highlight() {
+        let text = format!("{}SECRET{}", "a".repeat(500), "b".repeat(500));
+        let s = cut(&text, 500..506);
+        assert_eq!(&s.text[s.highlight.clone()], "SECRET");
+        assert!(s.text.starts_with('…') && s.text.ends_with('…'));
+        assert!(s.text.chars().count() < 120);
+    }
+}
