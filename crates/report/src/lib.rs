@@ -1,1 +1,75 @@
-//! keyscope-report.
+//! Renders keyscope scan results: versioned JSON, SARIF 2.1.0 for code-scanning services, and
+//! miette diagnostics for people.
+//!
+//! The one design decision here: **every renderer takes the same [`ScanReport`] and none can
+//! reach a secret**. Findings arrive already redacted (`keyscope-scan` never stores a secret in
+//! a finding), so no output format can leak one, whatever it chooses to show.
+//!
+//! ```
+//! use keyscope_report::{ScanReport, json};
+//! use keyscope_rules::RuleSet;
+//!
+//! let rules = RuleSet::builtin()?;
+//! let report = ScanReport::new(&rules, &[], &Default::default(), std::time::Duration::ZERO);
+//! let value: serde_json::Value = serde_json::from_str(&json::render(&report)?)?;
+//! assert_eq!(value["version"], 1);
+//! assert_eq!(value["summary"]["findings"], 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod human;
+pub mod json;
+pub mod sarif;
+
+use std::time::Duration;
+
+use keyscope_rules::RuleSet;
+use keyscope_scan::Finding;
+use keyscope_sources::WalkStats;
+
+/// Everything a renderer needs about one scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanReport<'a> {
+    /// The rules the scan applied (SARIF lists them).
+    pub rules: &'a RuleSet,
+    /// The findings, in report order.
+    pub findings: &'a [Finding],
+    /// What was scanned and skipped.
+    pub stats: &'a WalkStats,
+    /// How long the scan took.
+    pub elapsed: Duration,
+}
+
+impl<'a> ScanReport<'a> {
+    /// Bundles a scan's results for rendering.
+    pub fn new(
+        rules: &'a RuleSet,
+        findings: &'a [Finding],
+        stats: &'a WalkStats,
+        elapsed: Duration,
+    ) -> ScanReport<'a> {
+        ScanReport {
+            rules,
+            findings,
+            stats,
+            elapsed,
+        }
+    }
+
+    /// Whether everything that should have been scanned was.
+    pub fn complete(&self) -> bool {
+        !self.stats.has_failures()
+    }
+}
+
+/// An error rendering a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Serialisation failed (not expected for well-formed findings).
+    #[error("cannot serialise the report: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+/// The tool's version, as reported in every format.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,114 @@
+//! The JSON report, format version 1. Its schema is `report-v1.schema.json` beside this crate
+//! (JSON Schema draft 2020-12), and a test checks every report against it.
+//!
+//! Compatibility: fields may be added within version 1; renaming or removing one, or changing
+//! its meaning, bumps `version`.
+
+use serde::Serialize;
+
+use crate::{ReportError, ScanReport, TOOL_VERSION};
+
+/// The JSON Schema of format version 1.
+pub const SCHEMA: &str = include_str!("../report-v1.schema.json");
+
+#[derive(Serialize)]
+struct Report<'a> {
+    version: u32,
+    tool: Tool,
+    summary: Summary,
+    findings: Vec<JsonFinding<'a>>,
+    skipped: Vec<JsonSkipped>,
+}
+
+#[derive(Serialize)]
+struct Tool {
+    name: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    files_scanned: u64,
+    bytes_scanned: u64,
+    binary_files_skipped: u64,
+    skipped: usize,
+    findings: usize,
+    duration_ms: u128,
+    complete: bool,
+}
+
+#[derive(Serialize)]
+struct JsonFinding<'a> {
+    rule_id: &'a str,
+    rule_name: &'a str,
+    provider: &'a str,
+    severity: &'a str,
+    path: &'a str,
+    line: usize,
+    column: usize,
+    end_column: usize,
+    redacted: &'a str,
+    fingerprint: &'a str,
+    encoding: Option<&'static str>,
+    snippet: &'a str,
+    help: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonSkipped {
+    path: String,
+    reason: String,
+    failure: bool,
+}
+
+/// Renders the report as pretty-printed JSON.
+pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
+    let value = Report {
+        version: 1,
+        tool: Tool {
+            name: "keyscope",
+            version: TOOL_VERSION,
+        },
+        summary: Summary {
+            files_scanned: report.stats.files,
+            bytes_scanned: report.stats.bytes,
+            binary_files_skipped: report.stats.binary,
+            skipped: report.stats.skipped.len(),
+            findings: report.findings.len(),
+            duration_ms: report.elapsed.as_millis(),
+            complete: report.complete(),
+        },
+        findings: report
+            .findings
+            .iter()
+            .map(|f| JsonFinding {
+                rule_id: &f.rule_id,
+                rule_name: &f.rule_name,
+                provider: &f.provider,
+                severity: f.severity.as_str(),
+                path: &f.location.path,
+                line: f.location.line,
+                column: f.location.column,
+                end_column: f.location.end_column,
+                redacted: &f.redacted,
+                fingerprint: &f.fingerprint,
+                encoding: f.base64.then_some("base64"),
+                snippet: &f.snippet.text,
+                help: &f.help,
+            })
+            .collect(),
+        skipped: report
+            .stats
+            .skipped
+            .iter()
+            .map(|s| JsonSkipped {
+                path: s.path.to_string_lossy().into_owned(),
+                reason: s.reason.to_string(),
+                failure: s.reason.is_failure(),
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&value)?;
+    text.push('\n');
+    Ok(text)
+}

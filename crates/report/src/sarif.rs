@@ -1,0 +1,284 @@
+//! SARIF 2.1.0, shaped for GitHub code scanning: one `reportingDescriptor` per rule with
+//! descriptions, help, tags, precision and `security-severity`; 1-based regions; stable
+//! `partialFingerprints` that do not move with line numbers.
+
+use std::collections::BTreeMap;
+
+use keyscope_rules::{Rule, Severity};
+use keyscope_scan::Finding;
+use serde_json::json;
+use serde_sarif::sarif::{
+    ArtifactLocation, Invocation, Location, Message, MultiformatMessageString, Notification,
+    PhysicalLocation, PropertyBag, Region, ReportingConfiguration, ReportingDescriptor, Result,
+    ResultLevel, Run, Sarif, Tool, ToolComponent,
+};
+
+use crate::{ReportError, ScanReport, TOOL_VERSION};
+
+/// The `$schema` URI written into every log.
+pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
+const INFORMATION_URI: &str = "https://github.com/keyscope/keyscope";
+
+/// Renders the report as a SARIF 2.1.0 log with one run.
+pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportError> {
+    let rules = report.rules.rules();
+    let index: BTreeMap<&str, usize> = rules.iter().enumerate().map(|(i, r)| (r.id(), i)).collect();
+    let results: Vec<Result> = report
+        .findings
+        .iter()
+        .map(|f| result(f, index.get(f.rule_id.as_str()).copied()))
+        .collect();
+    let notifications: Vec<Notification> = report
+        .stats
+        .skipped
+        .iter()
+        .map(|s| {
+            Notification::builder()
+                .message(message(format!("{}: {}", s.path.display(), s.reason)))
+                .level(if s.reason.is_failure() {
+                    json!("error")
+                } else {
+                    json!("note")
+                })
+                .build()
+        })
+        .collect();
+    let driver = ToolComponent::builder()
+        .name("keyscope")
+        .version(TOOL_VERSION)
+        .semantic_version(TOOL_VERSION)
+        .information_uri(INFORMATION_URI)
+        .rules(rules.iter().map(descriptor).collect::<Vec<_>>())
+        .build();
+    let invocation = Invocation::builder()
+        .execution_successful(report.complete())
+        .tool_execution_notifications(notifications)
+        .build();
+    let run = Run::builder()
+        .tool(Tool::builder().driver(driver).build())
+        .results(results)
+        .invocations(vec![invocation])
+        .column_kind(json!("unicodeCodePoints"))
+        .build();
+    let log = Sarif::builder()
+        .schema(SCHEMA_URI)
+        .version(json!("2.1.0"))
+        .runs(vec![run])
+        .build();
+    let mut text = serde_json::to_string_pretty(&log)?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn message(text: impl Into<String>) -> Message {
+    Message::builder().text(text.into()).build()
+}
+
+fn multiformat(text: impl Into<String>) -> MultiformatMessageString {
+    MultiformatMessageString::builder()
+        .text(text.into())
+        .build()
+}
+
+fn level(severity: Severity) -> ResultLevel {
+    match severity {
+        Severity::Critical | Severity::High => ResultLevel::Error,
+        Severity::Medium => ResultLevel::Warning,
+        Severity::Low | Severity::Info => ResultLevel::Note,
+    }
+}
+
+/// GitHub's `security-severity`: a CVSS-like score that sorts alerts into critical (>= 9.0),
+/// high (7.0-8.9), medium (4.0-6.9) and low.
+fn security_severity(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "9.5",
+        Severity::High => "8.0",
+        Severity::Medium => "5.5",
+        Severity::Low => "3.0",
+        Severity::Info => "1.0",
+    }
+}
+
+fn pascal_case(id: &str) -> String {
+    id.split(['-', '_', '/'])
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn descriptor(rule: &Rule) -> ReportingDescriptor {
+    let mut help = format!(
+        "{}\n\nRevoke and rotate the key at the provider, remove it from the code (and from \
+         history if the repository is shared), load it from a secrets manager at run time, and \
+         give each application and environment its own scoped key.",
+        rule.description()
+    );
+    let mut markdown = format!(
+        "**{}**\n\n{}\n\n1. Revoke and rotate the key at the provider.\n2. Remove it from the \
+         code, and from history if the repository is shared.\n3. Load it from a secrets manager \
+         at run time.\n4. Give each application and environment its own scoped key.",
+        rule.name(),
+        rule.description()
+    );
+    if !rule.references().is_empty() {
+        help.push_str("\n\nReferences: ");
+        help.push_str(&rule.references().join(", "));
+        markdown.push_str("\n\nReferences:\n");
+        for reference in rule.references() {
+            markdown.push_str(&format!("- <{reference}>\n"));
+        }
+    }
+    let mut tags = vec!["security".to_owned(), "secret".to_owned()];
+    tags.push(rule.provider().to_owned());
+    tags.extend(rule.tags().iter().cloned());
+    tags.sort();
+    tags.dedup();
+    let precision = if rule.context().is_some() {
+        "medium"
+    } else {
+        "high"
+    };
+    let mut properties = BTreeMap::new();
+    properties.insert("precision".to_owned(), json!(precision));
+    properties.insert(
+        "security-severity".to_owned(),
+        json!(security_severity(rule.severity())),
+    );
+    properties.insert("provider".to_owned(), json!(rule.provider()));
+    let mut descriptor = ReportingDescriptor::builder()
+        .id(rule.id())
+        .name(pascal_case(rule.id()))
+        .short_description(multiformat(rule.name()))
+        .full_description(multiformat(rule.description()))
+        .help(
+            MultiformatMessageString::builder()
+                .text(help)
+                .markdown(markdown)
+                .build(),
+        )
+        .default_configuration(
+            ReportingConfiguration::builder()
+                .level(json!(level_name(rule.severity())))
+                .build(),
+        )
+        .properties(
+            PropertyBag::builder()
+                .tags(tags)
+                .additional_properties(properties)
+                .build(),
+        )
+        .build();
+    descriptor.help_uri = rule.references().first().cloned();
+    descriptor
+}
+
+fn level_name(severity: Severity) -> &'static str {
+    match level(severity) {
+        ResultLevel::Error => "error",
+        ResultLevel::Warning => "warning",
+        _ => "note",
+    }
+}
+
+/// A path as a SARIF URI reference: relative paths stay relative (resolved against the
+/// repository root by code scanning), with `/` separators and unsafe bytes percent-encoded.
+fn uri(path: &str) -> String {
+    let mut out = String::new();
+    let path = path.replace('\\', "/");
+    if path.starts_with('/') {
+        out.push_str("file://");
+    }
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
+    let loc = &finding.location;
+    let region = Region::builder()
+        .start_line(loc.line as i64)
+        .start_column(loc.column as i64)
+        .end_line(loc.line as i64)
+        .end_column(loc.end_column as i64)
+        .snippet(
+            serde_sarif::sarif::ArtifactContent::builder()
+                .text(finding.snippet.text.clone())
+                .build(),
+        )
+        .build();
+    let location = Location::builder()
+        .physical_location(
+            PhysicalLocation::builder()
+                .artifact_location(ArtifactLocation::builder().uri(uri(&loc.path)).build())
+                .region(region)
+                .build(),
+        )
+        .build();
+    let mut fingerprints = BTreeMap::new();
+    // Identity of a result across runs: the secret, the rule and the file, not the line, so
+    // edits above a finding do not turn it into a new alert.
+    fingerprints.insert(
+        "keyscope/v1".to_owned(),
+        keyscope_scan::fingerprint(
+            format!("{}\0{}\0{}", finding.rule_id, loc.path, finding.fingerprint).as_bytes(),
+        ),
+    );
+    let mut properties = BTreeMap::new();
+    properties.insert("provider".to_owned(), json!(finding.provider));
+    properties.insert("redacted".to_owned(), json!(finding.redacted));
+    properties.insert("fingerprint".to_owned(), json!(finding.fingerprint));
+    properties.insert("severity".to_owned(), json!(finding.severity.as_str()));
+    if finding.base64 {
+        properties.insert("encoding".to_owned(), json!("base64"));
+    }
+    let text = format!(
+        "{} `{}` is exposed in {}. {}",
+        finding.rule_name, finding.redacted, loc.path, finding.help
+    );
+    let builder = Result::builder()
+        .rule_id(finding.rule_id.clone())
+        .level(level(finding.severity))
+        .message(message(text))
+        .locations(vec![location])
+        .partial_fingerprints(fingerprints)
+        .properties(
+            PropertyBag::builder()
+                .additional_properties(properties)
+                .build(),
+        );
+    match rule_index {
+        Some(i) => builder.rule_index(i as i64).build(),
+        None => builder.build(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_relative_and_encoded() {
+        assert_eq!(uri("src/app.py"), "src/app.py");
+        assert_eq!(uri("my dir/a#b.py"), "my%20dir/a%23b.py");
+        assert_eq!(uri("/abs/x.env"), "file:///abs/x.env");
+        assert_eq!(uri("win\\path.txt"), "win/path.txt");
+    }
+
+    #[test]
+    fn rule_names_are_pascal_case() {
+        assert_eq!(pascal_case("openai-project-key"), "OpenaiProjectKey");
+        assert_eq!(pascal_case("flat-key/key-logged"), "FlatKeyKeyLogged");
+    }
+}

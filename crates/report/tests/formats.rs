@@ -1,0 +1,207 @@
+//! Every output format, checked against its schema and for leaks.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly"
+)]
+
+use std::time::Duration;
+
+use keyscope_report::{ScanReport, human, json, sarif};
+use keyscope_rules::RuleSet;
+use keyscope_scan::{Engine, Finding, scan_blob};
+use keyscope_sources::{SkipReason, Skipped, WalkStats};
+
+/// A synthetic body of `len` characters from `alphabet`, from a fixed seed.
+fn synthetic(alphabet: &str, len: usize, seed: u64) -> String {
+    let chars: Vec<char> = alphabet.chars().collect();
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            chars[(state >> 33) as usize % chars.len()]
+        })
+        .collect()
+}
+
+const ALNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn keys() -> Vec<String> {
+    vec![
+        format!(
+            "sk-{}T3BlbkFJ{}",
+            synthetic(ALNUM, 20, 1),
+            synthetic(ALNUM, 20, 2)
+        ),
+        format!(
+            "sk-proj-{}T3BlbkFJ{}",
+            synthetic(ALNUM, 74, 3),
+            synthetic(ALNUM, 74, 4)
+        ),
+    ]
+}
+
+fn findings() -> (RuleSet, Vec<Finding>) {
+    let rules = RuleSet::builtin().unwrap();
+    let engine = Engine::new(rules.clone()).unwrap();
+    let keys = keys();
+    let text = format!(
+        "a = \"{}\"\nb = \"{}\" # same line: {}\n",
+        keys[0], keys[1], keys[0]
+    );
+    let found = scan_blob(&engine, "dir with space/app.py", text.as_bytes());
+    assert_eq!(found.len(), 3, "{found:?}");
+    (rules, found)
+}
+
+fn stats() -> WalkStats {
+    WalkStats {
+        files: 1,
+        bytes: 100,
+        binary: 1,
+        skipped: vec![
+            Skipped {
+                path: "logo.png".into(),
+                reason: SkipReason::Binary,
+            },
+            Skipped {
+                path: "dump.sql".into(),
+                reason: SkipReason::TooLarge { size: 10, limit: 5 },
+            },
+        ],
+    }
+}
+
+fn assert_no_key(output: &str) {
+    for key in keys() {
+        assert!(!output.contains(&key), "a whole key leaked into:\n{output}");
+        // Not even its body without the public prefix.
+        assert!(
+            !output.contains(&key[key.len() - 24..]),
+            "a key body leaked into:\n{output}"
+        );
+    }
+}
+
+fn validate(schema: &str, instance: &str) {
+    let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+    let instance: serde_json::Value = serde_json::from_str(instance).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn sarif_validates_against_the_2_1_0_schema() {
+    let (rules, found) = findings();
+    let stats = stats();
+    let report = ScanReport::new(&rules, &found, &stats, Duration::from_millis(5));
+    let out = sarif::render(&report).unwrap();
+    validate(include_str!("sarif-schema-2.1.0.json"), &out);
+    assert_no_key(&out);
+}
+
+#[test]
+fn sarif_has_what_github_code_scanning_needs() {
+    let (rules, found) = findings();
+    let stats = stats();
+    let report = ScanReport::new(&rules, &found, &stats, Duration::ZERO);
+    let log: serde_json::Value = serde_json::from_str(&sarif::render(&report).unwrap()).unwrap();
+    let run = &log["runs"][0];
+    let descriptors = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let mut ids: Vec<&str> = descriptors
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "one rule entry per id");
+    for d in descriptors {
+        for field in ["shortDescription", "fullDescription", "help"] {
+            assert!(
+                d[field]["text"].is_string(),
+                "{field} missing on {}",
+                d["id"]
+            );
+        }
+        assert!(d["properties"]["tags"].as_array().unwrap().len() >= 2);
+        assert!(d["properties"]["precision"].is_string());
+        let score: f64 = d["properties"]["security-severity"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((0.0..=10.0).contains(&score));
+    }
+    let results = run["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        let region = &r["locations"][0]["physicalLocation"]["region"];
+        assert!(region["startLine"].as_i64().unwrap() >= 1);
+        assert!(region["startColumn"].as_i64().unwrap() >= 1);
+        assert!(region["endColumn"].as_i64().unwrap() > region["startColumn"].as_i64().unwrap());
+        let index = r["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(descriptors[index]["id"], r["ruleId"]);
+        assert!(r["partialFingerprints"]["keyscope/v1"].is_string());
+        assert_eq!(
+            r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "dir%20with%20space/app.py"
+        );
+    }
+    // The same key twice in one file is the same alert identity; different keys differ.
+    let fp = |i: usize| results[i]["partialFingerprints"]["keyscope/v1"].clone();
+    assert_ne!(fp(0), fp(1));
+    assert_eq!(fp(0), fp(2));
+    assert_eq!(run["invocations"][0]["executionSuccessful"], false);
+}
+
+#[test]
+fn json_validates_against_its_schema_and_reports_incompleteness() {
+    let (rules, found) = findings();
+    let stats = stats();
+    let report = ScanReport::new(&rules, &found, &stats, Duration::from_millis(5));
+    let out = json::render(&report).unwrap();
+    validate(json::SCHEMA, &out);
+    assert_no_key(&out);
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["summary"]["complete"], false);
+    assert_eq!(value["findings"][0]["line"], 1);
+    assert_eq!(value["findings"][1]["line"], 2);
+    assert_eq!(value["skipped"][1]["failure"], true);
+}
+
+#[test]
+fn human_output_masks_every_secret_on_the_line() {
+    let (rules, found) = findings();
+    let stats = stats();
+    let report = ScanReport::new(&rules, &found, &stats, Duration::ZERO);
+    let mut out = String::new();
+    for d in human::diagnostics(&report) {
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::none())
+            .with_width(200);
+        handler.render_report(&mut out, &d).unwrap();
+    }
+    for f in &found {
+        out.push_str(&f.snippet.text);
+        out.push('\n');
+        assert_eq!(
+            &f.snippet.text[f.snippet.highlight.clone()],
+            f.redacted.as_str()
+        );
+    }
+    out.push_str(&human::summary(&report));
+    assert_no_key(&out);
+    assert!(out.contains("not scanned: dump.sql"));
+    assert!(out.contains("incomplete"));
+    // The real line number, the location and the rule are shown.
+    assert!(out.contains("app.py:2:6"), "{out}");
+    assert!(out.contains(" 2 | b = "), "{out}");
+    assert!(out.contains("openai-project-key (critical)"), "{out}");
+}
