@@ -10,7 +10,8 @@
 //! use keyscope_rules::RuleSet;
 //!
 //! let rules = RuleSet::builtin()?;
-//! let report = ScanReport::new(&rules, &[], &Default::default(), std::time::Duration::ZERO);
+//! let stats = keyscope_sources::WalkStats::default();
+//! let report = ScanReport::new(&rules, &[], &stats, std::time::Duration::ZERO);
 //! let value: serde_json::Value = serde_json::from_str(&json::render(&report)?)?;
 //! assert_eq!(value["version"], 1);
 //! assert_eq!(value["summary"]["findings"], 0);
