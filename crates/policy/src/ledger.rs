@@ -1,0 +1,793 @@
+//! The budget ledger: durable two-phase spending in SQLite (WAL).
+//!
+//! The one design decision: **running totals are kept per scope and calendar window, and every
+//! request charges its scope and all its ancestors inside one `BEGIN IMMEDIATE` transaction**.
+//! A reservation reads the totals of the scope chain, decides, and adds its worst-case hold in the
+//! same write transaction, so two processes or threads can never both spend the last dollar, and
+//! a team cap covers its applications without summing rows at decision time. A commit replaces
+//! the hold with the actual cost, a release drops it, and a hold past its TTL is swept by the next
+//! write. Windows are UTC calendar days (`2026-11-22`) and months (`2026-11`), keyed by date, so
+//! nothing has to reset them. Rate limits count requests and tokens per calendar minute in the
+//! same database.
+//!
+//! Durability: WAL with `synchronous=NORMAL` survives a killed process (tested); a power loss may
+//! roll back the last transactions but never corrupts the file.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use serde::Serialize;
+
+use crate::catalog::Price;
+use crate::error::LedgerError;
+use crate::money::token_cost;
+use crate::time::Timestamp;
+
+/// How long a hold lives when neither committed nor released, by default: 15 minutes.
+pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    request_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    month TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('held', 'committed', 'released', 'expired')),
+    held_micros INTEGER NOT NULL,
+    held_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    price_input INTEGER,
+    price_output INTEGER,
+    price_cached_input INTEGER,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    settled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS requests_live_holds ON requests (expires_at) WHERE state = 'held';
+CREATE INDEX IF NOT EXISTS requests_day ON requests (day);
+CREATE TABLE IF NOT EXISTS totals (
+    scope TEXT NOT NULL,
+    period TEXT NOT NULL,
+    committed_micros INTEGER NOT NULL DEFAULT 0,
+    held_micros INTEGER NOT NULL DEFAULT 0,
+    committed_tokens INTEGER NOT NULL DEFAULT 0,
+    held_tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, period)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rates (
+    scope TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    tokens INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (scope, minute)
+) WITHOUT ROWID;
+PRAGMA user_version = 1;
+";
+
+/// The durable budget ledger. Thread-safe; several processes may share one file.
+#[derive(Debug)]
+pub struct Ledger {
+    conn: Mutex<Connection>,
+    hold_ttl_seconds: i64,
+}
+
+/// Actual usage reported when committing a reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Uncached input tokens.
+    pub input_tokens: u64,
+    /// Cached input tokens, billed at the cached price.
+    pub cached_input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// The actual cost, when the caller knows it; otherwise computed from the reserved prices.
+    pub cost_micros: Option<u64>,
+}
+
+/// What a commit or release did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Settlement {
+    /// The hold was replaced by the actual cost.
+    Committed {
+        /// The cost charged.
+        cost_micros: u64,
+    },
+    /// A retried commit: the first one stands, nothing charged twice.
+    AlreadyCommitted {
+        /// The cost charged by the first commit.
+        cost_micros: u64,
+    },
+    /// The hold was dropped.
+    Released,
+    /// A retried release.
+    AlreadyReleased,
+}
+
+/// Spend of one window of one scope, as the ledger holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WindowUsage {
+    pub(crate) committed_micros: u64,
+    pub(crate) held_micros: u64,
+    pub(crate) committed_tokens: u64,
+    pub(crate) held_tokens: u64,
+}
+
+/// Spend of one scope in the day, month and minute of a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ScopeUsage {
+    pub(crate) day: WindowUsage,
+    pub(crate) month: WindowUsage,
+    pub(crate) minute_requests: u64,
+    pub(crate) minute_tokens: u64,
+}
+
+/// A new hold, written by a reservation.
+#[derive(Debug, Clone)]
+pub(crate) struct Hold<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) key_id: &'a str,
+    pub(crate) chain: &'a [&'a str],
+    pub(crate) model: &'a str,
+    pub(crate) time: Timestamp,
+    pub(crate) micros: u64,
+    pub(crate) tokens: u64,
+    pub(crate) price: Option<Price>,
+}
+
+/// How `keyscope spend` groups rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpendGrouping {
+    /// By the scope a request was made in (not its ancestors): the chargeback view.
+    Scope,
+    /// By resolved (versioned) model.
+    Model,
+    /// By UTC day.
+    Day,
+}
+
+/// One row of a spend report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpendRow {
+    /// The scope, model or day.
+    pub group: String,
+    /// Requests committed.
+    pub requests: u64,
+    /// Committed cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Committed input tokens, cached included.
+    pub input_tokens: u64,
+    /// Committed output tokens.
+    pub output_tokens: u64,
+    /// Requests still held.
+    pub held_requests: u64,
+    /// Micro-dollars still held.
+    pub held_micros: u64,
+}
+
+fn to_i64(value: u64, request_id: &str) -> Result<i64, LedgerError> {
+    i64::try_from(value).map_err(|_| LedgerError::Overflow(request_id.to_owned()))
+}
+
+fn from_i64(value: i64) -> Result<u64, LedgerError> {
+    u64::try_from(value).map_err(|_| LedgerError::Corrupt(format!("negative amount {value}")))
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`.
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+        Self::init(conn)
+    }
+
+    /// A ledger that lives in memory only: fixtures and tests.
+    pub fn open_in_memory() -> Result<Self, LedgerError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, LedgerError> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        tx.commit()?;
+        conn.set_prepared_statement_cache_capacity(64);
+        Ok(Self {
+            conn: Mutex::new(conn),
+            hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
+        })
+    }
+
+    /// Sets how long an unsettled hold lives.
+    pub fn with_hold_ttl(mut self, seconds: i64) -> Self {
+        self.hold_ttl_seconds = seconds.max(1);
+        self
+    }
+
+    /// How long an unsettled hold lives, in seconds.
+    pub fn hold_ttl_seconds(&self) -> i64 {
+        self.hold_ttl_seconds
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when `f` succeeds.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Replaces the hold of `request_id` with its actual cost. Idempotent: a retried commit
+    /// returns [`Settlement::AlreadyCommitted`] and charges nothing. A hold that expired is still
+    /// charged: the money was spent.
+    pub fn commit(
+        &self,
+        request_id: &str,
+        usage: &Usage,
+        now: Timestamp,
+    ) -> Result<Settlement, LedgerError> {
+        self.write(|tx| {
+            let row = find(tx, request_id)?.ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
+            match row.state.as_str() {
+                "committed" => {
+                    return Ok(Settlement::AlreadyCommitted {
+                        cost_micros: row.cost_micros,
+                    });
+                }
+                "released" => return Err(LedgerError::AlreadyReleased(request_id.to_owned())),
+                "held" => add_held(tx, &row.chain, &row.day, &row.month, row.held_micros, row.held_tokens, request_id, Sign::Minus)?,
+                _ => {}
+            }
+            let overflow = || LedgerError::Overflow(request_id.to_owned());
+            let cost = match (usage.cost_micros, row.price) {
+                (Some(cost), _) => cost,
+                (None, Some(price)) => token_cost(usage.input_tokens, price.input)
+                    .zip(token_cost(usage.cached_input_tokens, price.cached_input))
+                    .zip(token_cost(usage.output_tokens, price.output))
+                    .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c))
+                    .ok_or_else(overflow)?,
+                (None, None) => 0,
+            };
+            let tokens = usage
+                .input_tokens
+                .checked_add(usage.cached_input_tokens)
+                .and_then(|t| t.checked_add(usage.output_tokens))
+                .ok_or_else(overflow)?;
+            add_committed(tx, &row.chain, &row.day, &row.month, cost, tokens, request_id)?;
+            tx.prepare_cached(
+                "UPDATE requests SET state = 'committed', cost_micros = ?2, input_tokens = ?3,
+                 cached_input_tokens = ?4, output_tokens = ?5, settled_at = ?6 WHERE request_id = ?1",
+            )?
+            .execute(params![
+                request_id,
+                to_i64(cost, request_id)?,
+                to_i64(usage.input_tokens, request_id)?,
+                to_i64(usage.cached_input_tokens, request_id)?,
+                to_i64(usage.output_tokens, request_id)?,
+                now.unix()
+            ])?;
+            Ok(Settlement::Committed { cost_micros: cost })
+        })
+    }
+
+    /// Drops the hold of `request_id`. Idempotent; a committed request cannot be released.
+    pub fn release(&self, request_id: &str, now: Timestamp) -> Result<Settlement, LedgerError> {
+        self.write(|tx| {
+            let row = find(tx, request_id)?
+                .ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
+            match row.state.as_str() {
+                "committed" => return Err(LedgerError::AlreadyCommitted(request_id.to_owned())),
+                "released" => return Ok(Settlement::AlreadyReleased),
+                "held" => add_held(
+                    tx,
+                    &row.chain,
+                    &row.day,
+                    &row.month,
+                    row.held_micros,
+                    row.held_tokens,
+                    request_id,
+                    Sign::Minus,
+                )?,
+                _ => {}
+            }
+            tx.prepare_cached(
+                "UPDATE requests SET state = 'released', settled_at = ?2 WHERE request_id = ?1",
+            )?
+            .execute(params![request_id, now.unix()])?;
+            Ok(Settlement::Released)
+        })
+    }
+
+    /// Expires the holds whose TTL has passed at `now`; returns how many.
+    pub fn expire_holds(&self, now: Timestamp) -> Result<u64, LedgerError> {
+        self.write(|tx| sweep(tx, now))
+    }
+
+    /// Committed spend (and live holds) grouped by scope, model or day, from `since` (a UTC day
+    /// `YYYY-MM-DD`, inclusive) on.
+    pub fn spend(
+        &self,
+        by: SpendGrouping,
+        since: Option<&str>,
+    ) -> Result<Vec<SpendRow>, LedgerError> {
+        let column = match by {
+            SpendGrouping::Scope => "scope",
+            SpendGrouping::Model => "model",
+            SpendGrouping::Day => "day",
+        };
+        let sql = format!(
+            "SELECT {column},
+                    SUM(state = 'committed'),
+                    COALESCE(SUM(CASE WHEN state = 'committed' THEN cost_micros END), 0),
+                    COALESCE(SUM(CASE WHEN state = 'committed' THEN input_tokens + cached_input_tokens END), 0),
+                    COALESCE(SUM(CASE WHEN state = 'committed' THEN output_tokens END), 0),
+                    SUM(state = 'held'),
+                    COALESCE(SUM(CASE WHEN state = 'held' THEN held_micros END), 0)
+             FROM requests WHERE day >= ?1 AND state IN ('committed', 'held')
+             GROUP BY {column} ORDER BY {column}"
+        );
+        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
+        let mut statement = conn.prepare(&sql)?;
+        let rows = statement.query_map([since.unwrap_or("")], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                [
+                    r.get::<_, i64>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ],
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (group, n) = row?;
+            out.push(SpendRow {
+                group,
+                requests: from_i64(n[0])?,
+                cost_micros: from_i64(n[1])?,
+                input_tokens: from_i64(n[2])?,
+                output_tokens: from_i64(n[3])?,
+                held_requests: from_i64(n[4])?,
+                held_micros: from_i64(n[5])?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The running totals of `scope` (the scope and everything under it) in `period`
+    /// (`YYYY-MM-DD` or `YYYY-MM`): committed and held micro-dollars.
+    pub fn window_totals(&self, scope: &str, period: &str) -> Result<(u64, u64), LedgerError> {
+        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
+        let (committed, held): (i64, i64) = conn
+            .query_row(
+                "SELECT committed_micros, held_micros FROM totals WHERE scope = ?1 AND period = ?2",
+                params![scope, period],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((0, 0));
+        Ok((from_i64(committed)?, from_i64(held)?))
+    }
+
+    /// The state of a request: `held`, `committed`, `released` or `expired`.
+    pub fn request_state(&self, request_id: &str) -> Result<Option<String>, LedgerError> {
+        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
+        Ok(conn
+            .query_row(
+                "SELECT state FROM requests WHERE request_id = ?1",
+                [request_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RequestRow {
+    pub(crate) state: String,
+    chain: Vec<String>,
+    day: String,
+    month: String,
+    held_micros: u64,
+    held_tokens: u64,
+    cost_micros: u64,
+    price: Option<Price>,
+    pub(crate) expires_at: i64,
+}
+
+pub(crate) fn find(
+    tx: &Transaction<'_>,
+    request_id: &str,
+) -> Result<Option<RequestRow>, LedgerError> {
+    let raw = tx
+        .prepare_cached(
+            "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
+                    price_input, price_output, price_cached_input, expires_at
+             FROM requests WHERE request_id = ?1",
+        )?
+        .query_row([request_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?],
+                [r.get::<_, Option<i64>>(7)?, r.get(8)?, r.get(9)?],
+                r.get::<_, i64>(10)?,
+            ))
+        })
+        .optional()?;
+    let Some((state, chain, day, month, amounts, prices, expires_at)) = raw else {
+        return Ok(None);
+    };
+    let price = match prices {
+        [Some(input), Some(output), Some(cached)] => Some(Price {
+            input: from_i64(input)?,
+            output: from_i64(output)?,
+            cached_input: from_i64(cached)?,
+        }),
+        _ => None,
+    };
+    Ok(Some(RequestRow {
+        state,
+        chain: chain.split('\n').map(str::to_owned).collect(),
+        day,
+        month,
+        held_micros: from_i64(amounts[0])?,
+        held_tokens: from_i64(amounts[1])?,
+        cost_micros: from_i64(amounts[2])?,
+        price,
+        expires_at,
+    }))
+}
+
+#[derive(Clone, Copy)]
+enum Sign {
+    Plus,
+    Minus,
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row of the totals table, spelled out"
+)]
+fn add_held(
+    tx: &Transaction<'_>,
+    chain: &[impl AsRef<str>],
+    day: &str,
+    month: &str,
+    micros: u64,
+    tokens: u64,
+    request_id: &str,
+    sign: Sign,
+) -> Result<(), LedgerError> {
+    let (micros, tokens) = (to_i64(micros, request_id)?, to_i64(tokens, request_id)?);
+    let (micros, tokens) = match sign {
+        Sign::Plus => (micros, tokens),
+        Sign::Minus => (-micros, -tokens),
+    };
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO totals (scope, period, held_micros, held_tokens) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, period) DO UPDATE SET
+            held_micros = held_micros + excluded.held_micros,
+            held_tokens = held_tokens + excluded.held_tokens",
+    )?;
+    for scope in chain {
+        for period in [day, month] {
+            statement.execute(params![scope.as_ref(), period, micros, tokens])?;
+        }
+    }
+    Ok(())
+}
+
+fn add_committed(
+    tx: &Transaction<'_>,
+    chain: &[impl AsRef<str>],
+    day: &str,
+    month: &str,
+    micros: u64,
+    tokens: u64,
+    request_id: &str,
+) -> Result<(), LedgerError> {
+    let (micros, tokens) = (to_i64(micros, request_id)?, to_i64(tokens, request_id)?);
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO totals (scope, period, committed_micros, committed_tokens) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (scope, period) DO UPDATE SET
+            committed_micros = committed_micros + excluded.committed_micros,
+            committed_tokens = committed_tokens + excluded.committed_tokens",
+    )?;
+    for scope in chain {
+        for period in [day, month] {
+            statement.execute(params![scope.as_ref(), period, micros, tokens])?;
+        }
+    }
+    Ok(())
+}
+
+/// Expires every hold whose TTL has passed.
+pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerError> {
+    let expired: Vec<String> = tx
+        .prepare_cached(
+            "SELECT request_id FROM requests WHERE state = 'held' AND expires_at <= ?1",
+        )?
+        .query_map([now.unix()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for request_id in &expired {
+        if let Some(row) = find(tx, request_id)? {
+            add_held(
+                tx,
+                &row.chain,
+                &row.day,
+                &row.month,
+                row.held_micros,
+                row.held_tokens,
+                request_id,
+                Sign::Minus,
+            )?;
+        }
+        tx.prepare_cached(
+            "UPDATE requests SET state = 'expired', settled_at = ?2 WHERE request_id = ?1",
+        )?
+        .execute(params![request_id, now.unix()])?;
+    }
+    Ok(expired.len() as u64)
+}
+
+/// Spend of `scope` in the windows of `time`.
+pub(crate) fn usage(
+    tx: &Transaction<'_>,
+    scope: &str,
+    time: Timestamp,
+    day: &str,
+    month: &str,
+) -> Result<ScopeUsage, LedgerError> {
+    let mut totals = tx.prepare_cached(
+        "SELECT committed_micros, held_micros, committed_tokens, held_tokens
+         FROM totals WHERE scope = ?1 AND period = ?2",
+    )?;
+    let mut window = |period: &str| -> Result<WindowUsage, LedgerError> {
+        let row = totals
+            .query_row(params![scope, period], |r| {
+                Ok([r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
+            })
+            .optional()?
+            .unwrap_or_default();
+        Ok(WindowUsage {
+            committed_micros: from_i64(row[0])?,
+            held_micros: from_i64(row[1])?,
+            committed_tokens: from_i64(row[2])?,
+            held_tokens: from_i64(row[3])?,
+        })
+    };
+    let day = window(day)?;
+    let month = window(month)?;
+    let (requests, tokens): (i64, i64) = tx
+        .prepare_cached("SELECT requests, tokens FROM rates WHERE scope = ?1 AND minute = ?2")?
+        .query_row(params![scope, time.minute_key()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+        .unwrap_or((0, 0));
+    Ok(ScopeUsage {
+        day,
+        month,
+        minute_requests: from_i64(requests)?,
+        minute_tokens: from_i64(tokens)?,
+    })
+}
+
+/// Writes a hold and charges it to the whole chain, day, month and minute.
+pub(crate) fn insert_hold(
+    tx: &Transaction<'_>,
+    hold: &Hold<'_>,
+    ttl: i64,
+) -> Result<Timestamp, LedgerError> {
+    let id = hold.request_id;
+    let day = hold.time.day_key();
+    let month = hold.time.month_key();
+    let expires_at = hold.time.saturating_add(ttl);
+    let price = |f: fn(&Price) -> u64| hold.price.as_ref().map(|p| to_i64(f(p), id)).transpose();
+    tx.prepare_cached(
+        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
+            held_micros, held_tokens, price_input, price_output, price_cached_input, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'held', ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?
+    .execute(params![
+        id,
+        hold.key_id,
+        hold.chain.first().copied().unwrap_or_default(),
+        hold.chain.join("\n"),
+        hold.model,
+        day,
+        month,
+        hold.time.minute_key(),
+        to_i64(hold.micros, id)?,
+        to_i64(hold.tokens, id)?,
+        price(|p| p.input)?,
+        price(|p| p.output)?,
+        price(|p| p.cached_input)?,
+        hold.time.unix(),
+        expires_at.unix(),
+    ])?;
+    add_held(
+        tx,
+        hold.chain,
+        &day,
+        &month,
+        hold.micros,
+        hold.tokens,
+        id,
+        Sign::Plus,
+    )?;
+    let mut rates = tx.prepare_cached(
+        "INSERT INTO rates (scope, minute, requests, tokens) VALUES (?1, ?2, 1, ?3)
+         ON CONFLICT (scope, minute) DO UPDATE SET requests = requests + 1, tokens = tokens + excluded.tokens",
+    )?;
+    for scope in hold.chain {
+        rates.execute(params![
+            scope,
+            hold.time.minute_key(),
+            to_i64(hold.tokens, id)?
+        ])?;
+    }
+    Ok(expires_at)
+}
+
+/// Records spend that happened outside a reservation (imports, fixtures): a committed request.
+pub(crate) fn insert_committed(tx: &Transaction<'_>, hold: &Hold<'_>) -> Result<(), LedgerError> {
+    insert_hold(tx, hold, 0)?;
+    add_held(
+        tx,
+        hold.chain,
+        &hold.time.day_key(),
+        &hold.time.month_key(),
+        hold.micros,
+        hold.tokens,
+        hold.request_id,
+        Sign::Minus,
+    )?;
+    add_committed(
+        tx,
+        hold.chain,
+        &hold.time.day_key(),
+        &hold.time.month_key(),
+        hold.micros,
+        hold.tokens,
+        hold.request_id,
+    )?;
+    tx.prepare_cached(
+        "UPDATE requests SET state = 'committed', cost_micros = held_micros, input_tokens = held_tokens,
+         settled_at = created_at WHERE request_id = ?1",
+    )?
+    .execute([hold.request_id])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold<'a>(id: &'a str, chain: &'a [&'a str], micros: u64) -> Hold<'a> {
+        Hold {
+            request_id: id,
+            key_id: "k",
+            chain,
+            model: "m",
+            time: Timestamp::parse("2026-11-22T12:00:00Z").unwrap(),
+            micros,
+            tokens: 100,
+            price: Some(Price {
+                input: 1_000_000,
+                output: 2_000_000,
+                cached_input: 500_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn two_phase_charges_the_chain_once() {
+        let ledger = Ledger::open_in_memory().unwrap();
+        let chain = ["team/app", "team"];
+        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+        ledger
+            .write(|tx| insert_hold(tx, &hold("r1", &chain, 500), 60))
+            .unwrap();
+        assert_eq!(
+            ledger.window_totals("team", "2026-11-22").unwrap(),
+            (0, 500)
+        );
+        assert_eq!(
+            ledger.window_totals("team/app", "2026-11").unwrap(),
+            (0, 500)
+        );
+        let usage = Usage {
+            input_tokens: 100,
+            cached_input_tokens: 100,
+            output_tokens: 100,
+            cost_micros: None,
+        };
+        assert_eq!(
+            ledger.commit("r1", &usage, now).unwrap(),
+            Settlement::Committed { cost_micros: 350 }
+        );
+        assert_eq!(
+            ledger.commit("r1", &usage, now).unwrap(),
+            Settlement::AlreadyCommitted { cost_micros: 350 }
+        );
+        assert_eq!(
+            ledger.window_totals("team", "2026-11-22").unwrap(),
+            (350, 0)
+        );
+        assert!(matches!(
+            ledger.release("r1", now),
+            Err(LedgerError::AlreadyCommitted(_))
+        ));
+        assert!(matches!(
+            ledger.commit("nope", &usage, now),
+            Err(LedgerError::UnknownRequest(_))
+        ));
+        let rows = ledger.spend(SpendGrouping::Scope, None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].requests, rows[0].cost_micros, rows[0].input_tokens),
+            (1, 350, 200)
+        );
+    }
+
+    #[test]
+    fn release_and_expiry_drop_holds() {
+        let ledger = Ledger::open_in_memory().unwrap();
+        let chain = ["a"];
+        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+        ledger
+            .write(|tx| insert_hold(tx, &hold("r1", &chain, 500), 60))
+            .unwrap();
+        ledger
+            .write(|tx| insert_hold(tx, &hold("r2", &chain, 700), 60))
+            .unwrap();
+        assert_eq!(ledger.release("r1", now).unwrap(), Settlement::Released);
+        assert_eq!(
+            ledger.release("r1", now).unwrap(),
+            Settlement::AlreadyReleased
+        );
+        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 700));
+        assert_eq!(ledger.expire_holds(now.saturating_add(59)).unwrap(), 0);
+        assert_eq!(ledger.expire_holds(now.saturating_add(60)).unwrap(), 1);
+        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 0));
+        assert_eq!(
+            ledger.request_state("r2").unwrap().as_deref(),
+            Some("expired")
+        );
+        let usage = Usage {
+            cost_micros: Some(42),
+            ..Usage::default()
+        };
+        assert_eq!(
+            ledger.commit("r2", &usage, now).unwrap(),
+            Settlement::Committed { cost_micros: 42 }
+        );
+        assert_eq!(ledger.window_totals("a", "2026-11").unwrap(), (42, 0));
+        assert!(matches!(
+            ledger.commit("r1", &usage, now),
+            Err(LedgerError::AlreadyReleased(_))
+        ));
+    }
+}

@@ -1,0 +1,740 @@
+//! The scope tree and key registry (`scopes.toml`).
+//!
+//! Settings inherit down the tree: a scope that does not set its environment, audience, PHI flag,
+//! model allowlist, networks or maximum key age takes its nearest ancestor's. Budget caps and
+//! rate limits do not inherit: each scope's own caps apply to it and everything under it, which
+//! the ledger enforces by charging a request to the scope and all its ancestors. Keys are
+//! registered by SHA-256 fingerprint or id, never in clear text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::catalog::toml_error;
+use crate::error::{SourceError, SourceFile, StoreError};
+use crate::money::usd_from_toml;
+use crate::net::Cidr;
+use crate::time::Timestamp;
+
+/// The deployment environment of a scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Environment {
+    /// Live traffic.
+    Production,
+    /// Pre-production: production's models plus evaluation candidates.
+    Staging,
+    /// Development: any model, under a budget cap.
+    Development,
+}
+
+impl Environment {
+    /// The name policies compare against: `production`, `staging`, `development`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Production => "production",
+            Self::Staging => "staging",
+            Self::Development => "development",
+        }
+    }
+}
+
+/// Who a scope's output reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Audience {
+    /// Output reaches patients or customers.
+    PatientFacing,
+    /// Output stays inside the organization.
+    Internal,
+}
+
+impl Audience {
+    /// The name policies compare against: `patient-facing`, `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PatientFacing => "patient-facing",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// Budget caps of one scope, covering the scope and everything under it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Micro-dollars per UTC calendar day.
+    pub day_micros: Option<u64>,
+    /// Micro-dollars per UTC calendar month.
+    pub month_micros: Option<u64>,
+    /// Tokens per UTC calendar day.
+    pub day_tokens: Option<u64>,
+    /// Tokens per UTC calendar month.
+    pub month_tokens: Option<u64>,
+}
+
+impl Budget {
+    /// Whether any money cap is set.
+    pub fn has_money_cap(&self) -> bool {
+        self.day_micros.is_some() || self.month_micros.is_some()
+    }
+
+    /// Whether any cap is set.
+    pub fn is_limited(&self) -> bool {
+        self.has_money_cap() || self.day_tokens.is_some() || self.month_tokens.is_some()
+    }
+}
+
+/// Rate limits of one scope, per calendar minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// Estimated tokens (input plus maximum output) per minute.
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl RateLimit {
+    /// Whether any limit is set.
+    pub fn is_limited(&self) -> bool {
+        self.requests_per_minute.is_some() || self.tokens_per_minute.is_some()
+    }
+}
+
+/// An entry of a model allowlist, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModelPattern {
+    pub(crate) text: String,
+    pub(crate) span: Range<usize>,
+}
+
+/// A scope with its inherited settings resolved.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Scope id, `prod/care-notes-summarization`.
+    pub id: String,
+    /// Parent scope id.
+    pub parent: Option<String>,
+    /// What the scope stands for: `org`, `team`, `application`, `environment`, ...
+    pub kind: String,
+    /// Deployment environment (inherited).
+    pub environment: Option<Environment>,
+    /// Audience (inherited; `internal` when nothing sets it).
+    pub audience: Audience,
+    /// Owner, for the audit trail.
+    pub owner: Option<String>,
+    /// Whether the scope handles protected health information (inherited).
+    pub phi: bool,
+    /// Source networks requests must come from (inherited); empty means any.
+    pub networks: Vec<Cidr>,
+    /// Maximum key age in seconds (inherited).
+    pub max_key_age_seconds: Option<i64>,
+    /// This scope's own budget caps.
+    pub budget: Budget,
+    /// This scope's own rate limits.
+    pub rate: RateLimit,
+    pub(crate) models: Vec<ModelPattern>,
+}
+
+impl Scope {
+    /// Whether `ip` may call from where it is. A scope without networks accepts any source; a
+    /// scope with networks rejects a request that does not say where it comes from.
+    pub fn accepts_source(&self, ip: Option<IpAddr>) -> bool {
+        match ip {
+            _ if self.networks.is_empty() => true,
+            Some(ip) => self.networks.iter().any(|n| n.contains(ip)),
+            None => false,
+        }
+    }
+}
+
+/// A registered key.
+#[derive(Debug, Clone)]
+pub struct Key {
+    /// Key id, unique in the store.
+    pub id: String,
+    /// `sha256:<64 hex>` of the raw key string, if registered by fingerprint.
+    pub fingerprint: Option<String>,
+    /// The scope the key belongs to.
+    pub scope: String,
+    /// When the key was created.
+    pub created: Timestamp,
+    /// When the key stops being valid (exclusive).
+    pub expires: Option<Timestamp>,
+    /// Whether the key was revoked.
+    pub revoked: bool,
+}
+
+/// What the scanner needs to attribute a leaked key: the scope it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeInfo {
+    /// The scope id, `prod/care-notes-summarization`.
+    pub scope: String,
+    /// The registered key id.
+    pub key_id: String,
+    /// The scope's environment, if set.
+    pub environment: Option<Environment>,
+    /// Whether the scope is production: a leak there is more severe.
+    pub production: bool,
+    /// Whether the scope handles protected health information.
+    pub phi: bool,
+    /// The scope's owner, if set.
+    pub owner: Option<String>,
+}
+
+/// The loaded `scopes.toml`: scope tree and key registry.
+#[derive(Debug, Clone)]
+pub struct Scopes {
+    scopes: Vec<Scope>,
+    by_id: HashMap<String, usize>,
+    keys: Vec<Key>,
+    key_by_id: HashMap<String, usize>,
+    key_by_fingerprint: HashMap<String, usize>,
+    model_lists: BTreeMap<String, Vec<ModelPattern>>,
+    pub(crate) file: SourceFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScopes {
+    #[serde(default)]
+    model_lists: BTreeMap<String, Vec<Spanned<String>>>,
+    #[serde(default, rename = "scope")]
+    scopes: Vec<RawScope>,
+    #[serde(default, rename = "key")]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScope {
+    id: Spanned<String>,
+    parent: Option<Spanned<String>>,
+    kind: Option<String>,
+    environment: Option<Environment>,
+    audience: Option<Audience>,
+    owner: Option<String>,
+    phi: Option<bool>,
+    models: Option<Vec<Spanned<String>>>,
+    networks: Option<Vec<Spanned<String>>>,
+    max_key_age_days: Option<Spanned<i64>>,
+    #[serde(default)]
+    budget: RawBudget,
+    #[serde(default)]
+    rate: RawRate,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    day_usd: Option<Spanned<toml::Value>>,
+    month_usd: Option<Spanned<toml::Value>>,
+    day_tokens: Option<u64>,
+    month_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    requests_per_minute: Option<u64>,
+    tokens_per_minute: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: Spanned<String>,
+    scope: Spanned<String>,
+    fingerprint: Option<Spanned<String>>,
+    created: Spanned<toml::value::Datetime>,
+    expires: Option<Spanned<toml::value::Datetime>>,
+    #[serde(default)]
+    revoked: bool,
+    #[serde(default)]
+    #[expect(dead_code, reason = "documentation for humans, accepted and ignored")]
+    description: Option<String>,
+}
+
+/// The `sha256:<64 lowercase hex>` fingerprint of a raw key string, as `scopes.toml` registers it.
+pub fn fingerprint(raw_key: &str) -> String {
+    let digest = Sha256::digest(raw_key.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// Normalizes `sha256:<hex>` or bare hex to `sha256:<lowercase hex>`, if well-formed.
+fn normalize_fingerprint(text: &str) -> Option<String> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))
+}
+
+impl Scopes {
+    /// Loads `scopes.toml` alone: the quick path for attributing scanned keys.
+    pub fn load(path: &Path) -> Result<Self, StoreError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::parse(&path.display().to_string(), &text)?)
+    }
+
+    /// Parses the text of a `scopes.toml`; `name` is used in diagnostics.
+    pub fn parse(name: &str, text: &str) -> Result<Self, SourceError> {
+        Self::parse_file(SourceFile::new(name, text))
+    }
+
+    pub(crate) fn parse_file(file: SourceFile) -> Result<Self, SourceError> {
+        let raw: RawScopes = toml::from_str(&file.text).map_err(|e| toml_error(&file, &e))?;
+        let patterns = |list: Vec<Spanned<String>>| -> Vec<ModelPattern> {
+            list.into_iter()
+                .map(|s| ModelPattern {
+                    span: s.span(),
+                    text: s.into_inner(),
+                })
+                .collect()
+        };
+        let model_lists: BTreeMap<String, Vec<ModelPattern>> = raw
+            .model_lists
+            .into_iter()
+            .map(|(name, list)| (name, patterns(list)))
+            .collect();
+
+        let mut by_id = HashMap::new();
+        for (index, scope) in raw.scopes.iter().enumerate() {
+            let id = scope.id.get_ref();
+            if id.is_empty() || id.contains(char::is_whitespace) {
+                return Err(file.error(
+                    format!("invalid scope id `{id}`"),
+                    Some(scope.id.span()),
+                    "no spaces",
+                ));
+            }
+            if by_id.insert(id.clone(), index).is_some() {
+                return Err(file.error(
+                    format!("duplicate scope `{id}`"),
+                    Some(scope.id.span()),
+                    "defined twice",
+                ));
+            }
+        }
+        for scope in &raw.scopes {
+            if let Some(parent) = &scope.parent
+                && !by_id.contains_key(parent.get_ref())
+            {
+                return Err(file.error(
+                    format!("unknown parent scope `{}`", parent.get_ref()),
+                    Some(parent.span()),
+                    "no such scope",
+                ));
+            }
+        }
+        let chain_of = |start: usize| -> Result<Vec<usize>, SourceError> {
+            let mut chain = vec![start];
+            let mut current = start;
+            while let Some(parent) = &raw.scopes[current].parent {
+                let next = by_id[parent.get_ref()];
+                if chain.contains(&next) {
+                    return Err(file.error(
+                        format!(
+                            "scope `{}` is its own ancestor",
+                            raw.scopes[start].id.get_ref()
+                        ),
+                        Some(raw.scopes[start].id.span()),
+                        "cycle",
+                    ));
+                }
+                chain.push(next);
+                current = next;
+            }
+            Ok(chain)
+        };
+
+        let mut scopes = Vec::with_capacity(raw.scopes.len());
+        for index in 0..raw.scopes.len() {
+            let chain = chain_of(index)?;
+            let inherited =
+                |f: &dyn Fn(&RawScope) -> bool| chain.iter().copied().find(|&i| f(&raw.scopes[i]));
+            let own = &raw.scopes[index];
+            let environment =
+                inherited(&|s| s.environment.is_some()).and_then(|i| raw.scopes[i].environment);
+            let audience = inherited(&|s| s.audience.is_some())
+                .and_then(|i| raw.scopes[i].audience)
+                .unwrap_or(Audience::Internal);
+            let phi = inherited(&|s| s.phi.is_some())
+                .and_then(|i| raw.scopes[i].phi)
+                .unwrap_or(false);
+            let models = inherited(&|s| s.models.is_some())
+                .and_then(|i| raw.scopes[i].models.clone())
+                .map(patterns)
+                .unwrap_or_default();
+            let mut networks = Vec::new();
+            if let Some(list) =
+                inherited(&|s| s.networks.is_some()).and_then(|i| raw.scopes[i].networks.as_ref())
+            {
+                for entry in list {
+                    let cidr: Cidr = entry.get_ref().parse().map_err(|()| {
+                        file.error(
+                            format!("invalid network `{}`", entry.get_ref()),
+                            Some(entry.span()),
+                            "expected CIDR like 10.0.0.0/8",
+                        )
+                    })?;
+                    networks.push(cidr);
+                }
+            }
+            let max_key_age_seconds = match inherited(&|s| s.max_key_age_days.is_some())
+                .and_then(|i| raw.scopes[i].max_key_age_days.as_ref())
+            {
+                Some(days) => Some(
+                    days.get_ref()
+                        .checked_mul(86_400)
+                        .filter(|_| *days.get_ref() > 0)
+                        .ok_or_else(|| {
+                            file.error(
+                                "`max_key_age_days` must be a positive number of days",
+                                Some(days.span()),
+                                "out of range",
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            let usd = |field: &Option<Spanned<toml::Value>>| -> Result<Option<u64>, SourceError> {
+                field
+                    .as_ref()
+                    .map(|v| {
+                        usd_from_toml(v.get_ref()).ok_or_else(|| {
+                            file.error(
+                                "a budget must be a non-negative USD amount with at most 6 decimals",
+                                Some(v.span()),
+                                "USD",
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+            scopes.push(Scope {
+                id: own.id.get_ref().clone(),
+                parent: own.parent.as_ref().map(|p| p.get_ref().clone()),
+                kind: own.kind.clone().unwrap_or_else(|| "application".to_owned()),
+                environment,
+                audience,
+                owner: own.owner.clone(),
+                phi,
+                networks,
+                max_key_age_seconds,
+                budget: Budget {
+                    day_micros: usd(&own.budget.day_usd)?,
+                    month_micros: usd(&own.budget.month_usd)?,
+                    day_tokens: own.budget.day_tokens,
+                    month_tokens: own.budget.month_tokens,
+                },
+                rate: RateLimit {
+                    requests_per_minute: own.rate.requests_per_minute,
+                    tokens_per_minute: own.rate.tokens_per_minute,
+                },
+                models,
+            });
+        }
+
+        let mut keys = Vec::with_capacity(raw.keys.len());
+        let mut key_by_id = HashMap::new();
+        let mut key_by_fingerprint = HashMap::new();
+        for key in raw.keys {
+            let id = key.id.get_ref().clone();
+            if id.starts_with("sha256:") || id.is_empty() {
+                return Err(file.error(
+                    format!("invalid key id `{id}`"),
+                    Some(key.id.span()),
+                    "ids must not look like fingerprints",
+                ));
+            }
+            if !by_id.contains_key(key.scope.get_ref()) {
+                return Err(file.error(
+                    format!("unknown scope `{}` for key `{id}`", key.scope.get_ref()),
+                    Some(key.scope.span()),
+                    "no such scope",
+                ));
+            }
+            let fingerprint = match &key.fingerprint {
+                Some(f) => {
+                    let normalized = f
+                        .get_ref()
+                        .strip_prefix("sha256:")
+                        .and_then(|_| normalize_fingerprint(f.get_ref()))
+                        .ok_or_else(|| {
+                            file.error(
+                                format!("invalid fingerprint for key `{id}`"),
+                                Some(f.span()),
+                                "expected sha256:<64 hex digits>",
+                            )
+                            .with_help("register the SHA-256 of the raw key, never the key itself: `keyscope` prints it with `sha256:` in front")
+                        })?;
+                    if key_by_fingerprint
+                        .insert(normalized.clone(), keys.len())
+                        .is_some()
+                    {
+                        return Err(file.error(
+                            "the same fingerprint is registered twice",
+                            Some(f.span()),
+                            "duplicate",
+                        ));
+                    }
+                    Some(normalized)
+                }
+                None => None,
+            };
+            let timestamp = |d: &Spanned<toml::value::Datetime>, what: &str| {
+                Timestamp::parse(&d.get_ref().to_string()).ok_or_else(|| {
+                    file.error(
+                        format!("`{what}` of key `{id}` must be a date or an RFC 3339 date-time with offset"),
+                        Some(d.span()),
+                        "not a UTC instant",
+                    )
+                })
+            };
+            let created = timestamp(&key.created, "created")?;
+            let expires = key
+                .expires
+                .as_ref()
+                .map(|e| timestamp(e, "expires"))
+                .transpose()?;
+            if key_by_id.insert(id.clone(), keys.len()).is_some() {
+                return Err(file.error(
+                    format!("duplicate key id `{id}`"),
+                    Some(key.id.span()),
+                    "defined twice",
+                ));
+            }
+            keys.push(Key {
+                id,
+                fingerprint,
+                scope: key.scope.into_inner(),
+                created,
+                expires,
+                revoked: key.revoked,
+            });
+        }
+        Ok(Self {
+            scopes,
+            by_id,
+            keys,
+            key_by_id,
+            key_by_fingerprint,
+            model_lists,
+            file,
+        })
+    }
+
+    /// A scope by id.
+    pub fn scope(&self, id: &str) -> Option<&Scope> {
+        self.by_id.get(id).map(|&i| &self.scopes[i])
+    }
+
+    /// Every scope, in file order.
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// Every key, in file order.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The scope and its ancestors, nearest first.
+    pub fn chain(&self, id: &str) -> Vec<&Scope> {
+        let mut chain = Vec::new();
+        let mut current = self.scope(id);
+        while let Some(scope) = current {
+            chain.push(scope);
+            current = scope.parent.as_deref().and_then(|p| self.scope(p));
+        }
+        chain
+    }
+
+    /// A key by `sha256:<hex>` fingerprint (or bare hex), or by id.
+    pub fn key(&self, id_or_fingerprint: &str) -> Option<&Key> {
+        if let Some(&i) = self.key_by_id.get(id_or_fingerprint) {
+            return Some(&self.keys[i]);
+        }
+        let normalized = normalize_fingerprint(id_or_fingerprint)?;
+        self.key_by_fingerprint
+            .get(&normalized)
+            .map(|&i| &self.keys[i])
+    }
+
+    /// The scope a leaked key belongs to, by the SHA-256 of the raw key (hex, with or without the
+    /// `sha256:` prefix, any case). `None` when the key is not registered.
+    pub fn scope_for_key_fingerprint(&self, sha256_hex: &str) -> Option<ScopeInfo> {
+        let normalized = normalize_fingerprint(sha256_hex)?;
+        let key = &self.keys[*self.key_by_fingerprint.get(&normalized)?];
+        let scope = self.scope(&key.scope)?;
+        Some(ScopeInfo {
+            scope: scope.id.clone(),
+            key_id: key.id.clone(),
+            environment: scope.environment,
+            production: scope.environment == Some(Environment::Production),
+            phi: scope.phi,
+            owner: scope.owner.clone(),
+        })
+    }
+
+    pub(crate) fn model_list(&self, name: &str) -> Option<&[ModelPattern]> {
+        self.model_lists.get(name).map(Vec::as_slice)
+    }
+}
+
+/// Glob match with `*` as the only wildcard.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return text.is_empty();
+    };
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPES: &str = r#"
+[[scope]]
+id = "acme"
+kind = "org"
+environment = "production"
+phi = true
+max_key_age_days = 90
+networks = ["10.0.0.0/8"]
+budget = { month_usd = 100 }
+
+[[scope]]
+id = "acme/app"
+parent = "acme"
+owner = "app@acme.example"
+budget = { day_usd = "1.5" }
+rate = { requests_per_minute = 10 }
+
+[[key]]
+id = "app-1"
+scope = "acme/app"
+fingerprint = "sha256:2CF24DBA5FB0A30E26E83B2AC5B9E29E1B161E5C1FA7425E73043362938B9824"
+created = 2026-01-01T00:00:00Z
+expires = 2026-04-01
+"#;
+
+    #[test]
+    fn settings_inherit_and_caps_do_not() {
+        let scopes = Scopes::parse("scopes.toml", SCOPES).unwrap();
+        let app = scopes.scope("acme/app").unwrap();
+        assert_eq!(app.environment, Some(Environment::Production));
+        assert!(app.phi);
+        assert_eq!(app.max_key_age_seconds, Some(90 * 86_400));
+        assert_eq!(app.budget.day_micros, Some(1_500_000));
+        assert_eq!(app.budget.month_micros, None);
+        assert!(app.accepts_source(Some("10.1.2.3".parse().unwrap())));
+        assert!(!app.accepts_source(Some("11.1.2.3".parse().unwrap())));
+        assert!(!app.accepts_source(None));
+        let chain: Vec<&str> = scopes
+            .chain("acme/app")
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(chain, ["acme/app", "acme"]);
+    }
+
+    #[test]
+    fn keys_are_found_by_fingerprint_in_any_form() {
+        let scopes = Scopes::parse("scopes.toml", SCOPES).unwrap();
+        assert_eq!(
+            fingerprint("hello"),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let info = scopes
+            .scope_for_key_fingerprint(
+                "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+            )
+            .unwrap();
+        assert_eq!(info.scope, "acme/app");
+        assert!(info.production && info.phi);
+        assert_eq!(info.owner.as_deref(), Some("app@acme.example"));
+        assert!(
+            scopes
+                .scope_for_key_fingerprint(&fingerprint("other"))
+                .is_none()
+        );
+        assert!(scopes.scope_for_key_fingerprint("not hex").is_none());
+        assert_eq!(scopes.key("app-1").unwrap().id, "app-1");
+        assert_eq!(scopes.key(&fingerprint("hello")).unwrap().id, "app-1");
+    }
+
+    #[test]
+    fn bad_scopes_are_spanned_errors() {
+        let cases = [
+            (
+                SCOPES.replace("parent = \"acme\"", "parent = \"acme-typo\""),
+                "`acme-typo`",
+            ),
+            (SCOPES.replace("10.0.0.0/8", "10.0.0.0/80"), "`10.0.0.0/80`"),
+            (SCOPES.replace("\"1.5\"", "\"1.5.0\""), "USD"),
+            (SCOPES.replace("2CF24DBA", "2CF24DB"), "fingerprint"),
+            (
+                SCOPES.replace("environment = \"production\"", "environment = \"prod\""),
+                "prod",
+            ),
+            (
+                SCOPES.replace("scope = \"acme/app\"", "scope = \"nope\""),
+                "`nope`",
+            ),
+            (
+                SCOPES.replace("parent = \"acme\"", "parent = \"acme/app\""),
+                "own ancestor",
+            ),
+            (
+                format!("{SCOPES}\n[[scope]]\nid = \"acme\"\n"),
+                "duplicate scope",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = Scopes::parse("scopes.toml", &text).unwrap_err();
+            assert!(
+                err.message().contains(needle),
+                "{needle}: {}",
+                err.message()
+            );
+        }
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", "gpt-4o"));
+        assert!(glob_match("gpt-4o*", "gpt-4o-2024-11-20"));
+        assert!(glob_match("claude-*-4-5*", "claude-sonnet-4-5-20250929"));
+        assert!(!glob_match("claude-*-4-5", "claude-sonnet-4-5-20250929"));
+        assert!(glob_match("gpt-4o", "gpt-4o"));
+        assert!(!glob_match("gpt-4o", "gpt-4o-mini"));
+        assert!(!glob_match("a*a", "a"));
+    }
+}

@@ -1,0 +1,517 @@
+//! Loading a policy store: a directory with `schema.cedarschema`, `*.cedar`, `scopes.toml` and
+//! `models.toml`, validated as a whole before anything is decided with it.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use cedar_policy::{
+    Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+
+use crate::catalog::Catalog;
+use crate::error::{SourceError, SourceFile, StoreError};
+use crate::scopes::{ModelPattern, ScopeInfo, Scopes, glob_match};
+
+/// The file names a store directory holds.
+pub const SCHEMA_FILE: &str = "schema.cedarschema";
+/// The scope tree and key registry.
+pub const SCOPES_FILE: &str = "scopes.toml";
+/// The model catalog.
+pub const MODELS_FILE: &str = "models.toml";
+/// The ledger's default file name inside the store.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+
+/// Whether a policy permits or forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// A `permit` policy.
+    Permit,
+    /// A `forbid` policy.
+    Forbid,
+}
+
+/// A policy of the store, known by its `@id`.
+#[derive(Debug, Clone)]
+pub struct PolicyInfo {
+    /// The `@id` annotation.
+    pub id: String,
+    /// The `@message` annotation, if any: the human-readable reason.
+    pub message: Option<String>,
+    /// Permit or forbid.
+    pub effect: Effect,
+    /// The file it came from.
+    pub file: String,
+}
+
+/// A loaded, validated policy store: schema, policies, scopes, catalog and the Cedar entities
+/// built from them. Immutable; reload by loading a new one.
+#[derive(Debug)]
+pub struct Store {
+    dir: Option<PathBuf>,
+    pub(crate) schema: Schema,
+    pub(crate) policies: PolicySet,
+    policy_info: HashMap<String, PolicyInfo>,
+    pub(crate) scopes: Scopes,
+    pub(crate) catalog: Catalog,
+    pub(crate) entities: Entities,
+    pub(crate) key_uids: HashMap<String, EntityUid>,
+    pub(crate) model_uids: HashMap<String, EntityUid>,
+    pub(crate) action_uids: HashMap<String, EntityUid>,
+}
+
+/// The texts a store is made of, for building one without a directory.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSources<'a> {
+    /// `schema.cedarschema`.
+    pub schema: &'a str,
+    /// Each policy file: name and text.
+    pub policies: &'a [(&'a str, &'a str)],
+    /// `scopes.toml`.
+    pub scopes: &'a str,
+    /// `models.toml`.
+    pub models: &'a str,
+}
+
+fn read(path: &Path) -> Result<String, StoreError> {
+    std::fs::read_to_string(path).map_err(|source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn uid(type_name: &str, id: &str) -> Result<EntityUid, StoreError> {
+    let type_name = EntityTypeName::from_str(type_name).map_err(|e| StoreError::Entities {
+        message: e.to_string(),
+    })?;
+    Ok(EntityUid::from_type_name_and_id(
+        type_name,
+        EntityId::new(id),
+    ))
+}
+
+impl Store {
+    /// Loads and validates the store in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, StoreError> {
+        let schema = read(&dir.join(SCHEMA_FILE))?;
+        let scopes = read(&dir.join(SCOPES_FILE))?;
+        let models = read(&dir.join(MODELS_FILE))?;
+        let entries = std::fs::read_dir(dir).map_err(|source| StoreError::Read {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut policy_paths = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|source| StoreError::Read {
+                    path: dir.to_owned(),
+                    source,
+                })?
+                .path();
+            if path.extension().is_some_and(|e| e == "cedar") && path.is_file() {
+                policy_paths.push(path);
+            }
+        }
+        policy_paths.sort();
+        if policy_paths.is_empty() {
+            return Err(StoreError::NoPolicies {
+                dir: dir.to_owned(),
+            });
+        }
+        let mut policy_texts = Vec::with_capacity(policy_paths.len());
+        for path in &policy_paths {
+            policy_texts.push((path.display().to_string(), read(path)?));
+        }
+        let policies: Vec<(&str, &str)> = policy_texts
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        let display = |name: &str| dir.join(name).display().to_string();
+        let mut store = Self::build(
+            &SourceFile::new(display(SCHEMA_FILE), schema),
+            &policies,
+            SourceFile::new(display(SCOPES_FILE), scopes),
+            &SourceFile::new(display(MODELS_FILE), models),
+        )?;
+        store.dir = Some(dir.to_owned());
+        Ok(store)
+    }
+
+    /// Builds a store from texts (tests, benches, embedding).
+    pub fn from_sources(sources: StoreSources<'_>) -> Result<Self, StoreError> {
+        Self::build(
+            &SourceFile::new(SCHEMA_FILE, sources.schema),
+            sources.policies,
+            SourceFile::new(SCOPES_FILE, sources.scopes),
+            &SourceFile::new(MODELS_FILE, sources.models),
+        )
+    }
+
+    fn build(
+        schema_file: &SourceFile,
+        policy_files: &[(&str, &str)],
+        scopes_file: SourceFile,
+        models_file: &SourceFile,
+    ) -> Result<Self, StoreError> {
+        let schema = match Schema::from_cedarschema_str(&schema_file.text) {
+            Ok((schema, _warnings)) => schema,
+            Err(e) => return Err(schema_file.rehome(&e).into()),
+        };
+        let catalog = Catalog::parse_file(models_file)?;
+        let scopes = Scopes::parse_file(scopes_file)?;
+        let (policies, policy_info, policy_files) = load_policies(policy_files)?;
+
+        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
+        if !validation.validation_passed() {
+            let errors = validation
+                .validation_errors()
+                .map(|e| {
+                    let file = policy_info
+                        .get(e.policy_id().to_string().as_str())
+                        .and_then(|info| policy_files.get(&info.file))
+                        .cloned()
+                        .unwrap_or_else(|| SourceFile::new("policies", ""));
+                    file.rehome(e)
+                })
+                .collect();
+            return Err(StoreError::Validation { errors });
+        }
+
+        let mut action_uids = HashMap::new();
+        for action in schema.actions() {
+            action_uids.insert(action.id().unescaped().to_owned(), action.clone());
+        }
+
+        let entity_error = |e: &dyn std::error::Error| {
+            let mut message = e.to_string();
+            let mut source = e.source();
+            while let Some(inner) = source {
+                message.push_str(": ");
+                message.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            StoreError::Entities { message }
+        };
+        let mut entities = Vec::new();
+        let mut provider_uids = HashMap::new();
+        for provider in catalog.providers() {
+            let id = uid("Provider", &provider.id)?;
+            let attrs = HashMap::from([(
+                "baa".to_owned(),
+                RestrictedExpression::new_bool(provider.baa),
+            )]);
+            entities.push(
+                Entity::new(id.clone(), attrs, HashSet::new()).map_err(|e| entity_error(&e))?,
+            );
+            provider_uids.insert(provider.id.clone(), id);
+        }
+        let mut model_uids = HashMap::new();
+        for model in catalog.models() {
+            model_uids.insert(model.id.clone(), uid("Model", &model.id)?);
+        }
+        for model in catalog.models() {
+            let provider = provider_uids[&model.provider].clone();
+            let attrs = HashMap::from([
+                (
+                    "provider".to_owned(),
+                    RestrictedExpression::new_entity_uid(provider.clone()),
+                ),
+                (
+                    "family".to_owned(),
+                    RestrictedExpression::new_string(model.family.clone()),
+                ),
+                (
+                    "versioned".to_owned(),
+                    RestrictedExpression::new_bool(model.versioned),
+                ),
+                (
+                    "target".to_owned(),
+                    RestrictedExpression::new_entity_uid(model_uids[&model.target].clone()),
+                ),
+                (
+                    "priced".to_owned(),
+                    RestrictedExpression::new_bool(model.price.is_some()),
+                ),
+            ]);
+            entities.push(
+                Entity::new(
+                    model_uids[&model.id].clone(),
+                    attrs,
+                    HashSet::from([provider]),
+                )
+                .map_err(|e| entity_error(&e))?,
+            );
+        }
+        let mut scope_uids = HashMap::new();
+        for scope in scopes.scopes() {
+            scope_uids.insert(scope.id.clone(), uid("Scope", &scope.id)?);
+        }
+        for scope in scopes.scopes() {
+            let allowed = expand_allowlist(&scopes, &catalog, &scope.models, &scope.id)?;
+            let allowed = allowed
+                .into_iter()
+                .map(|m| RestrictedExpression::new_entity_uid(model_uids[m].clone()));
+            let attrs = HashMap::from([
+                (
+                    "kind".to_owned(),
+                    RestrictedExpression::new_string(scope.kind.clone()),
+                ),
+                (
+                    "environment".to_owned(),
+                    RestrictedExpression::new_string(
+                        scope
+                            .environment
+                            .map_or("unspecified", |e| e.as_str())
+                            .to_owned(),
+                    ),
+                ),
+                (
+                    "audience".to_owned(),
+                    RestrictedExpression::new_string(scope.audience.as_str().to_owned()),
+                ),
+                ("phi".to_owned(), RestrictedExpression::new_bool(scope.phi)),
+                (
+                    "allowed_models".to_owned(),
+                    RestrictedExpression::new_set(allowed),
+                ),
+            ]);
+            let parents = scope.parent.iter().map(|p| scope_uids[p].clone()).collect();
+            entities.push(
+                Entity::new(scope_uids[&scope.id].clone(), attrs, parents)
+                    .map_err(|e| entity_error(&e))?,
+            );
+        }
+        let mut key_uids = HashMap::new();
+        for key in scopes.keys() {
+            let id = uid("Key", &key.id)?;
+            let scope_uid = scope_uids[&key.scope].clone();
+            let mut attrs = HashMap::from([
+                (
+                    "scope".to_owned(),
+                    RestrictedExpression::new_entity_uid(scope_uid.clone()),
+                ),
+                (
+                    "created_at".to_owned(),
+                    RestrictedExpression::new_long(key.created.unix()),
+                ),
+                (
+                    "revoked".to_owned(),
+                    RestrictedExpression::new_bool(key.revoked),
+                ),
+            ]);
+            if let Some(expires) = key.expires {
+                attrs.insert(
+                    "expires_at".to_owned(),
+                    RestrictedExpression::new_long(expires.unix()),
+                );
+            }
+            if let Some(max_age) = scopes.scope(&key.scope).and_then(|s| s.max_key_age_seconds) {
+                attrs.insert(
+                    "max_age_seconds".to_owned(),
+                    RestrictedExpression::new_long(max_age),
+                );
+            }
+            entities.push(
+                Entity::new(id.clone(), attrs, HashSet::from([scope_uid]))
+                    .map_err(|e| entity_error(&e))?,
+            );
+            key_uids.insert(key.id.clone(), id);
+        }
+        let entities =
+            Entities::from_entities(entities, Some(&schema)).map_err(|e| entity_error(&e))?;
+
+        Ok(Self {
+            dir: None,
+            schema,
+            policies,
+            policy_info,
+            scopes,
+            catalog,
+            entities,
+            key_uids,
+            model_uids,
+            action_uids,
+        })
+    }
+
+    /// The directory the store was loaded from, if any.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The scope tree and key registry.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// The model catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// A policy by its `@id`.
+    pub fn policy(&self, id: &str) -> Option<&PolicyInfo> {
+        self.policy_info.get(id)
+    }
+
+    /// Every policy, by `@id`.
+    pub fn policies(&self) -> impl Iterator<Item = &PolicyInfo> {
+        self.policy_info.values()
+    }
+
+    /// The actions the schema declares (`invoke`, `embed`, ...).
+    pub fn actions(&self) -> impl Iterator<Item = &str> {
+        self.action_uids.keys().map(String::as_str)
+    }
+
+    /// The Cedar policy set, with ids from the `@id` annotations.
+    pub fn cedar_policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The Cedar entities built from the scopes, keys and catalog.
+    pub fn cedar_entities(&self) -> &Entities {
+        &self.entities
+    }
+
+    /// The Cedar schema.
+    pub fn cedar_schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The scope a leaked key belongs to, by SHA-256 of the raw key; see
+    /// [`Scopes::scope_for_key_fingerprint`].
+    pub fn scope_for_key_fingerprint(&self, sha256_hex: &str) -> Option<ScopeInfo> {
+        self.scopes.scope_for_key_fingerprint(sha256_hex)
+    }
+}
+
+type LoadedPolicies = (
+    PolicySet,
+    HashMap<String, PolicyInfo>,
+    HashMap<String, SourceFile>,
+);
+
+fn load_policies(files: &[(&str, &str)]) -> Result<LoadedPolicies, StoreError> {
+    let mut set = PolicySet::new();
+    let mut info: HashMap<String, PolicyInfo> = HashMap::new();
+    let mut sources = HashMap::new();
+    for (name, text) in files {
+        let file = SourceFile::new(*name, *text);
+        let parsed = PolicySet::from_str(text).map_err(|e| file.rehome(&e))?;
+        if let Some(template) = parsed.templates().next() {
+            let span = span_of(text, &template.to_string());
+            return Err(file
+                .error(
+                    "policy templates are not supported in a keyscope store",
+                    span,
+                    "template",
+                )
+                .into());
+        }
+        let mut policies: Vec<_> = parsed.policies().collect();
+        policies.sort_by_key(|p| span_of(text, &p.to_string()).map_or(0, |s| s.start));
+        for policy in policies {
+            let span = span_of(text, &policy.to_string());
+            let Some(id) = policy.annotation("id") else {
+                return Err(file
+                    .error("policy has no `@id` annotation", span, "add @id(\"...\")")
+                    .with_help(
+                        "keyscope reports decisions by policy id; give every policy a unique `@id`",
+                    )
+                    .into());
+            };
+            if id.is_empty() || id.starts_with("keyscope:") {
+                return Err(file
+                    .error(
+                        format!("invalid policy id `{id}`"),
+                        span,
+                        "reserved or empty",
+                    )
+                    .into());
+            }
+            if let Some(previous) = info.get(id) {
+                return Err(file
+                    .error(
+                        format!("duplicate policy id `{id}` (also in `{}`)", previous.file),
+                        span,
+                        "duplicate @id",
+                    )
+                    .into());
+            }
+            let effect = match policy.effect() {
+                cedar_policy::Effect::Permit => Effect::Permit,
+                cedar_policy::Effect::Forbid => Effect::Forbid,
+            };
+            info.insert(
+                id.to_owned(),
+                PolicyInfo {
+                    id: id.to_owned(),
+                    message: policy.annotation("message").map(str::to_owned),
+                    effect,
+                    file: (*name).to_owned(),
+                },
+            );
+            set.add(policy.new_id(PolicyId::new(id)))
+                .map_err(|e| file.rehome(&e))?;
+        }
+        sources.insert((*name).to_owned(), file);
+    }
+    Ok((set, info, sources))
+}
+
+fn span_of(text: &str, needle: &str) -> Option<std::ops::Range<usize>> {
+    text.find(needle).map(|start| start..start + needle.len())
+}
+
+fn expand_allowlist<'c>(
+    scopes: &Scopes,
+    catalog: &'c Catalog,
+    patterns: &[ModelPattern],
+    scope: &str,
+) -> Result<BTreeSet<&'c str>, SourceError> {
+    let mut out = BTreeSet::new();
+    let mut stack: Vec<(&ModelPattern, usize)> = patterns.iter().map(|p| (p, 0)).collect();
+    while let Some((pattern, depth)) = stack.pop() {
+        if let Some(list) = pattern.text.strip_prefix('@') {
+            let Some(entries) = scopes.model_list(list) else {
+                return Err(scopes.file.error(
+                    format!("unknown model list `{list}` in the allowlist of `{scope}`"),
+                    Some(pattern.span.clone()),
+                    "not in [model_lists]",
+                ));
+            };
+            if depth > 16 {
+                return Err(scopes.file.error(
+                    format!("model list `{list}` includes itself"),
+                    Some(pattern.span.clone()),
+                    "cycle",
+                ));
+            }
+            stack.extend(entries.iter().map(|p| (p, depth + 1)));
+        } else if pattern.text.contains('*') {
+            out.extend(
+                catalog
+                    .models()
+                    .iter()
+                    .filter(|m| glob_match(&pattern.text, &m.id))
+                    .map(|m| m.id.as_str()),
+            );
+        } else {
+            let Some(model) = catalog.model(&pattern.text) else {
+                return Err(scopes.file.error(
+                    format!(
+                        "unknown model `{}` in the allowlist of `{scope}`",
+                        pattern.text
+                    ),
+                    Some(pattern.span.clone()),
+                    "not in models.toml",
+                ));
+            };
+            out.insert(model.id.as_str());
+        }
+    }
+    Ok(out)
+}
