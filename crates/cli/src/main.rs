@@ -20,7 +20,12 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
-            return if err.use_stderr() { Exit::Error } else { Exit::Clean }.into();
+            return if err.use_stderr() {
+                Exit::Error
+            } else {
+                Exit::Clean
+            }
+            .into();
         }
     };
     match cmd::run(cli.command) {

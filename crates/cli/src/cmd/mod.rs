@@ -2,6 +2,8 @@
 
 pub mod decide;
 pub mod policy;
+pub mod rules;
+pub mod scan;
 pub mod spend;
 pub mod usage;
 
@@ -10,6 +12,11 @@ use crate::exit::Exit;
 /// The subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
+    /// Scan files, directories or standard input for leaked keys.
+    Scan(scan::Args),
+    /// List built-in rules, or check custom rule files.
+    #[command(subcommand)]
+    Rules(rules::Command),
     /// Validate and test a policy store.
     #[command(subcommand)]
     Policy(policy::Command),
@@ -25,6 +32,8 @@ pub enum Command {
 /// Runs a subcommand.
 pub fn run(command: Command) -> miette::Result<Exit> {
     match command {
+        Command::Scan(a) => scan::run(a),
+        Command::Rules(c) => rules::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Decide(a) => decide::run(a),
         Command::Usage(c) => usage::run(c),
