@@ -23,7 +23,11 @@ fi
 all="$(mktemp)"
 trap 'rm -f "$all"' EXIT
 for policy in "${policies[@]}"; do
-    "$cedar" validate --schema "$store/schema.cedarschema" --policies "$policy" >/dev/null
+    if ! out="$("$cedar" validate --schema "$store/schema.cedarschema" --policies "$policy" 2>&1)"; then
+        printf '%s\n' "$out" >&2
+        echo "cedar-validate: $policy does not validate" >&2
+        exit 1
+    fi
     cat "$policy" >>"$all"
     printf '\n' >>"$all"
 done

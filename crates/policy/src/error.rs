@@ -190,3 +190,22 @@ pub enum LedgerError {
     #[diagnostic(code(keyscope::ledger::corrupt))]
     Corrupt(String),
 }
+
+/// A decision fixture file that cannot be used.
+#[derive(Debug, Error, Diagnostic)]
+pub enum FixtureError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`")]
+    #[diagnostic(code(keyscope::policy::fixture_read))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a valid case file.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Json(Box<SourceError>),
+}

@@ -57,7 +57,7 @@ pub use decision::{
     BudgetFigure, Decision, Estimate, RateFigure, Reason, ReasonEffect, Reservation,
 };
 pub use engine::{Engine, LedgerMode, SpendRecord};
-pub use error::{LedgerError, RequestError, SourceError, StoreError};
+pub use error::{FixtureError, LedgerError, RequestError, SourceError, StoreError};
 pub use ledger::{DEFAULT_HOLD_TTL_SECONDS, Ledger, Settlement, SpendGrouping, SpendRow, Usage};
 pub use money::{MICROS_PER_USD, format_usd, parse_usd};
 pub use net::Cidr;

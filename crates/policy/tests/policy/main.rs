@@ -1,0 +1,11 @@
+//! Integration tests of keyscope-policy: decision fixtures, store loading errors, fail-closed
+//! evaluation, and the budget ledger under concurrency and crashes.
+
+#![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
+
+mod common;
+mod crash;
+mod fail_closed;
+mod fixtures;
+mod ledger;
+mod store_errors;
