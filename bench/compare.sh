@@ -281,9 +281,9 @@ run_staged() {
     for t in $PEERS; do
         c=$(peer_cmd "$t" staged "$r" "")
         [ -n "$c" ] || continue
-        # only peers whose staged mode runs here (exit 0 or 1)
+        # only peers whose staged mode runs here (0 clean; 1, or kingfisher's 200, found)
         (cd "$r" && eval "$c") >/dev/null 2>&1; local rc=$?
-        if [ $rc -le 1 ]; then list+=("$t" "cd $(q "$r") && $c"); else warn "$t staged mode exits $rc: skipped"; fi
+        if [ $rc -le 1 ] || [ $rc = 200 ]; then list+=("$t" "cd $(q "$r") && $c"); else warn "$t staged mode exits $rc: skipped"; fi
     done
     # hyperfine runs the commands through a shell (for the cd) and subtracts the shell's spawn time
     bench staged "$STAGED_WARMUP" "$STAGED_RUNS" 0 "${list[@]}"
