@@ -89,3 +89,64 @@ fn display_path(path: &std::path::Path) -> String {
     let text = path.to_string_lossy();
     text.strip_prefix("./").unwrap_or(&text).to_owned()
 }
+
+/// A rule example that does not behave as its rule file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleFailure {
+    /// The rule.
+    pub rule_id: String,
+    /// 1-based index of the example in its list.
+    pub index: usize,
+    /// True for an example that was not found, false for a negative example that was.
+    pub missed: bool,
+}
+
+impl std::fmt::Display for ExampleFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missed {
+            write!(
+                f,
+                "rule `{}`: example {} is not found",
+                self.rule_id, self.index
+            )
+        } else {
+            write!(
+                f,
+                "rule `{}`: negative example {} is found",
+                self.rule_id, self.index
+            )
+        }
+    }
+}
+
+/// Checks every rule's examples (each must produce a finding of its rule) and negative
+/// examples (none may), each scanned on its own with all the engine's rules loaded.
+pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
+    let mut failures = Vec::new();
+    for rule in engine.rules().rules() {
+        let found = |text: &str| {
+            scan_blob(engine, "example", text.as_bytes())
+                .iter()
+                .any(|f| f.rule_id == rule.id())
+        };
+        for (i, example) in rule.examples().iter().enumerate() {
+            if !found(example) {
+                failures.push(ExampleFailure {
+                    rule_id: rule.id().to_owned(),
+                    index: i + 1,
+                    missed: true,
+                });
+            }
+        }
+        for (i, example) in rule.negative_examples().iter().enumerate() {
+            if found(example) {
+                failures.push(ExampleFailure {
+                    rule_id: rule.id().to_owned(),
+                    index: i + 1,
+                    missed: false,
+                });
+            }
+        }
+    }
+    failures
+}
