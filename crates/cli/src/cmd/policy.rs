@@ -1,15 +1,124 @@
 //! `keyscope policy validate|test`.
 
+use std::path::{Path, PathBuf};
+
+use keyscope_policy::fixtures::CaseFile;
+use keyscope_policy::{Engine, LEDGER_FILE, Store};
+use miette::IntoDiagnostic as _;
+
 use crate::exit::Exit;
+
+/// Where the policy store is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The policy store directory.
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    pub store: PathBuf,
+}
+
+impl StoreArgs {
+    /// Loads and validates the store.
+    pub fn load(&self) -> miette::Result<Store> {
+        Store::load(&self.store).map_err(miette::Report::new)
+    }
+}
+
+/// Where the budget ledger is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LedgerArgs {
+    /// The budget ledger (SQLite); default `ledger.sqlite` in the store directory.
+    #[arg(long, value_name = "PATH")]
+    pub ledger: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    /// The ledger path for `store`.
+    pub fn path(&self, store: &Path) -> PathBuf {
+        self.ledger
+            .clone()
+            .unwrap_or_else(|| store.join(LEDGER_FILE))
+    }
+}
 
 /// Policy store commands.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Validate the policies, scopes and model catalog of a store.
-    Validate,
+    /// Validate the schema, policies, scopes and model catalog of a store.
+    Validate(ValidateArgs),
+    /// Run decision fixtures (request -> expected decision and reasons) against a store.
+    Test(TestArgs),
+}
+
+/// Arguments of `keyscope policy validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// Arguments of `keyscope policy test`.
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Case files (JSON); default: every `*.json` in the store's `tests/` directory.
+    #[arg(value_name = "CASES")]
+    cases: Vec<PathBuf>,
 }
 
 /// Runs a policy command.
-pub fn run(_command: Command) -> miette::Result<Exit> {
-    miette::bail!("not implemented yet")
+pub fn run(command: Command) -> miette::Result<Exit> {
+    match command {
+        Command::Validate(args) => validate(&args),
+        Command::Test(args) => test(&args),
+    }
+}
+
+fn validate(args: &ValidateArgs) -> miette::Result<Exit> {
+    let store = args.store.load()?;
+    let catalog = store.catalog();
+    println!(
+        "policy store `{}` is valid: {} policies, {} scopes, {} keys, {} models (prices as of {})",
+        args.store.store.display(),
+        store.policies().count(),
+        store.scopes().scopes().len(),
+        store.scopes().keys().len(),
+        catalog.models().len(),
+        &catalog.prices_as_of().to_string()[..10],
+    );
+    Ok(Exit::Clean)
+}
+
+fn test(args: &TestArgs) -> miette::Result<Exit> {
+    let engine = Engine::new(args.store.load()?);
+    let mut files = args.cases.clone();
+    if files.is_empty() {
+        let dir = args.store.store.join("tests");
+        for entry in std::fs::read_dir(&dir).into_diagnostic()? {
+            let path = entry.into_diagnostic()?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+        files.sort();
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for file in &files {
+        let cases = CaseFile::load(file).map_err(miette::Report::new)?;
+        for outcome in cases.run(&engine) {
+            match &outcome.failure {
+                None => passed += 1,
+                Some(failure) => {
+                    failed += 1;
+                    println!("FAIL {}: {}: {failure}", file.display(), outcome.name);
+                }
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        Exit::Clean
+    } else {
+        Exit::Findings
+    })
 }

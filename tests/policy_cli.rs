@@ -1,0 +1,363 @@
+//! End-to-end tests of `keyscope policy|decide|usage|spend` against the default store.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers outside #[test] functions"
+)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn store() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn keyscope(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+}
+
+fn request(key: &str, model: &str, extra: &str) -> String {
+    format!(
+        r#"{{"subject": {{"type": "Key", "id": "{key}"}}, "action": {{"name": "invoke"}},
+            "resource": {{"type": "Model", "id": "{model}"}},
+            "context": {{"time": "2026-11-22T18:00:00Z", "input_tokens": 1000, "max_output_tokens": 1000{extra}}}}}"#
+    )
+}
+
+#[test]
+fn validate_the_default_store() {
+    let store = store();
+    let output = keyscope(
+        &["policy", "validate", "--store", store.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("is valid"), "{}", stdout(&output));
+}
+
+#[test]
+fn validate_reports_a_broken_store_with_its_span() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "schema.cedarschema",
+        "models.toml",
+        "scopes.toml",
+        "models.cedar",
+    ] {
+        std::fs::copy(store().join(name), dir.path().join(name)).unwrap();
+    }
+    let scopes = std::fs::read_to_string(dir.path().join("scopes.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("scopes.toml"),
+        scopes.replace("\"10.20.0.0/16\"", "\"10.20.0.0/99\""),
+    )
+    .unwrap();
+    let output = keyscope(
+        &[
+            "policy",
+            "validate",
+            "--store",
+            dir.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("invalid network `10.20.0.0/99`"), "{err}");
+    assert!(err.contains("scopes.toml"), "{err}");
+}
+
+#[test]
+fn policy_test_runs_every_fixture() {
+    let store = store();
+    let output = keyscope(&["policy", "test", "--store", store.to_str().unwrap()], "");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let out = stdout(&output);
+    let summary = out.lines().last().unwrap();
+    assert!(summary.ends_with(" passed, 0 failed"), "{out}");
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 50, "{out}");
+}
+
+#[test]
+fn policy_test_fails_on_a_wrong_expectation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("wrong.json");
+    let case = format!(
+        r#"{{"cases": [{{"name": "wrong", "request": {}, "expect": {{"decision": false, "reasons": []}}}}]}}"#,
+        request("dev-general-1", "gpt-4o-mini", "")
+    );
+    std::fs::write(&cases, case).unwrap();
+    let store = store();
+    let output = keyscope(
+        &[
+            "policy",
+            "test",
+            "--store",
+            store.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("FAIL"), "{}", stdout(&output));
+    std::fs::write(&cases, "{\"cases\": [").unwrap();
+    let output = keyscope(
+        &[
+            "policy",
+            "test",
+            "--store",
+            store.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// The fixtures that need no ledger setup, decided one by one through `keyscope decide`.
+#[test]
+fn fixtures_through_decide() {
+    let store = store();
+    let empty = tempfile::tempdir().unwrap();
+    let ledger = empty.path().join("none.sqlite");
+    let mut count = 0;
+    for entry in std::fs::read_dir(store.join("tests")).unwrap() {
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for case in file["cases"].as_array().unwrap() {
+            if case.get("spent").is_some() || case.get("before").is_some() {
+                continue;
+            }
+            count += 1;
+            let output = keyscope(
+                &[
+                    "decide",
+                    "--store",
+                    store.to_str().unwrap(),
+                    "--ledger",
+                    ledger.to_str().unwrap(),
+                ],
+                &case["request"].to_string(),
+            );
+            let expected = case["expect"]["decision"].as_bool().unwrap();
+            assert_eq!(
+                output.status.code(),
+                Some(if expected { 0 } else { 1 }),
+                "{}: {}",
+                case["name"],
+                stderr(&output)
+            );
+            let decision = json(&output);
+            assert_eq!(decision["decision"], expected, "{}", case["name"]);
+            let reasons: Vec<_> = decision["context"]["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect();
+            assert_eq!(
+                serde_json::Value::Array(reasons),
+                case["expect"]["reasons"],
+                "{}",
+                case["name"]
+            );
+        }
+    }
+    assert!(count >= 30, "{count}");
+    assert!(
+        !ledger.exists(),
+        "deciding without --reserve must not create a ledger"
+    );
+}
+
+#[test]
+fn malformed_request_is_an_error() {
+    let store = store();
+    let output = keyscope(
+        &["decide", "--store", store.to_str().unwrap()],
+        "{\"subject\": ",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("invalid request JSON"),
+        "{}",
+        stderr(&output)
+    );
+    let output = keyscope(
+        &["decide", "--store", store.to_str().unwrap()],
+        r#"{"subject": {"type": "User", "id": "x"}, "action": {"name": "invoke"}, "resource": {"type": "Model", "id": "m"}}"#,
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn unknown_key_is_a_deny_with_an_error() {
+    let store = store();
+    let output = keyscope(
+        &["decide", "--store", store.to_str().unwrap()],
+        &request("nobody", "gpt-4o", ""),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let decision = json(&output);
+    assert_eq!(
+        decision["context"]["reasons"][0]["id"],
+        "keyscope:unknown-key"
+    );
+    assert!(!decision["context"]["errors"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn reserve_commit_release_and_spend() {
+    let store = store();
+    let store = store.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let ledger = ledger.to_str().unwrap();
+    let base = ["--store", store, "--ledger", ledger];
+    let decide = |id: &str| {
+        keyscope(
+            &[&["decide", "--reserve"][..], &base].concat(),
+            &request(
+                "dev-general-1",
+                "gpt-4o-mini",
+                &format!(r#", "request_id": "{id}""#),
+            ),
+        )
+    };
+
+    let output = decide("r1");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let decision = json(&output);
+    assert_eq!(decision["context"]["reservation"]["request_id"], "r1");
+    // 1,000 x $0.15/M + 1,000 x $0.60/M
+    assert_eq!(decision["context"]["reservation"]["held_micros"], 750);
+
+    let commit = |id: &str| {
+        keyscope(
+            &[
+                &[
+                    "usage",
+                    "commit",
+                    id,
+                    "--input-tokens",
+                    "800",
+                    "--output-tokens",
+                    "100",
+                ][..],
+                &base,
+            ]
+            .concat(),
+            "",
+        )
+    };
+    let output = commit("r1");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(json(&output)["outcome"], "committed");
+    assert_eq!(json(&output)["cost_micros"], 180);
+    let output = commit("r1");
+    assert_eq!(
+        json(&output)["outcome"],
+        "already-committed",
+        "a retried commit is not charged twice"
+    );
+    let output = keyscope(&[&["usage", "release", "r1"][..], &base].concat(), "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("was committed"),
+        "{}",
+        stderr(&output)
+    );
+
+    assert_eq!(decide("r2").status.code(), Some(0));
+    let output = keyscope(&[&["usage", "release", "r2"][..], &base].concat(), "");
+    assert_eq!(json(&output)["outcome"], "released");
+    let output = keyscope(&[&["usage", "commit", "unknown"][..], &base].concat(), "");
+    assert_eq!(output.status.code(), Some(2));
+
+    let output = keyscope(&[&["spend", "--by", "scope"][..], &base].concat(), "");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let table = stdout(&output);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("dev/general") && l.contains("0.000180")),
+        "{table}"
+    );
+    let output = keyscope(
+        &[&["spend", "--by", "model", "--format", "json"][..], &base].concat(),
+        "",
+    );
+    let report = json(&output);
+    assert_eq!(report["rows"][0]["group"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(report["rows"][0]["cost_micros"], 180);
+    let output = keyscope(
+        &[
+            &[
+                "spend",
+                "--by",
+                "day",
+                "--since",
+                "2026-11-23",
+                "--format",
+                "json",
+            ][..],
+            &base,
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(json(&output)["rows"], serde_json::json!([]));
+    let output = keyscope(
+        &[&["spend", "--since", "yesterday"][..], &base].concat(),
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn spend_without_a_ledger_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("missing.sqlite");
+    let output = keyscope(&["spend", "--ledger", ledger.to_str().unwrap()], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("no budget ledger"),
+        "{}",
+        stderr(&output)
+    );
+}
