@@ -7,6 +7,7 @@ use keyscope_rules::{Rule, RuleSet};
 
 use crate::checks;
 use crate::encoding;
+use crate::prefilter::Prefilter;
 
 /// An error building an [`Engine`].
 #[derive(Debug, thiserror::Error)]
@@ -16,14 +17,29 @@ pub enum EngineError {
     Prefilter(String),
 }
 
-/// What a hit of one automaton pattern means.
+/// What an occurrence of one keyword means.
 #[derive(Debug, Clone)]
-enum Needle {
+enum KeywordUse {
     /// A rule keyword: try these rules (indexes into the rule set) around the hit.
-    Keyword(Vec<usize>),
-    /// A keyword as it looks inside base64 text: decode the surrounding run and scan that.
-    Base64,
+    Rules(Vec<usize>),
+    /// A sign of base64 data in the blob: look for encoded keywords too.
+    Base64Trigger,
 }
+
+/// Literals that suggest base64-encoded data: Kubernetes `data:` fields and data URIs,
+/// `base64`/`b64` names and tools, HTTP basic auth, npm and Docker `auth` entries.
+const BASE64_TRIGGERS: &[&str] = &[
+    "data:",
+    "base64",
+    "Base64",
+    "BASE64",
+    "b64",
+    "B64",
+    "Basic ",
+    "_auth",
+    "auth\"",
+    "binaryData",
+];
 
 /// A secret the engine found in one blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,52 +59,58 @@ pub struct Match {
 #[derive(Debug, Clone)]
 pub struct Engine {
     rules: RuleSet,
-    automaton: AhoCorasick,
-    needles: Vec<Needle>,
+    prefilter: Prefilter,
+    uses: Vec<KeywordUse>,
+    /// The keywords as they look inside base64 text, searched only in blobs with a trigger.
+    encoded: AhoCorasick,
 }
 
 impl Engine {
     /// Compiles the keyword prefilter for a rule set.
     pub fn new(rules: RuleSet) -> Result<Engine, EngineError> {
-        let mut patterns: Vec<Vec<u8>> = Vec::new();
-        let mut needles: Vec<Needle> = Vec::new();
+        let mut keywords: Vec<Vec<u8>> = Vec::new();
+        let mut uses: Vec<KeywordUse> = Vec::new();
         let mut index_of = std::collections::HashMap::<Vec<u8>, usize>::new();
         for (rule_index, rule) in rules.rules().iter().enumerate() {
             for keyword in rule.keywords() {
                 let at = *index_of
                     .entry(keyword.as_bytes().to_vec())
                     .or_insert_with(|| {
-                        patterns.push(keyword.as_bytes().to_vec());
-                        needles.push(Needle::Keyword(Vec::new()));
-                        patterns.len() - 1
+                        keywords.push(keyword.as_bytes().to_vec());
+                        uses.push(KeywordUse::Rules(Vec::new()));
+                        keywords.len() - 1
                     });
-                if let Needle::Keyword(list) = &mut needles[at]
+                if let KeywordUse::Rules(list) = &mut uses[at]
                     && !list.contains(&rule_index)
                 {
                     list.push(rule_index);
                 }
             }
         }
-        let encoded: Vec<Vec<u8>> = patterns
+        let mut needles: Vec<Vec<u8>> = keywords
             .iter()
             .flat_map(|k| encoding::base64_needles(k))
             .collect();
-        for needle in encoded {
-            if !index_of.contains_key(&needle) {
-                index_of.insert(needle.clone(), patterns.len());
-                patterns.push(needle);
-                needles.push(Needle::Base64);
+        needles.sort();
+        needles.dedup();
+        for trigger in BASE64_TRIGGERS {
+            if !index_of.contains_key(trigger.as_bytes()) {
+                keywords.push(trigger.as_bytes().to_vec());
+                uses.push(KeywordUse::Base64Trigger);
             }
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
+        let prefilter =
+            Prefilter::new(keywords).map_err(|e| EngineError::Prefilter(e.to_string()))?;
+        let encoded = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
             .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
+            .build(&needles)
             .map_err(|e| EngineError::Prefilter(e.to_string()))?;
         Ok(Engine {
             rules,
-            automaton,
-            needles,
+            prefilter,
+            uses,
+            encoded,
         })
     }
 
@@ -105,16 +127,19 @@ impl Engine {
 
     fn scan_inner(&self, data: &[u8], decode: bool) -> Vec<Match> {
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
-        let mut encoded_hits: Vec<usize> = Vec::new();
-        for hit in self.automaton.find_overlapping_iter(data) {
-            match &self.needles[hit.pattern().as_usize()] {
-                Needle::Keyword(rules) => {
-                    hits.extend(rules.iter().map(|&r| (r, hit.start(), hit.end())));
+        let mut maybe_base64 = false;
+        self.prefilter
+            .hits(data, |hit| match &self.uses[hit.keyword] {
+                KeywordUse::Rules(rules) => {
+                    hits.extend(rules.iter().map(|&r| (r, hit.start, hit.end)));
                 }
-                Needle::Base64 if decode => encoded_hits.push(hit.start()),
-                Needle::Base64 => {}
-            }
-        }
+                KeywordUse::Base64Trigger => maybe_base64 = true,
+            });
+        let encoded_hits: Vec<usize> = if maybe_base64 && decode {
+            self.encoded.find_iter(data).map(|m| m.start()).collect()
+        } else {
+            Vec::new()
+        };
         if hits.is_empty() && encoded_hits.is_empty() {
             return Vec::new();
         }
@@ -148,6 +173,19 @@ impl Engine {
         });
         // Two rules reporting the same bytes as the same secret are one finding.
         found.dedup_by(|b, a| a.span == b.span && a.secret == b.secret);
+        // A token that is itself base64 (a presigned Bedrock token) is one finding, not also
+        // one for each credential encoded inside it.
+        let plain: Vec<Range<usize>> = found
+            .iter()
+            .filter(|m| !m.base64)
+            .map(|m| m.span.clone())
+            .collect();
+        found.retain(|m| {
+            !m.base64
+                || !plain
+                    .iter()
+                    .any(|p| p.start <= m.span.start && m.span.end <= p.end)
+        });
         found
     }
 
@@ -281,6 +319,12 @@ context = { patterns = ['DEMO_ID'], lines = 1 }
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(KEY);
         let text = format!("data:\n  token: {encoded}\n");
+        // Without a sign of base64 data, encoded text is not decoded.
+        assert!(
+            engine()
+                .scan(format!("token: {encoded}\n").as_bytes())
+                .is_empty()
+        );
         let found = engine().scan(text.as_bytes());
         assert_eq!(found.len(), 1, "{text}");
         assert!(found[0].base64);

@@ -26,6 +26,7 @@ mod checks;
 mod encoding;
 mod engine;
 mod finding;
+mod prefilter;
 
 pub use engine::{Engine, EngineError, Match};
 pub use finding::{Finding, Location, Snippet, fingerprint, redact};

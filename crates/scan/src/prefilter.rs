@@ -1,0 +1,208 @@
+//! The keyword prefilter: finds every occurrence of every rule keyword in one fast pass.
+//!
+//! Searching all keywords in aho-corasick's overlapping mode is correct but slow (no SIMD
+//! prefilter applies to it, ~200 MB/s), and so is a non-overlapping search over more than 64
+//! literals (no Teddy). So the prefilter searches a small set of **anchors** — substrings
+//! chosen so that every keyword contains one (a greedy set cover that prefers anchors shared
+//! by many keywords and made of rare characters) — non-overlapping, which aho-corasick runs
+//! with its SIMD Teddy searcher at GB/s. After each anchor hit the search restarts one byte
+//! later and every anchor starting at the hit is checked, so no occurrence is missed; each
+//! anchor hit is then expanded to the keywords that contain it, verified byte for byte.
+
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+
+/// Teddy, aho-corasick's SIMD searcher, handles at most this many literals.
+const MAX_ANCHORS: usize = 64;
+/// Shortest and longest anchors cut out of a keyword.
+const MIN_ANCHOR: usize = 3;
+const MAX_ANCHOR: usize = 8;
+
+/// One verified keyword occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Hit {
+    /// Index of the keyword.
+    pub keyword: usize,
+    /// Byte offset of the keyword's first byte.
+    pub start: usize,
+    /// Byte offset just past it.
+    pub end: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Prefilter {
+    keywords: Vec<Vec<u8>>,
+    anchors: Vec<Vec<u8>>,
+    automaton: AhoCorasick,
+    /// For each anchor: the keywords assigned to it, with the anchor's offset in each.
+    expansions: Vec<Vec<(usize, usize)>>,
+}
+
+impl Prefilter {
+    /// Builds the prefilter for a set of distinct, non-empty keywords.
+    pub(crate) fn new(keywords: Vec<Vec<u8>>) -> Result<Prefilter, aho_corasick::BuildError> {
+        let anchors = choose_anchors(&keywords);
+        let mut expansions = vec![Vec::new(); anchors.len()];
+        for (k, keyword) in keywords.iter().enumerate() {
+            // Assign each keyword to the first chosen anchor it contains (one always exists).
+            if let Some((a, offset)) = anchors
+                .iter()
+                .enumerate()
+                .find_map(|(a, anchor)| find(keyword, anchor).map(|o| (a, o)))
+            {
+                expansions[a].push((k, offset));
+            }
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&anchors)?;
+        Ok(Prefilter {
+            keywords,
+            anchors,
+            automaton,
+            expansions,
+        })
+    }
+
+    /// Every occurrence of every keyword, in order of anchor position.
+    pub(crate) fn hits(&self, data: &[u8], mut found: impl FnMut(Hit)) {
+        let mut at = 0;
+        while at < data.len() {
+            let Some(m) = self.automaton.find(Input::new(data).range(at..)) else {
+                break;
+            };
+            let start = m.start();
+            let rest = &data[start..];
+            for (anchor, expansions) in self.anchors.iter().zip(&self.expansions) {
+                if !rest.starts_with(anchor) {
+                    continue;
+                }
+                for &(k, offset) in expansions {
+                    let keyword = &self.keywords[k];
+                    if let Some(kw_start) = start.checked_sub(offset)
+                        && data[kw_start..].starts_with(keyword)
+                    {
+                        found(Hit {
+                            keyword: k,
+                            start: kw_start,
+                            end: kw_start + keyword.len(),
+                        });
+                    }
+                }
+            }
+            at = start + 1;
+        }
+    }
+
+    /// How many literals the fast pass searches.
+    #[cfg(test)]
+    pub(crate) fn anchor_count(&self) -> usize {
+        self.anchors.len()
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+/// How likely a byte is in ordinary text: lowercase letters and spaces are common, upper case,
+/// digits and punctuation inside identifiers much less so.
+fn rarity(anchor: &[u8]) -> usize {
+    anchor
+        .iter()
+        .map(|b| match b {
+            b'a'..=b'z' | b' ' => 1,
+            b'A'..=b'Z' => 3,
+            _ => 4,
+        })
+        .sum()
+}
+
+/// A greedy set cover of the keywords by substrings, at most [`MAX_ANCHORS`] of them when the
+/// keywords allow it. Keywords shorter than [`MIN_ANCHOR`] are their own anchors.
+fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut covers: BTreeMap<Vec<u8>, BTreeSet<usize>> = BTreeMap::new();
+    for (k, keyword) in keywords.iter().enumerate() {
+        if keyword.len() <= MIN_ANCHOR {
+            covers.entry(keyword.clone()).or_default().insert(k);
+            continue;
+        }
+        for len in MIN_ANCHOR.max(4).min(keyword.len())..=MAX_ANCHOR.min(keyword.len()) {
+            for window in keyword.windows(len) {
+                covers.entry(window.to_vec()).or_default().insert(k);
+            }
+        }
+    }
+    // A substring of a keyword also covers any other keyword it occurs in.
+    for (anchor, set) in covers.iter_mut() {
+        for (k, keyword) in keywords.iter().enumerate() {
+            if find(keyword, anchor).is_some() {
+                set.insert(k);
+            }
+        }
+    }
+    let mut uncovered: BTreeSet<usize> = (0..keywords.len()).collect();
+    let mut anchors = Vec::new();
+    while !uncovered.is_empty() {
+        // Prefer anchors that cover many keywords; among those, rare and long ones. Once the
+        // budget is tight, coverage is all that counts.
+        let best = covers
+            .iter()
+            .map(|(anchor, set)| (anchor, set.intersection(&uncovered).count()))
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(anchor, n)| (n, rarity(anchor), anchor.len()));
+        let Some((anchor, _)) = best else {
+            break;
+        };
+        let anchor = anchor.clone();
+        for k in &covers[&anchor] {
+            uncovered.remove(k);
+        }
+        anchors.push(anchor);
+    }
+    debug_assert!(anchors.len() <= MAX_ANCHORS.max(keywords.len()));
+    anchors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefilter(keywords: &[&str]) -> Prefilter {
+        Prefilter::new(keywords.iter().map(|k| k.as_bytes().to_vec()).collect()).unwrap()
+    }
+
+    fn hits(p: &Prefilter, text: &str) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        p.hits(text.as_bytes(), |h| out.push((h.keyword, h.start)));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn finds_every_keyword_occurrence_including_overlaps() {
+        let p = prefilter(&["sk-", "sk-or-v1-", "k-or", "together_", "together."]);
+        assert_eq!(
+            hits(&p, "x sk-or-v1-abc together_x together.y"),
+            vec![(0, 2), (1, 2), (2, 3), (3, 15), (4, 26)]
+        );
+    }
+
+    #[test]
+    fn shared_anchors_keep_the_literal_count_small() {
+        let variants: Vec<String> = ["_", ".", ":", "\"", "'", "AI", "Api", "Key"]
+            .iter()
+            .map(|s| format!("together{s}"))
+            .collect();
+        let refs: Vec<&str> = variants.iter().map(String::as_str).collect();
+        let p = prefilter(&refs);
+        assert_eq!(p.anchor_count(), 1);
+        assert_eq!(hits(&p, "together together: togetherApi").len(), 2);
+    }
+
+    #[test]
+    fn short_keywords_are_their_own_anchors() {
+        let p = prefilter(&["hf_", "r8_", "fw_"]);
+        assert_eq!(hits(&p, "hf_ r8_ fw_ hf"), vec![(0, 0), (1, 4), (2, 8)]);
+    }
+}
