@@ -2,10 +2,6 @@
 //! few keys, and a minified bundle full of keyword-like noise. Also the cost of building the
 //! engine from the built-in rules, which every process pays once.
 #![expect(
-    missing_docs,
-    reason = "criterion's macros generate undocumented items"
-)]
-#![expect(
     clippy::expect_used,
     reason = "a benchmark cannot run without its engine"
 )]
