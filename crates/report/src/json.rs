@@ -52,6 +52,34 @@ struct JsonFinding<'a> {
     encoding: Option<&'static str>,
     snippet: &'a str,
     help: &'a str,
+    commit: Option<JsonCommit<'a>>,
+    locations: Vec<JsonLocation<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonCommit<'a> {
+    id: &'a str,
+    author: &'a str,
+    time: i64,
+    summary: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonLocation<'a> {
+    path: &'a str,
+    line: usize,
+    column: usize,
+    end_column: usize,
+    commit: Option<JsonCommit<'a>>,
+}
+
+fn commit(location: &keyscope_scan::Location) -> Option<JsonCommit<'_>> {
+    location.commit.as_ref().map(|c| JsonCommit {
+        id: &c.id,
+        author: &c.author,
+        time: c.time,
+        summary: &c.summary,
+    })
 }
 
 #[derive(Serialize)]
@@ -95,6 +123,18 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 encoding: f.base64.then_some("base64"),
                 snippet: &f.snippet.text,
                 help: &f.help,
+                commit: commit(&f.location),
+                locations: f
+                    .related
+                    .iter()
+                    .map(|l| JsonLocation {
+                        path: &l.path,
+                        line: l.line,
+                        column: l.column,
+                        end_column: l.end_column,
+                        commit: commit(l),
+                    })
+                    .collect(),
             })
             .collect(),
         skipped: report

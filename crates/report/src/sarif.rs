@@ -205,20 +205,25 @@ fn uri(path: &str) -> String {
     out
 }
 
-fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
-    let loc = &finding.location;
+fn sarif_location(loc: &keyscope_scan::Location, snippet: Option<&str>) -> Location {
     let region = Region::builder()
         .start_line(loc.line as i64)
         .start_column(loc.column as i64)
         .end_line(loc.line as i64)
         .end_column(loc.end_column as i64)
-        .snippet(
-            serde_sarif::sarif::ArtifactContent::builder()
-                .text(finding.snippet.text.clone())
-                .build(),
-        )
         .build();
-    let location = Location::builder()
+    let region = match snippet {
+        Some(text) => Region {
+            snippet: Some(
+                serde_sarif::sarif::ArtifactContent::builder()
+                    .text(text.to_owned())
+                    .build(),
+            ),
+            ..region
+        },
+        None => region,
+    };
+    let mut location = Location::builder()
         .physical_location(
             PhysicalLocation::builder()
                 .artifact_location(ArtifactLocation::builder().uri(uri(&loc.path)).build())
@@ -226,6 +231,35 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
                 .build(),
         )
         .build();
+    if let Some(commit) = &loc.commit {
+        let mut properties = BTreeMap::new();
+        properties.insert("commit".to_owned(), json!(commit.id));
+        properties.insert("author".to_owned(), json!(commit.author));
+        properties.insert("time".to_owned(), json!(commit.time));
+        properties.insert("summary".to_owned(), json!(commit.summary));
+        location.properties = Some(
+            PropertyBag::builder()
+                .additional_properties(properties)
+                .build(),
+        );
+    }
+    location
+}
+
+fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
+    let loc = &finding.location;
+    let location = sarif_location(loc, Some(&finding.snippet.text));
+    let related: Vec<Location> = finding
+        .related
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut related = sarif_location(l, None);
+            related.id = Some(i as i64 + 1);
+            related.message = Some(message(format!("also at {}:{}", l.path, l.line)));
+            related
+        })
+        .collect();
     let mut fingerprints = BTreeMap::new();
     // Identity of a result across runs: the secret, the rule and the file, not the line, so
     // edits above a finding do not turn it into a new alert.
@@ -243,6 +277,11 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     if finding.base64 {
         properties.insert("encoding".to_owned(), json!("base64"));
     }
+    if let Some(commit) = &loc.commit {
+        properties.insert("commit".to_owned(), json!(commit.id));
+        properties.insert("author".to_owned(), json!(commit.author));
+        properties.insert("commitTime".to_owned(), json!(commit.time));
+    }
     let text = format!(
         "{} `{}` is exposed in {}. {}",
         finding.rule_name, finding.redacted, loc.path, finding.help
@@ -253,6 +292,7 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
         .message(message(text))
         .locations(vec![location])
         .partial_fingerprints(fingerprints)
+        .related_locations(related)
         .properties(
             PropertyBag::builder()
                 .additional_properties(properties)

@@ -53,8 +53,19 @@ fn findings() -> (RuleSet, Vec<Finding>) {
         "a = \"{}\"\nb = \"{}\" # same line: {}\n",
         keys[0], keys[1], keys[0]
     );
-    let found = scan_blob(&engine, "dir with space/app.py", text.as_bytes());
+    let mut found = scan_blob(&engine, "dir with space/app.py", text.as_bytes());
     assert_eq!(found.len(), 3, "{found:?}");
+    // A history finding: introduced by a commit, and seen again elsewhere.
+    let commit = keyscope_sources::CommitInfo {
+        id: "0123456789abcdef0123456789abcdef01234567".into(),
+        author: "Dev <dev@example.com>".into(),
+        time: 1_700_000_000,
+        summary: "add client".into(),
+    };
+    found[0].location.commit = Some(commit.clone());
+    let mut elsewhere = found[0].location.clone();
+    elsewhere.path = "old/app.py".into();
+    found[0].related.push(elsewhere);
     (rules, found)
 }
 
@@ -160,6 +171,14 @@ fn sarif_has_what_github_code_scanning_needs() {
     assert_ne!(fp(0), fp(1));
     assert_eq!(fp(0), fp(2));
     assert_eq!(run["invocations"][0]["executionSuccessful"], false);
+    assert_eq!(
+        results[0]["relatedLocations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "old/app.py"
+    );
+    assert_eq!(
+        results[0]["properties"]["commit"],
+        "0123456789abcdef0123456789abcdef01234567"
+    );
 }
 
 #[test]
@@ -175,6 +194,9 @@ fn json_validates_against_its_schema_and_reports_incompleteness() {
     assert_eq!(value["findings"][0]["line"], 1);
     assert_eq!(value["findings"][1]["line"], 2);
     assert_eq!(value["skipped"][1]["failure"], true);
+    assert_eq!(value["findings"][0]["locations"][0]["path"], "old/app.py");
+    assert_eq!(value["findings"][0]["commit"]["time"], 1_700_000_000);
+    assert!(value["findings"][1]["commit"].is_null());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use keyscope_rules::{Rule, Severity};
+use keyscope_sources::CommitInfo;
 use sha2::{Digest, Sha256};
 
 use crate::engine::Match;
@@ -25,6 +26,8 @@ pub struct Location {
     pub column: usize,
     /// 1-based column just past the secret on its first line (exclusive).
     pub end_column: usize,
+    /// For content found in git history: the commit that introduced it at this path.
+    pub commit: Option<CommitInfo>,
 }
 
 /// The line of a finding, with every secret on it masked, cut to a readable width.
@@ -60,6 +63,9 @@ pub struct Finding {
     pub base64: bool,
     /// What to do about it.
     pub help: String,
+    /// Other places the same secret was found (history sweeps group them), or the places a
+    /// flat-key finding relates (every environment that shares the key).
+    pub related: Vec<Location>,
     key_sha256: String,
 }
 
@@ -132,12 +138,14 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                     line: line_index + 1,
                     column,
                     end_column: end_column.max(column + 1),
+                    commit: None,
                 },
                 redacted: redacted.clone(),
                 fingerprint: fingerprint(&m.secret),
                 snippet: snippet(data, line_start..line_end, m, matches, &redactions),
                 base64: m.base64,
                 help: help(rule, m.base64),
+                related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }
         })

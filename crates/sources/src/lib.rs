@@ -45,6 +45,19 @@ pub struct Blob<'a> {
     pub data: &'a [u8],
 }
 
+/// The commit a blob is attributed to: where a secret in git history came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitInfo {
+    /// Full hexadecimal commit id.
+    pub id: String,
+    /// Author name and email, `Name <email>`.
+    pub author: String,
+    /// Author time, seconds since the Unix epoch (UTC).
+    pub time: i64,
+    /// First line of the commit message.
+    pub summary: String,
+}
+
 /// Why a path was not scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SkipReason {
