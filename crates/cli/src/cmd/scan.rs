@@ -167,6 +167,7 @@ fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
         if handler.render_report(&mut out, &diagnostic).is_err() {
             out.push_str(&format!("{diagnostic}\n"));
         }
+        out.push('\n');
     }
     out.push_str(&human::summary(report));
     out
