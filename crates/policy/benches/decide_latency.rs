@@ -1,2 +1,173 @@
-//! Bench placeholder.
-fn main() {}
+//! Latency percentiles, which criterion does not report: times each of many decisions with
+//! `Instant` and prints p50/p90/p99/p99.9, for keyscope's decision and for a bare
+//! `cedar_policy::Authorizer::is_authorized` call on the same request; then the throughput of
+//! reserve+commit cycles through the SQLite ledger (WAL, file on disk).
+//!
+//! `cargo bench -p keyscope-policy --bench decide_latency`
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "bench harness"
+)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use keyscope_policy::{Ledger, LedgerMode, Timestamp, Usage};
+
+const DECISIONS: usize = 200_000;
+const CYCLES: usize = 20_000;
+
+fn percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    [at(0.50), at(0.90), at(0.99), at(0.999)]
+}
+
+fn time_each(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..n / 10 {
+        f();
+    }
+    (0..n)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect()
+}
+
+/// CPU time of this thread (Linux `schedstat`): the machine is shared, so wall-clock throughput
+/// also counts time spent waiting for a core.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let setup = Instant::now();
+    let engine = common::engine();
+    let loaded = setup.elapsed();
+    let request = common::request();
+    let bare = common::bare_cedar_request(&engine);
+    let authorizer = cedar_policy::Authorizer::new();
+    let store = engine.store();
+
+    let per_call = |start: Option<Duration>| {
+        start
+            .zip(thread_cpu())
+            .map(|(a, b)| (b - a) / (DECISIONS + DECISIONS / 10) as u32)
+    };
+    let cpu = thread_cpu();
+    let keyscope = percentiles(time_each(DECISIONS, || {
+        black_box(engine.decide(black_box(&request)));
+    }));
+    let keyscope_cpu = per_call(cpu);
+    let cpu = thread_cpu();
+    let cedar = percentiles(time_each(DECISIONS, || {
+        black_box(authorizer.is_authorized(
+            black_box(&bare),
+            store.cedar_policies(),
+            store.cedar_entities(),
+        ));
+    }));
+    let cedar_cpu = per_call(cpu);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 500,
+        ..Usage::default()
+    };
+    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
+    let mut i = 0usize;
+    let cpu = thread_cpu();
+    let start = Instant::now();
+    let cycles = time_each(CYCLES, || {
+        let mut request = common::request();
+        let id = format!("r{i}");
+        i += 1;
+        request.request_id = Some(id.clone());
+        let decision = engine
+            .decide_with_ledger(&request, &ledger, LedgerMode::Reserve)
+            .unwrap();
+        assert!(decision.allowed, "{:?}", decision.reasons);
+        black_box(ledger.commit(&id, &usage, now).unwrap());
+    });
+    let elapsed = start.elapsed();
+    let ledger_cpu = cpu.zip(thread_cpu()).map(|(a, b)| b - a);
+    let per_second = (CYCLES + CYCLES / 10) as f64 / elapsed.as_secs_f64();
+    let cycle = percentiles(cycles);
+
+    println!(
+        "store: {} scopes, {} models, loaded in {:.1} ms",
+        common::SCOPES,
+        common::MODELS,
+        loaded.as_secs_f64() * 1e3
+    );
+    println!();
+    println!("| measurement ({DECISIONS} samples) | p50 µs | p90 µs | p99 µs | p99.9 µs |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| keyscope `Engine::decide` (no ledger) | {} | {} | {} | {} |",
+        us(keyscope[0]),
+        us(keyscope[1]),
+        us(keyscope[2]),
+        us(keyscope[3])
+    );
+    println!(
+        "| bare `Authorizer::is_authorized` | {} | {} | {} | {} |",
+        us(cedar[0]),
+        us(cedar[1]),
+        us(cedar[2]),
+        us(cedar[3])
+    );
+    if let (Some(k), Some(c)) = (keyscope_cpu, cedar_cpu) {
+        println!(
+            "| mean CPU time per call (thread schedstat) | keyscope {} | bare Cedar {} | | |",
+            us(k),
+            us(c)
+        );
+    }
+    println!();
+
+    println!(
+        "keyscope / bare Cedar at p50: {:.2}x, at p99: {:.2}x",
+        keyscope[0].as_secs_f64() / cedar[0].as_secs_f64(),
+        keyscope[2].as_secs_f64() / cedar[2].as_secs_f64()
+    );
+    println!();
+    println!(
+        "ledger reserve+commit: {per_second:.0} cycles/s over {} cycles; per cycle p50 {} µs, p99 {} µs",
+        CYCLES + CYCLES / 10,
+        us(cycle[0]),
+        us(cycle[2])
+    );
+    if let Some(cpu) = ledger_cpu {
+        println!(
+            "ledger reserve+commit per CPU-second of the benchmark thread: {:.0} cycles/s",
+            (CYCLES + CYCLES / 10) as f64 / cpu.as_secs_f64()
+        );
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average during the run: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}

@@ -185,14 +185,24 @@ impl Engine {
                 }
                 return Ok(decision);
             }
-            let mut usage = Vec::with_capacity(prepared.chain.len());
-            for scope in &prepared.chain {
-                if scope.budget.is_limited() || scope.rate.is_limited() {
-                    usage.push(ledger::usage(tx, &scope.id, prepared.now, &day, &month)?);
-                } else {
-                    usage.push(ScopeUsage::default());
-                }
-            }
+            // Only scopes with caps or limits need figures; the others read as zero.
+            let limited: Vec<&str> = prepared
+                .chain
+                .iter()
+                .filter(|s| s.budget.is_limited() || s.rate.is_limited())
+                .map(|s| s.id.as_str())
+                .collect();
+            let figures = ledger::usage(tx, &limited, prepared.now, &day, &month)?;
+            let usage: Vec<ScopeUsage> = prepared
+                .chain
+                .iter()
+                .map(|s| {
+                    limited
+                        .iter()
+                        .position(|l| *l == s.id)
+                        .map_or_else(ScopeUsage::default, |i| figures[i])
+                })
+                .collect();
             let mut decision = self.evaluate(request, &prepared, &usage);
             if let (Some(id), true) = (reserve_id, decision.allowed) {
                 let chain: Vec<&str> = prepared.chain.iter().map(|s| s.id.as_str()).collect();
@@ -359,6 +369,7 @@ impl Engine {
         let mut decision = self.base(request, p.now);
         self.fill_resolved(&mut decision, p);
         let mut room = Headroom::default();
+        let (day_key, month_key) = (p.now.day_key(), p.now.month_key());
         for (scope, used) in p.chain.iter().zip(usage) {
             let budget = scope.budget;
             if budget.is_limited() {
@@ -366,14 +377,14 @@ impl Engine {
                 for (window, period, cap_micros, cap_tokens, w) in [
                     (
                         "day",
-                        p.now.day_key(),
+                        &day_key,
                         budget.day_micros,
                         budget.day_tokens,
                         used.day,
                     ),
                     (
                         "month",
-                        p.now.month_key(),
+                        &month_key,
                         budget.month_micros,
                         budget.month_tokens,
                         used.month,
@@ -398,7 +409,7 @@ impl Engine {
                     decision.budgets.push(BudgetFigure {
                         scope: scope.id.clone(),
                         window,
-                        period,
+                        period: period.clone(),
                         cap_micros,
                         cap_tokens,
                         committed_micros: w.committed_micros,
@@ -497,7 +508,7 @@ impl Engine {
                 ]),
             ),
         ];
-        if let Some(ip) = request.source_ip {
+        if let (Some(ip), true) = (request.source_ip, self.store.uses_source_ip) {
             pairs.push((
                 "source_ip".to_owned(),
                 RestrictedExpression::new_ip(ip.to_string()),

@@ -17,7 +17,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::types::Value;
+use rusqlite::{
+    Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
+};
 use serde::Serialize;
 
 use crate::catalog::Price;
@@ -53,7 +56,6 @@ CREATE TABLE IF NOT EXISTS requests (
     settled_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS requests_live_holds ON requests (expires_at) WHERE state = 'held';
-CREATE INDEX IF NOT EXISTS requests_day ON requests (day);
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL,
     period TEXT NOT NULL,
@@ -250,7 +252,6 @@ impl Ledger {
                     });
                 }
                 "released" => return Err(LedgerError::AlreadyReleased(request_id.to_owned())),
-                "held" => add_held(tx, &row.chain, &row.day, &row.month, row.held_micros, row.held_tokens, request_id, Sign::Minus)?,
                 _ => {}
             }
             let overflow = || LedgerError::Overflow(request_id.to_owned());
@@ -268,7 +269,11 @@ impl Ledger {
                 .checked_add(usage.cached_input_tokens)
                 .and_then(|t| t.checked_add(usage.output_tokens))
                 .ok_or_else(overflow)?;
-            add_committed(tx, &row.chain, &row.day, &row.month, cost, tokens, request_id)?;
+            let mut delta = Delta::commit(cost, tokens, request_id)?;
+            if row.state == "held" {
+                delta = delta.plus(Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus());
+            }
+            shift(tx, &row.chain, &row.day, &row.month, delta)?;
             tx.prepare_cached(
                 "UPDATE requests SET state = 'committed', cost_micros = ?2, input_tokens = ?3,
                  cached_input_tokens = ?4, output_tokens = ?5, settled_at = ?6 WHERE request_id = ?1",
@@ -293,16 +298,10 @@ impl Ledger {
             match row.state.as_str() {
                 "committed" => return Err(LedgerError::AlreadyCommitted(request_id.to_owned())),
                 "released" => return Ok(Settlement::AlreadyReleased),
-                "held" => add_held(
-                    tx,
-                    &row.chain,
-                    &row.day,
-                    &row.month,
-                    row.held_micros,
-                    row.held_tokens,
-                    request_id,
-                    Sign::Minus,
-                )?,
+                "held" => {
+                    let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
+                    shift(tx, &row.chain, &row.day, &row.month, delta)?;
+                }
                 _ => {}
             }
             tx.prepare_cached(
@@ -459,66 +458,96 @@ pub(crate) fn find(
     }))
 }
 
-#[derive(Clone, Copy)]
-enum Sign {
-    Plus,
-    Minus,
+/// A change to the running totals of a chain, in both windows.
+#[derive(Debug, Clone, Copy, Default)]
+struct Delta {
+    held_micros: i64,
+    held_tokens: i64,
+    committed_micros: i64,
+    committed_tokens: i64,
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one row of the totals table, spelled out"
-)]
-fn add_held(
+impl Delta {
+    fn hold(micros: u64, tokens: u64, request_id: &str) -> Result<Self, LedgerError> {
+        Ok(Self {
+            held_micros: to_i64(micros, request_id)?,
+            held_tokens: to_i64(tokens, request_id)?,
+            ..Self::default()
+        })
+    }
+
+    fn commit(micros: u64, tokens: u64, request_id: &str) -> Result<Self, LedgerError> {
+        Ok(Self {
+            committed_micros: to_i64(micros, request_id)?,
+            committed_tokens: to_i64(tokens, request_id)?,
+            ..Self::default()
+        })
+    }
+
+    fn minus(self) -> Self {
+        Self {
+            held_micros: -self.held_micros,
+            held_tokens: -self.held_tokens,
+            committed_micros: -self.committed_micros,
+            committed_tokens: -self.committed_tokens,
+        }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self {
+            held_micros: self.held_micros + other.held_micros,
+            held_tokens: self.held_tokens + other.held_tokens,
+            committed_micros: self.committed_micros + other.committed_micros,
+            committed_tokens: self.committed_tokens + other.committed_tokens,
+        }
+    }
+}
+
+/// `?a, ?b, ...` for `count` parameters numbered from `first`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Applies `delta` to the day and month totals of every scope of `chain`, in one statement.
+fn shift(
     tx: &Transaction<'_>,
     chain: &[impl AsRef<str>],
     day: &str,
     month: &str,
-    micros: u64,
-    tokens: u64,
-    request_id: &str,
-    sign: Sign,
+    delta: Delta,
 ) -> Result<(), LedgerError> {
-    let (micros, tokens) = (to_i64(micros, request_id)?, to_i64(tokens, request_id)?);
-    let (micros, tokens) = match sign {
-        Sign::Plus => (micros, tokens),
-        Sign::Minus => (-micros, -tokens),
-    };
-    let mut statement = tx.prepare_cached(
-        "INSERT INTO totals (scope, period, held_micros, held_tokens) VALUES (?1, ?2, ?3, ?4)
+    let rows: Vec<String> = (0..chain.len())
+        .flat_map(|i| {
+            let scope = 7 + i;
+            [
+                format!("(?{scope}, ?5, ?1, ?2, ?3, ?4)"),
+                format!("(?{scope}, ?6, ?1, ?2, ?3, ?4)"),
+            ]
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO totals (scope, period, held_micros, held_tokens, committed_micros, committed_tokens)
+         VALUES {}
          ON CONFLICT (scope, period) DO UPDATE SET
             held_micros = held_micros + excluded.held_micros,
-            held_tokens = held_tokens + excluded.held_tokens",
-    )?;
-    for scope in chain {
-        for period in [day, month] {
-            statement.execute(params![scope.as_ref(), period, micros, tokens])?;
-        }
-    }
-    Ok(())
-}
-
-fn add_committed(
-    tx: &Transaction<'_>,
-    chain: &[impl AsRef<str>],
-    day: &str,
-    month: &str,
-    micros: u64,
-    tokens: u64,
-    request_id: &str,
-) -> Result<(), LedgerError> {
-    let (micros, tokens) = (to_i64(micros, request_id)?, to_i64(tokens, request_id)?);
-    let mut statement = tx.prepare_cached(
-        "INSERT INTO totals (scope, period, committed_micros, committed_tokens) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (scope, period) DO UPDATE SET
+            held_tokens = held_tokens + excluded.held_tokens,
             committed_micros = committed_micros + excluded.committed_micros,
             committed_tokens = committed_tokens + excluded.committed_tokens",
-    )?;
-    for scope in chain {
-        for period in [day, month] {
-            statement.execute(params![scope.as_ref(), period, micros, tokens])?;
-        }
-    }
+        rows.join(", ")
+    );
+    let mut values: Vec<Value> = vec![
+        Value::Integer(delta.held_micros),
+        Value::Integer(delta.held_tokens),
+        Value::Integer(delta.committed_micros),
+        Value::Integer(delta.committed_tokens),
+        Value::Text(day.to_owned()),
+        Value::Text(month.to_owned()),
+    ];
+    values.extend(chain.iter().map(|s| Value::Text(s.as_ref().to_owned())));
+    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(())
 }
 
@@ -532,16 +561,8 @@ pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerE
         .collect::<Result<_, _>>()?;
     for request_id in &expired {
         if let Some(row) = find(tx, request_id)? {
-            add_held(
-                tx,
-                &row.chain,
-                &row.day,
-                &row.month,
-                row.held_micros,
-                row.held_tokens,
-                request_id,
-                Sign::Minus,
-            )?;
+            let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
+            shift(tx, &row.chain, &row.day, &row.month, delta)?;
         }
         tx.prepare_cached(
             "UPDATE requests SET state = 'expired', settled_at = ?2 WHERE request_id = ?1",
@@ -551,47 +572,104 @@ pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerE
     Ok(expired.len() as u64)
 }
 
-/// Spend of `scope` in the windows of `time`.
+/// Spend of each of `scopes` in the windows of `time`, in the order given.
 pub(crate) fn usage(
     tx: &Transaction<'_>,
-    scope: &str,
+    scopes: &[&str],
     time: Timestamp,
     day: &str,
     month: &str,
-) -> Result<ScopeUsage, LedgerError> {
-    let mut totals = tx.prepare_cached(
-        "SELECT committed_micros, held_micros, committed_tokens, held_tokens
-         FROM totals WHERE scope = ?1 AND period = ?2",
-    )?;
-    let mut window = |period: &str| -> Result<WindowUsage, LedgerError> {
-        let row = totals
-            .query_row(params![scope, period], |r| {
-                Ok([r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?, r.get(3)?])
-            })
-            .optional()?
-            .unwrap_or_default();
-        Ok(WindowUsage {
-            committed_micros: from_i64(row[0])?,
-            held_micros: from_i64(row[1])?,
-            committed_tokens: from_i64(row[2])?,
-            held_tokens: from_i64(row[3])?,
-        })
-    };
-    let day = window(day)?;
-    let month = window(month)?;
-    let (requests, tokens): (i64, i64) = tx
-        .prepare_cached("SELECT requests, tokens FROM rates WHERE scope = ?1 AND minute = ?2")?
-        .query_row(params![scope, time.minute_key()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?
-        .unwrap_or((0, 0));
-    Ok(ScopeUsage {
+) -> Result<Vec<ScopeUsage>, LedgerError> {
+    let mut out = vec![ScopeUsage::default(); scopes.len()];
+    if scopes.is_empty() {
+        return Ok(out);
+    }
+    let position = |scope: &str| scopes.iter().position(|s| *s == scope);
+    let sql = format!(
+        "SELECT scope, period, committed_micros, held_micros, committed_tokens, held_tokens
+         FROM totals WHERE period IN (?1, ?2) AND scope IN ({})",
+        placeholders(3, scopes.len())
+    );
+    let mut values = vec![Value::Text(day.to_owned()), Value::Text(month.to_owned())];
+    values.extend(scopes.iter().map(|s| Value::Text((*s).to_owned())));
+    let mut statement = tx.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        let scope: String = row.get(0)?;
+        let period: String = row.get(1)?;
+        let window = WindowUsage {
+            committed_micros: from_i64(row.get(2)?)?,
+            held_micros: from_i64(row.get(3)?)?,
+            committed_tokens: from_i64(row.get(4)?)?,
+            held_tokens: from_i64(row.get(5)?)?,
+        };
+        if let Some(i) = position(&scope) {
+            if period == day {
+                out[i].day = window;
+            } else {
+                out[i].month = window;
+            }
+        }
+    }
+    let sql = format!(
+        "SELECT scope, requests, tokens FROM rates WHERE minute = ?1 AND scope IN ({})",
+        placeholders(2, scopes.len())
+    );
+    let mut values = vec![Value::Integer(time.minute_key())];
+    values.extend(scopes.iter().map(|s| Value::Text((*s).to_owned())));
+    let mut statement = tx.prepare_cached(&sql)?;
+    let mut rows = statement.query(params_from_iter(values))?;
+    while let Some(row) = rows.next()? {
+        let scope: String = row.get(0)?;
+        if let Some(i) = position(&scope) {
+            out[i].minute_requests = from_i64(row.get(1)?)?;
+            out[i].minute_tokens = from_i64(row.get(2)?)?;
+        }
+    }
+    Ok(out)
+}
+
+fn insert_request(
+    tx: &Transaction<'_>,
+    hold: &Hold<'_>,
+    state: &str,
+    day: &str,
+    month: &str,
+    expires_at: Timestamp,
+) -> Result<(), LedgerError> {
+    let id = hold.request_id;
+    let price = |f: fn(&Price) -> u64| hold.price.as_ref().map(|p| to_i64(f(p), id)).transpose();
+    let micros = to_i64(hold.micros, id)?;
+    let tokens = to_i64(hold.tokens, id)?;
+    let committed = state == "committed";
+    tx.prepare_cached(
+        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
+            held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
+            price_cached_input, created_at, expires_at, settled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )?
+    .execute(params![
+        id,
+        hold.key_id,
+        hold.chain.first().copied().unwrap_or_default(),
+        hold.chain.join("\n"),
+        hold.model,
         day,
         month,
-        minute_requests: from_i64(requests)?,
-        minute_tokens: from_i64(tokens)?,
-    })
+        hold.time.minute_key(),
+        state,
+        micros,
+        tokens,
+        if committed { micros } else { 0 },
+        if committed { tokens } else { 0 },
+        price(|p| p.input)?,
+        price(|p| p.output)?,
+        price(|p| p.cached_input)?,
+        hold.time.unix(),
+        expires_at.unix(),
+        committed.then_some(hold.time.unix()),
+    ])?;
+    Ok(())
 }
 
 /// Writes a hold and charges it to the whole chain, day, month and minute.
@@ -604,81 +682,44 @@ pub(crate) fn insert_hold(
     let day = hold.time.day_key();
     let month = hold.time.month_key();
     let expires_at = hold.time.saturating_add(ttl);
-    let price = |f: fn(&Price) -> u64| hold.price.as_ref().map(|p| to_i64(f(p), id)).transpose();
-    tx.prepare_cached(
-        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
-            held_micros, held_tokens, price_input, price_output, price_cached_input, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'held', ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )?
-    .execute(params![
-        id,
-        hold.key_id,
-        hold.chain.first().copied().unwrap_or_default(),
-        hold.chain.join("\n"),
-        hold.model,
-        day,
-        month,
-        hold.time.minute_key(),
-        to_i64(hold.micros, id)?,
-        to_i64(hold.tokens, id)?,
-        price(|p| p.input)?,
-        price(|p| p.output)?,
-        price(|p| p.cached_input)?,
-        hold.time.unix(),
-        expires_at.unix(),
-    ])?;
-    add_held(
+    insert_request(tx, hold, "held", &day, &month, expires_at)?;
+    shift(
         tx,
         hold.chain,
         &day,
         &month,
-        hold.micros,
-        hold.tokens,
-        id,
-        Sign::Plus,
+        Delta::hold(hold.micros, hold.tokens, id)?,
     )?;
-    let mut rates = tx.prepare_cached(
-        "INSERT INTO rates (scope, minute, requests, tokens) VALUES (?1, ?2, 1, ?3)
-         ON CONFLICT (scope, minute) DO UPDATE SET requests = requests + 1, tokens = tokens + excluded.tokens",
-    )?;
-    for scope in hold.chain {
-        rates.execute(params![
-            scope,
-            hold.time.minute_key(),
-            to_i64(hold.tokens, id)?
-        ])?;
-    }
+    let rows: Vec<String> = (0..hold.chain.len())
+        .map(|i| format!("(?{}, ?1, 1, ?2)", 3 + i))
+        .collect();
+    let sql = format!(
+        "INSERT INTO rates (scope, minute, requests, tokens) VALUES {}
+         ON CONFLICT (scope, minute) DO UPDATE SET
+            requests = requests + 1, tokens = tokens + excluded.tokens",
+        rows.join(", ")
+    );
+    let mut values = vec![
+        Value::Integer(hold.time.minute_key()),
+        Value::Integer(to_i64(hold.tokens, id)?),
+    ];
+    values.extend(hold.chain.iter().map(|s| Value::Text((*s).to_owned())));
+    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
     Ok(expires_at)
 }
 
 /// Records spend that happened outside a reservation (imports, fixtures): a committed request.
 pub(crate) fn insert_committed(tx: &Transaction<'_>, hold: &Hold<'_>) -> Result<(), LedgerError> {
-    insert_hold(tx, hold, 0)?;
-    add_held(
+    let day = hold.time.day_key();
+    let month = hold.time.month_key();
+    insert_request(tx, hold, "committed", &day, &month, hold.time)?;
+    shift(
         tx,
         hold.chain,
-        &hold.time.day_key(),
-        &hold.time.month_key(),
-        hold.micros,
-        hold.tokens,
-        hold.request_id,
-        Sign::Minus,
-    )?;
-    add_committed(
-        tx,
-        hold.chain,
-        &hold.time.day_key(),
-        &hold.time.month_key(),
-        hold.micros,
-        hold.tokens,
-        hold.request_id,
-    )?;
-    tx.prepare_cached(
-        "UPDATE requests SET state = 'committed', cost_micros = held_micros, input_tokens = held_tokens,
-         settled_at = created_at WHERE request_id = ?1",
-    )?
-    .execute([hold.request_id])?;
-    Ok(())
+        &day,
+        &month,
+        Delta::commit(hold.micros, hold.tokens, hold.request_id)?,
+    )
 }
 
 #[cfg(test)]

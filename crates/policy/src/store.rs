@@ -60,6 +60,9 @@ pub struct Store {
     pub(crate) key_uids: HashMap<String, EntityUid>,
     pub(crate) model_uids: HashMap<String, EntityUid>,
     pub(crate) action_uids: HashMap<String, EntityUid>,
+    /// Whether any policy reads `context.source_ip`: parsing the address into a Cedar `ipaddr`
+    /// costs more than the rest of the context, so it is only built when used.
+    pub(crate) uses_source_ip: bool,
 }
 
 /// The texts a store is made of, for building one without a directory.
@@ -162,6 +165,7 @@ impl Store {
         let catalog = Catalog::parse_file(models_file)?;
         let scopes = Scopes::parse_file(scopes_file)?;
         let (policies, policy_info, policy_files) = load_policies(policy_files)?;
+        let uses_source_ip = policy_files.values().any(|f| f.text.contains("source_ip"));
 
         let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
         if !validation.validation_passed() {
@@ -333,6 +337,7 @@ impl Store {
             key_uids,
             model_uids,
             action_uids,
+            uses_source_ip,
         })
     }
 
