@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# The logic of the keyscope GitHub Action (action.yml), kept here so it runs and is tested outside
+# GitHub: give it GITHUB_EVENT_NAME, GITHUB_EVENT_PATH, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY and
+# it scans what the event introduces, the way the Action would.
+#
+# What is scanned:
+#   pull_request, pull_request_target  pull_request.base.sha..pull_request.head.sha
+#   push                               before..after; a new branch (before is all zeros) from
+#                                      its merge base with the default branch, or the whole
+#                                      history when there is none
+#   merge_group                        merge_group.base_sha..merge_group.head_sha
+#   anything else                      the checked-out working tree
+#
+# Inputs (environment, as action.yml passes them):
+#   INPUT_FORMAT            format printed to the job log: human (default), json, sarif or none
+#   INPUT_SARIF_FILE        where the SARIF report goes (default keyscope.sarif)
+#   INPUT_FAIL_ON_FINDINGS  true (default) or false
+#   INPUT_ARGS              extra arguments for `keyscope scan`, split on whitespace
+#   KEYSCOPE                the keyscope executable (default: `keyscope` on PATH)
+#
+# Exit codes follow keyscope's: 0 clean (or findings with fail-on-findings false), 1 findings,
+# 2 an error, including a base commit missing from a shallow checkout.
+#
+# JSON (the event payload, keyscope's report) is read with python3, which every GitHub-hosted
+# runner has; keyscope's output is already redacted and nothing here adds file content.
+set -euo pipefail
+
+keyscope="${KEYSCOPE:-keyscope}"
+format="${INPUT_FORMAT:-human}"
+sarif_file="${INPUT_SARIF_FILE:-keyscope.sarif}"
+fail_on_findings="${INPUT_FAIL_ON_FINDINGS:-true}"
+event_name="${GITHUB_EVENT_NAME:-}"
+event_path="${GITHUB_EVENT_PATH:-}"
+output_file="${GITHUB_OUTPUT:-/dev/null}"
+summary_file="${GITHUB_STEP_SUMMARY:-/dev/null}"
+zero_sha='^0+$'
+
+log() { printf 'keyscope-action: %s\n' "$*"; }
+
+# Workflow-command data escaping (`::error ...::DATA`).
+escape_data() {
+    local s="$1"
+    s="${s//'%'/%25}"
+    s="${s//$'\r'/%0D}"
+    s="${s//$'\n'/%0A}"
+    printf '%s' "$s"
+}
+
+fail() {
+    # $1: exit code; $2: message. Reaches the log as an error annotation, the summary and outputs.
+    local code="$1" message="$2"
+    printf '::error title=keyscope::%s\n' "$(escape_data "$message")"
+    {
+        printf '## keyscope: scan failed\n\n'
+        printf '%s\n' "$message"
+    } >>"$summary_file"
+    {
+        printf 'findings=0\n'
+        printf 'exit-code=%s\n' "$code"
+        printf 'sarif-file=%s\n' "$sarif_file"
+    } >>"$output_file"
+    exit "$code"
+}
+
+if command -v python3 >/dev/null 2>&1; then
+    python=python3
+elif command -v python >/dev/null 2>&1; then
+    python=python
+else
+    fail 2 "python3 is needed to read the event payload and keyscope's JSON report"
+fi
+if ! command -v "$keyscope" >/dev/null 2>&1; then
+    fail 2 "\`$keyscope\` is not installed or not on PATH"
+fi
+case "$fail_on_findings" in
+true | false) ;;
+*) fail 2 "fail-on-findings must be true or false, not \`$fail_on_findings\`" ;;
+esac
+case "$format" in
+human | json | sarif | none) ;;
+*) fail 2 "format must be human, json, sarif or none, not \`$format\`" ;;
+esac
+
+# Prints the value of a dotted path in the event payload, or nothing.
+event_field() {
+    [ -n "$event_path" ] && [ -f "$event_path" ] || return 0
+    "$python" - "$event_path" "$1" <<'PY'
+import json, sys
+value = json.load(open(sys.argv[1], encoding="utf-8"))
+for key in sys.argv[2].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
+if isinstance(value, bool):
+    print("true" if value else "false")
+elif value is not None:
+    print(value)
+PY
+}
+
+commit_exists() { git cat-file -e "$1^{commit}" 2>/dev/null; }
+
+fetch_hint() {
+    # $1: the missing commit; $2: what it is.
+    fail 2 "the $2 commit $1 is not in this checkout, so the commits to scan cannot be worked out. The checkout is probably shallow: set \`fetch-depth: 0\` on actions/checkout (or run \`git fetch --unshallow\`) before keyscope"
+}
+
+# Sets scan_args (the keyscope arguments) and scope (a description for people).
+base=""
+head=""
+scan_args=()
+case "$event_name" in
+pull_request | pull_request_target)
+    base="$(event_field pull_request.base.sha)"
+    head="$(event_field pull_request.head.sha)"
+    scope="pull request #$(event_field pull_request.number)"
+    ;;
+merge_group)
+    base="$(event_field merge_group.base_sha)"
+    head="$(event_field merge_group.head_sha)"
+    scope="merge group"
+    ;;
+push)
+    base="$(event_field before)"
+    head="$(event_field after)"
+    scope="push to $(event_field ref)"
+    if [[ "$head" =~ $zero_sha ]] || [ "$(event_field deleted)" = "true" ]; then
+        log "the push deleted $(event_field ref); nothing to scan"
+        {
+            printf '## keyscope\n\nThe push deleted a ref: nothing to scan.\n'
+        } >>"$summary_file"
+        printf 'findings=0\nexit-code=0\nsarif-file=\nrange=\n' >>"$output_file"
+        exit 0
+    fi
+    if [[ "$base" =~ $zero_sha ]]; then
+        # A new branch: its own commits are those not on the default branch.
+        default_branch="$(event_field repository.default_branch)"
+        base=""
+        commit_exists "$head" || fetch_hint "$head" "pushed"
+        for ref in "refs/remotes/origin/$default_branch" "refs/heads/$default_branch"; do
+            if [ -n "$default_branch" ] && git rev-parse --verify --quiet "$ref" >/dev/null; then
+                merge_base="$(git merge-base "$ref" "$head" 2>/dev/null || true)"
+                if [ -n "$merge_base" ] && [ "$merge_base" != "$head" ]; then
+                    base="$merge_base"
+                    scope="new branch $(event_field ref), from its merge base with $default_branch"
+                    break
+                fi
+            fi
+        done
+        if [ -z "$base" ]; then
+            log "note: new branch with no merge base with the default branch \`$default_branch\` in this checkout; scanning the whole history (set fetch-depth: 0 to narrow it to the branch's own commits)"
+            scan_args=(--history)
+            scope="new branch $(event_field ref), whole history"
+            head=""
+        fi
+    fi
+    ;;
+*)
+    scope="working tree (event \`${event_name:-none}\`)"
+    scan_args=(.)
+    ;;
+esac
+
+range=""
+if [ "${#scan_args[@]}" -eq 0 ]; then
+    if [ -z "$base" ] || [ -z "$head" ]; then
+        fail 2 "the \`$event_name\` event payload at \`$event_path\` has no base and head commits"
+    fi
+    commit_exists "$head" || fetch_hint "$head" "head"
+    commit_exists "$base" || fetch_hint "$base" "base"
+    range="$base..$head"
+    scan_args=(--range "$range")
+fi
+log "scanning $scope: keyscope scan ${scan_args[*]}"
+
+extra_args=()
+if [ -n "${INPUT_ARGS:-}" ]; then
+    read -r -a extra_args <<<"$INPUT_ARGS"
+fi
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+json_file="$work/report.json"
+
+code=0
+"$keyscope" scan "${scan_args[@]}" ${extra_args[@]+"${extra_args[@]}"} --format json -o "$json_file" || code=$?
+if [ "$code" -ge 2 ] || [ ! -s "$json_file" ]; then
+    fail 2 "keyscope scan ${scan_args[*]} failed (exit $code); its error is in the log above"
+fi
+sarif_code=0
+mkdir -p "$(dirname "$sarif_file")"
+"$keyscope" scan "${scan_args[@]}" ${extra_args[@]+"${extra_args[@]}"} --format sarif -o "$sarif_file" || sarif_code=$?
+if [ "$sarif_code" -ge 2 ]; then
+    fail 2 "keyscope scan --format sarif failed (exit $sarif_code)"
+fi
+case "$format" in
+human) "$keyscope" scan "${scan_args[@]}" ${extra_args[@]+"${extra_args[@]}"} --format human || true ;;
+json) cat "$json_file" ;;
+sarif) cat "$sarif_file" ;;
+none) ;;
+esac
+
+# Annotations on stdout, the summary table appended to the summary file; prints the count last.
+findings="$(
+    "$python" - "$json_file" "$summary_file" "$scope" "$range" <<'PY'
+import json, sys
+
+report_path, summary_path, scope, scan_range = sys.argv[1:5]
+report = json.load(open(report_path, encoding="utf-8"))
+findings = report.get("findings", [])
+
+
+def data(text):
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def prop(text):
+    return data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def cell(text):
+    text = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    return text
+
+
+def code(text):
+    text = cell(text).replace("`", "'")
+    return f"`{text}`" if text else ""
+
+
+def path_of(finding):
+    path = finding.get("path", "")
+    return path[2:] if path.startswith("./") else path
+
+
+for f in findings:
+    commit = f.get("commit") or {}
+    where = f" in commit {commit['id'][:12]}" if commit.get("id") else ""
+    message = (
+        f"{f.get('rule_name', '')} ({f.get('rule_id', '')}): {f.get('redacted', '')}{where}. "
+        f"{f.get('help', '')}"
+    ).strip()
+    props = [
+        f"file={prop(path_of(f))}",
+        f"line={f.get('line', 1)}",
+        f"col={f.get('column', 1)}",
+        f"endColumn={f.get('end_column', 2)}",
+        f"title={prop('keyscope: ' + f.get('rule_name', f.get('rule_id', 'leaked key')))}",
+    ]
+    print(f"::error {','.join(props)}::{data(message)}")
+
+with open(summary_path, "a", encoding="utf-8") as summary:
+    where = f"{scope} (`{scan_range}`)" if scan_range else scope
+    if not findings:
+        summary.write(f"## keyscope: no leaked keys\n\nScanned {where}.\n")
+    else:
+        noun = "key" if len(findings) == 1 else "keys"
+        summary.write(f"## keyscope: {len(findings)} leaked {noun}\n\nScanned {where}.\n\n")
+        summary.write("| Rule | Location | Secret (redacted) | Commit |\n")
+        summary.write("| --- | --- | --- | --- |\n")
+        for f in findings:
+            commit = f.get("commit") or {}
+            others = len(f.get("locations") or [])
+            location = code(f"{path_of(f)}:{f.get('line', 1)}")
+            if others:
+                location += f" (+{others} more)"
+            summary.write(
+                f"| {cell(f.get('rule_name', ''))} {code(f.get('rule_id', ''))} "
+                f"| {location} | {code(f.get('redacted', ''))} "
+                f"| {code(commit.get('id', '')[:12])} |\n"
+            )
+        summary.write(
+            "\nRotate each key at its provider: removing it from the code does not "
+            "un-leak it.\n"
+        )
+print(len(findings))
+PY
+)"
+count="${findings##*$'\n'}"
+if [ "$count" != "$findings" ]; then
+    printf '%s\n' "${findings%$'\n'*}"
+fi
+
+exit_code=0
+if [ "$count" -gt 0 ] && [ "$fail_on_findings" = "true" ]; then
+    exit_code=1
+fi
+# The output is keyscope's own verdict (1 when there are findings), whatever fail-on-findings
+# makes of it, so a workflow that does not fail the job can still branch on it.
+{
+    printf 'findings=%s\n' "$count"
+    printf 'exit-code=%s\n' "$code"
+    printf 'sarif-file=%s\n' "$sarif_file"
+    printf 'range=%s\n' "$range"
+} >>"$output_file"
+log "$count finding(s) in $scope"
+exit "$exit_code"
