@@ -39,6 +39,7 @@ struct Summary {
 
 #[derive(Serialize)]
 struct JsonFinding<'a> {
+    kind: &'static str,
     rule_id: &'a str,
     rule_name: &'a str,
     provider: &'a str,
@@ -110,6 +111,10 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
             .findings
             .iter()
             .map(|f| JsonFinding {
+                kind: match f.kind {
+                    keyscope_rules::RuleKind::Secret => "secret",
+                    keyscope_rules::RuleKind::Usage => "usage",
+                },
                 rule_id: &f.rule_id,
                 rule_name: &f.rule_name,
                 provider: &f.provider,

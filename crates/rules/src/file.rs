@@ -6,7 +6,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Context, Rule, Severity};
+use crate::{Context, Rule, RuleKind, Severity};
 
 /// Largest compiled size we accept for one pattern, so a hostile custom rule cannot make the
 /// engine allocate without bound.
@@ -87,6 +87,10 @@ struct RawFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
+    #[serde(default)]
+    kind: RuleKind,
+    #[serde(default = "yes")]
+    enabled: bool,
     id: Spanned<String>,
     provider: String,
     name: String,
@@ -111,9 +115,16 @@ struct RawRule {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawContext {
+    #[serde(default)]
     patterns: Vec<Spanned<String>>,
     #[serde(default)]
     lines: usize,
+    #[serde(default)]
+    unless: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Parses one rule file.
@@ -171,22 +182,28 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             let context = r
                 .context
                 .map(|c| {
-                    let patterns = c
-                        .patterns
-                        .iter()
-                        .map(|p| {
-                            compile(p.get_ref()).map_err(|e| {
-                                invalid(p.span(), format!("context pattern does not compile: {e}"))
+                    let compile_all = |list: &[Spanned<String>]| {
+                        list.iter()
+                            .map(|p| {
+                                compile(p.get_ref()).map_err(|e| {
+                                    invalid(
+                                        p.span(),
+                                        format!("context pattern does not compile: {e}"),
+                                    )
+                                })
                             })
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
+                            .collect::<Result<Vec<_>, _>>()
+                    };
                     Ok::<_, RuleError>(Context {
-                        patterns,
+                        patterns: compile_all(&c.patterns)?,
                         lines: c.lines,
+                        unless: compile_all(&c.unless)?,
                     })
                 })
                 .transpose()?;
             Ok(Rule {
+                kind: r.kind,
+                enabled: r.enabled,
                 id: r.id.into_inner(),
                 provider: r.provider,
                 name: r.name,

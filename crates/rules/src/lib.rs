@@ -69,6 +69,20 @@ impl fmt::Display for Severity {
     }
 }
 
+/// What a rule finds.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    /// A secret: checked for boundaries, entropy and placeholders, and always redacted.
+    #[default]
+    Secret,
+    /// A risky use of keys in code (a key logged, TLS checks off, a key shipped to browsers):
+    /// the match is code to show, not a secret, so none of the secret checks apply.
+    Usage,
+}
+
 /// A requirement that other text appears near a candidate before it counts as a finding.
 ///
 /// Used for keys with no distinctive shape of their own (Azure OpenAI's 32 hex characters, an
@@ -77,12 +91,18 @@ impl fmt::Display for Severity {
 pub struct Context {
     patterns: Vec<regex::bytes::Regex>,
     lines: usize,
+    unless: Vec<regex::bytes::Regex>,
 }
 
 impl Context {
-    /// Patterns of which at least one must match near the candidate.
+    /// Patterns of which at least one must match near the candidate (none: no requirement).
     pub fn patterns(&self) -> &[regex::bytes::Regex] {
         &self.patterns
+    }
+
+    /// Patterns of which none may match near the candidate.
+    pub fn unless(&self) -> &[regex::bytes::Regex] {
+        &self.unless
     }
 
     /// How many lines above and below the candidate to look; `0` means anywhere in the blob.
@@ -95,6 +115,8 @@ impl Context {
 /// report it well.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    kind: RuleKind,
+    enabled: bool,
     id: String,
     provider: String,
     name: String,
@@ -114,6 +136,36 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule finds secrets or risky usage.
+    pub fn kind(&self) -> RuleKind {
+        self.kind
+    }
+
+    /// Whether the rule runs; some rules run only when configured (`enabled = false`).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Turns the rule on or off.
+    pub fn set_enabled(&mut self, enabled: bool) {
+        self.enabled = enabled;
+    }
+
+    /// Adds a pattern that, when it matches anywhere in a blob, silences this rule there (for
+    /// example the configured gateway's host for `flat-key/direct-provider-call`).
+    pub fn add_unless(&mut self, pattern: regex::bytes::Regex) {
+        match &mut self.context {
+            Some(context) => context.unless.push(pattern),
+            None => {
+                self.context = Some(Context {
+                    patterns: Vec::new(),
+                    lines: 0,
+                    unless: vec![pattern],
+                });
+            }
+        }
+    }
+
     /// Stable identifier, for example `openai-project-key`.
     pub fn id(&self) -> &str {
         &self.id
@@ -249,6 +301,11 @@ impl RuleSet {
             .enumerate()
             .map(|(i, r)| (r.id.clone(), i))
             .collect();
+    }
+
+    /// Looks a rule up by id, for changing it.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut Rule> {
+        self.by_id.get(id).map(|&i| &mut self.rules[i])
     }
 
     /// Looks a rule up by id.

@@ -27,6 +27,14 @@ const PLACEHOLDER_MARKERS: &[&[u8]] = &[
     b"abcdef",
 ];
 
+/// Inline comments that silence a finding on their line: keyscope's own, and those of
+/// gitleaks and detect-secrets so that teams can migrate without touching every line.
+const ALLOW_MARKERS: &[&[u8]] = &[
+    b"keyscope:allow",
+    b"gitleaks:allow",
+    b"pragma: allowlist secret",
+];
+
 /// A run of this many identical characters marks a made-up value.
 const REPEAT_RUN: usize = 6;
 
@@ -111,14 +119,25 @@ impl<'a> LineIndex<'a> {
         start..end
     }
 
-    /// Whether any context pattern matches near the span (anywhere, for `lines == 0`).
+    /// Whether the context holds near the span (anywhere, for `lines == 0`): one of its
+    /// patterns matches (when it has any) and none of its `unless` patterns does.
     pub(crate) fn context_matches(&mut self, context: &Context, span: &Range<usize>) -> bool {
         let range = match context.lines() {
             0 => 0..self.data.len(),
             radius => self.around(span, radius),
         };
         let text = &self.data[range];
-        context.patterns().iter().any(|p| p.is_match(text))
+        (context.patterns().is_empty() || context.patterns().iter().any(|p| p.is_match(text)))
+            && !context.unless().iter().any(|p| p.is_match(text))
+    }
+
+    /// Whether the line of the span carries an inline allow comment.
+    pub(crate) fn allowed_inline(&mut self, span: &Range<usize>) -> bool {
+        let line = self.around(span, 0);
+        let text = &self.data[line];
+        ALLOW_MARKERS
+            .iter()
+            .any(|m| memchr::memmem::find(text, m).is_some())
     }
 }
 
@@ -150,6 +169,19 @@ mod tests {
         assert!(shannon_entropy(b"q8Zr3LwX0pVt7KcN2bYh5MfJ") > 4.0);
         assert!(shannon_entropy(b"abababababababab") <= 1.0);
         assert_eq!(shannon_entropy(b""), 0.0);
+    }
+
+    #[test]
+    fn allow_markers_apply_to_their_own_line_only() {
+        let data = b"a = 1\nkey = X # keyscope:allow\nkey = X\nb = X # pragma: allowlist secret";
+        let mut lines = LineIndex::new(data);
+        let at = |needle: &str, from: usize| {
+            let start = from + memchr::memmem::find(&data[from..], needle.as_bytes()).unwrap();
+            start..start + needle.len()
+        };
+        assert!(lines.allowed_inline(&at("X", 0)));
+        assert!(!lines.allowed_inline(&at("X", 30)));
+        assert!(lines.allowed_inline(&at("X", 40)));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use keyscope_rules::{Rule, RuleSet};
+use keyscope_rules::{Rule, RuleKind, RuleSet};
 
 use crate::checks;
 use crate::encoding;
@@ -72,6 +72,9 @@ impl Engine {
         let mut uses: Vec<KeywordUse> = Vec::new();
         let mut index_of = std::collections::HashMap::<Vec<u8>, usize>::new();
         for (rule_index, rule) in rules.rules().iter().enumerate() {
+            if !rule.enabled() {
+                continue;
+            }
             for keyword in rule.keywords() {
                 let at = *index_of
                     .entry(keyword.as_bytes().to_vec())
@@ -171,6 +174,9 @@ impl Engine {
         found.sort_by(|a, b| {
             (a.span.start, a.span.end, a.rule).cmp(&(b.span.start, b.span.end, b.rule))
         });
+        if decode {
+            found.retain(|m| !lines.allowed_inline(&m.span));
+        }
         // Two rules reporting the same bytes as the same secret are one finding.
         found.dedup_by(|b, a| a.span == b.span && a.secret == b.secret);
         // A token that is itself base64 (a presigned Bedrock token) is one finding, not also
@@ -211,9 +217,10 @@ impl Engine {
         for span in spans {
             let span = span.start + window.start..span.end + window.start;
             let secret = &data[span.clone()];
-            if !checks::has_boundaries(data, &span)
-                || checks::is_placeholder(secret)
-                || checks::shannon_entropy(secret) < rule.entropy()
+            if rule.kind() == RuleKind::Secret
+                && (!checks::has_boundaries(data, &span)
+                    || checks::is_placeholder(secret)
+                    || checks::shannon_entropy(secret) < rule.entropy())
             {
                 continue;
             }

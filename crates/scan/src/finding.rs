@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use keyscope_rules::{Rule, Severity};
+use keyscope_rules::{Rule, RuleKind, Severity};
 use keyscope_sources::CommitInfo;
 use sha2::{Digest, Sha256};
 
@@ -42,6 +42,8 @@ pub struct Snippet {
 /// One leaked secret at one place.
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// Whether this is a secret or a risky use of keys.
+    pub kind: RuleKind,
     /// The rule's id.
     pub rule_id: String,
     /// The rule's human name.
@@ -52,7 +54,8 @@ pub struct Finding {
     pub severity: Severity,
     /// Where it is.
     pub location: Location,
-    /// The secret, redacted: its public prefix and last four characters at most.
+    /// The secret, redacted: its public prefix and last four characters at most (empty for
+    /// usage findings, which hold no secret of their own).
     pub redacted: String,
     /// A salted SHA-256 of the secret (32 hex characters): stable when the file moves, the
     /// same for the same secret anywhere, useless for recovering it.
@@ -113,7 +116,15 @@ fn hex(bytes: &[u8]) -> String {
 pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match]) -> Vec<Finding> {
     let redactions: Vec<String> = matches
         .iter()
-        .map(|m| redact(&m.secret, rules[m.rule].prefix()))
+        .map(|m| match rules[m.rule].kind() {
+            RuleKind::Secret => redact(&m.secret, rules[m.rule].prefix()),
+            RuleKind::Usage => String::new(),
+        })
+        .collect();
+    let masks: Vec<(&Match, &str)> = matches
+        .iter()
+        .zip(&redactions)
+        .map(|(m, r)| (m, r.as_str()))
         .collect();
     let mut newlines: Option<Vec<usize>> = None;
     matches
@@ -129,6 +140,7 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
             let end_column = column + char_count(&data[m.span.start..m.span.end.min(line_end)]);
             let rule = &rules[m.rule];
             Finding {
+                kind: rule.kind(),
                 rule_id: rule.id().to_owned(),
                 rule_name: rule.name().to_owned(),
                 provider: rule.provider().to_owned(),
@@ -142,9 +154,12 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                 },
                 redacted: redacted.clone(),
                 fingerprint: fingerprint(&m.secret),
-                snippet: snippet(data, line_start..line_end, m, matches, &redactions),
+                snippet: snippet(data, line_start..line_end, m, &masks),
                 base64: m.base64,
-                help: help(rule, m.base64),
+                help: match rule.kind() {
+                    RuleKind::Secret => help(rule, m.base64),
+                    RuleKind::Usage => rule.description().to_owned(),
+                },
                 related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }
@@ -170,39 +185,55 @@ fn help(rule: &Rule, base64: bool) -> String {
     )
 }
 
-/// The masked line around one match: every match on the line replaced by its redaction.
-fn snippet(
-    data: &[u8],
-    line: Range<usize>,
-    this: &Match,
-    matches: &[Match],
-    redactions: &[String],
-) -> Snippet {
+/// The masked line around one match: every secret on the line replaced by its redaction.
+/// Usage matches (code, not secrets) are shown as they are, highlighted.
+fn snippet(data: &[u8], line: Range<usize>, this: &Match, matches: &[(&Match, &str)]) -> Snippet {
     let mut text = String::new();
-    let mut highlight = 0..0;
     let mut at = line.start;
-    for (m, redacted) in matches.iter().zip(redactions) {
+    // Where the highlight starts and ends in `text`, once known.
+    let mut highlight: (Option<usize>, Option<usize>) = (None, None);
+    let copy_to = |text: &mut String,
+                   at: usize,
+                   to: usize,
+                   highlight: &mut (Option<usize>, Option<usize>)| {
+        for (bound, slot) in [
+            (this.span.start, &mut highlight.0),
+            (this.span.end, &mut highlight.1),
+        ] {
+            if slot.is_none() && (at..=to).contains(&bound) {
+                *slot = Some(text.len() + String::from_utf8_lossy(&data[at..bound]).len());
+            }
+        }
+        text.push_str(&String::from_utf8_lossy(&data[at..to]));
+    };
+    for &(m, redacted) in matches {
         // Matches are in position order; one that overlaps an earlier mask is already hidden.
         if m.span.start >= line.end || m.span.end <= line.start || m.span.start < at {
             continue;
         }
-        text.push_str(&String::from_utf8_lossy(&data[at..m.span.start]));
+        if redacted.is_empty() {
+            continue;
+        }
+        copy_to(&mut text, at, m.span.start, &mut highlight);
         let masked = if m.base64 {
             format!("[base64: {redacted}]")
         } else {
-            redacted.clone()
+            redacted.to_owned()
         };
-        if m == this {
-            highlight = text.len()..text.len() + masked.len();
+        if std::ptr::eq(m, this) {
+            highlight = (Some(text.len()), Some(text.len() + masked.len()));
         }
         text.push_str(&masked);
         at = m.span.end;
     }
     if at < line.end {
-        text.push_str(&String::from_utf8_lossy(&data[at..line.end]));
+        copy_to(&mut text, at, line.end, &mut highlight);
     }
-    let text = text.trim_end_matches('\r');
-    cut(text, highlight)
+    let start = highlight.0.unwrap_or(0).min(text.len());
+    let end = highlight.1.unwrap_or(text.len()).clamp(start, text.len());
+    let trimmed = text.trim_end_matches('\r');
+    let end = end.min(trimmed.len());
+    cut(trimmed, start.min(end)..end)
 }
 
 /// Cuts a long line to the highlighted part and some context on each side.

@@ -26,10 +26,12 @@ mod checks;
 mod encoding;
 mod engine;
 mod finding;
+mod history;
 mod prefilter;
 
 pub use engine::{Engine, EngineError, Match};
 pub use finding::{Finding, Location, Snippet, fingerprint, redact};
+pub use history::{COMMIT_MESSAGE_PATH, GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -1,0 +1,297 @@
+//! Git scans: whole-history sweeps, staged changes and commit ranges, driven through the
+//! engine, with findings grouped so that one secret is one finding however often it was
+//! committed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use keyscope_sources::{
+    CommitInfo, GitError, GitObject, GitRepo, ObjectId, SweepOptions, WalkStats,
+};
+
+use crate::{Engine, Finding, Location, ScanOutcome, finding, sort_findings};
+
+/// The path that findings in a commit message carry.
+pub const COMMIT_MESSAGE_PATH: &str = "(commit message)";
+
+/// The result of a git scan.
+#[derive(Debug, Default)]
+pub struct GitOutcome {
+    /// Findings (one per rule and secret, its first introduction as the location and every
+    /// other place in `related`), what was read, and the time it took.
+    pub outcome: ScanOutcome,
+    /// Notes that do not make the scan fail (a shallow clone's incomplete history).
+    pub warnings: Vec<String>,
+}
+
+/// A finding before grouping: a blob's or a message's finding at one place.
+struct Placed {
+    finding: Finding,
+    /// Whether the secret is still in HEAD's tree.
+    at_head: Option<bool>,
+}
+
+/// Sweeps every object of each repository and groups the findings by secret.
+///
+/// A location's commit is the one that first introduced the blob at that path; a blob no
+/// commit contains is reported at `<repository>@<blob id>` without a commit.
+pub fn scan_history(
+    engine: &Engine,
+    repos: &[GitRepo],
+    options: &SweepOptions,
+) -> Result<GitOutcome, GitError> {
+    let started = Instant::now();
+    let mut result = GitOutcome::default();
+    let mut placed = Vec::new();
+    let prefix_paths = repos.len() > 1;
+    for repo in repos {
+        let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
+        let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
+        let history = repo.sweep(options, |object| match object {
+            GitObject::Blob { id, data } => {
+                let matches = engine.scan(data);
+                if !matches.is_empty() {
+                    let found = finding::findings(engine.rules().rules(), "", data, &matches);
+                    lock(&blob_findings).push((id, found));
+                }
+            }
+            GitObject::CommitMessage { id, message } => {
+                let matches = engine.scan(message);
+                if !matches.is_empty() {
+                    let found = finding::findings(
+                        engine.rules().rules(),
+                        COMMIT_MESSAGE_PATH,
+                        message,
+                        &matches,
+                    );
+                    lock(&message_findings).push((id, found));
+                }
+            }
+        })?;
+        let blob_findings = blob_findings
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        let targets: HashSet<ObjectId> = blob_findings.iter().map(|(id, _)| *id).collect();
+        let attribution = repo.attribute(&history, &targets)?;
+        let repo_prefix = |path: &str| {
+            if prefix_paths {
+                format!("{}/{path}", repo.path().display())
+            } else {
+                path.to_owned()
+            }
+        };
+        for (blob, found) in blob_findings {
+            let intros = attribution.introductions(blob);
+            let at_head = attribution.at_head(blob);
+            for f in found {
+                if intros.is_empty() {
+                    let mut f = f.clone();
+                    f.location.path = format!("{}@{blob}", repo.path().display());
+                    f.location.commit = None;
+                    placed.push(Placed {
+                        finding: f,
+                        at_head: Some(false),
+                    });
+                }
+                for intro in intros {
+                    let mut f = f.clone();
+                    f.location.path = repo_prefix(&intro.path);
+                    f.location.commit = Some(intro.commit.clone());
+                    placed.push(Placed {
+                        finding: f,
+                        at_head: Some(at_head),
+                    });
+                }
+            }
+        }
+        for (commit, found) in message_findings
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            let info = history.commit(commit).cloned();
+            for mut f in found {
+                f.location.path = repo_prefix(COMMIT_MESSAGE_PATH);
+                f.location.commit = info.clone();
+                placed.push(Placed {
+                    finding: f,
+                    at_head: None,
+                });
+            }
+        }
+        merge_stats(&mut result.outcome.stats, history.stats);
+        result.outcome.stats.skipped.extend(attribution.skipped);
+        result.warnings.extend(history.warnings);
+    }
+    result.outcome.findings = group(placed);
+    result.outcome.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// Scans what the index would commit: each staged file whose blob differs from HEAD's. Unless
+/// `all` is set, a secret that HEAD's version of the same path already holds is not reported.
+pub fn scan_staged(engine: &Engine, repo: &GitRepo, all: bool) -> Result<GitOutcome, GitError> {
+    let started = Instant::now();
+    let mut result = GitOutcome::default();
+    for change in repo.staged()? {
+        let data = match repo.read_blob(change.staged) {
+            Ok(data) => data,
+            Err(e) => {
+                result
+                    .outcome
+                    .stats
+                    .skipped
+                    .push(keyscope_sources::Skipped {
+                        path: change.path.clone().into(),
+                        reason: keyscope_sources::SkipReason::Unreadable(e.to_string()),
+                    });
+                continue;
+            }
+        };
+        if keyscope_sources::is_binary(&data) {
+            result.outcome.stats.binary += 1;
+            continue;
+        }
+        result.outcome.stats.files += 1;
+        result.outcome.stats.bytes += data.len() as u64;
+        let mut found = crate::scan_blob(engine, &change.path, &data);
+        if found.is_empty() {
+            continue;
+        }
+        if !all && let Some(head) = change.head {
+            let before = repo.read_blob(head)?;
+            let known: HashSet<(String, String)> = crate::scan_blob(engine, &change.path, &before)
+                .into_iter()
+                .map(|f| (f.rule_id, f.fingerprint))
+                .collect();
+            found.retain(|f| !known.contains(&(f.rule_id.clone(), f.fingerprint.clone())));
+        }
+        result.outcome.findings.extend(found);
+    }
+    sort_findings(&mut result.outcome.findings);
+    result.outcome.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// Scans the blobs and commit messages that the commits of `BASE..HEAD` introduce.
+pub fn scan_range(
+    engine: &Engine,
+    repo: &GitRepo,
+    spec: &str,
+    max_blob_size: u64,
+) -> Result<GitOutcome, GitError> {
+    let started = Instant::now();
+    let changes = repo.range(spec)?;
+    let intros: HashMap<ObjectId, &[keyscope_sources::Introduction]> = changes
+        .blobs
+        .iter()
+        .map(|(id, list)| (*id, list.as_slice()))
+        .collect();
+    let ids: Vec<ObjectId> = changes.blobs.iter().map(|(id, _)| *id).collect();
+    let placed = Mutex::new(Vec::new());
+    let stats = repo.for_each_blob(&ids, max_blob_size, |id, data| {
+        let matches = engine.scan(data);
+        if matches.is_empty() {
+            return;
+        }
+        let found = finding::findings(engine.rules().rules(), "", data, &matches);
+        let mut out = Vec::new();
+        for f in found {
+            for intro in intros.get(&id).copied().unwrap_or_default() {
+                let mut f = f.clone();
+                f.location.path = intro.path.clone();
+                f.location.commit = Some(intro.commit.clone());
+                out.push(Placed {
+                    finding: f,
+                    at_head: None,
+                });
+            }
+        }
+        lock(&placed).extend(out);
+    });
+    let mut placed = placed.into_inner().unwrap_or_else(|p| p.into_inner());
+    for (info, message) in &changes.commits {
+        for mut f in crate::scan_blob(engine, COMMIT_MESSAGE_PATH, message) {
+            f.location.commit = Some(info.clone());
+            placed.push(Placed {
+                finding: f,
+                at_head: None,
+            });
+        }
+    }
+    let mut result = GitOutcome::default();
+    result.outcome.stats = stats;
+    result.outcome.findings = group(placed);
+    result.outcome.elapsed = started.elapsed();
+    Ok(result)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn merge_stats(into: &mut WalkStats, from: WalkStats) {
+    into.files += from.files;
+    into.bytes += from.bytes;
+    into.binary += from.binary;
+    into.skipped.extend(from.skipped);
+}
+
+/// Orders locations by when they were introduced: earliest commit first, then locations with
+/// no commit (unreachable objects).
+fn location_order(location: &Location) -> (bool, i64, &str, &str, usize, usize) {
+    let (no_commit, time, id) = match &location.commit {
+        Some(CommitInfo { time, id, .. }) => (false, *time, id.as_str()),
+        None => (true, 0, ""),
+    };
+    (
+        no_commit,
+        time,
+        id,
+        location.path.as_str(),
+        location.line,
+        location.column,
+    )
+}
+
+/// One finding per (rule, secret): the earliest location first, every other in `related`.
+fn group(placed: Vec<Placed>) -> Vec<Finding> {
+    let mut groups: BTreeMap<(String, String), Vec<Placed>> = BTreeMap::new();
+    for p in placed {
+        groups
+            .entry((p.finding.rule_id.clone(), p.finding.fingerprint.clone()))
+            .or_default()
+            .push(p);
+    }
+    let mut findings = Vec::new();
+    for (_, mut members) in groups {
+        members.sort_by(|a, b| {
+            location_order(&a.finding.location).cmp(&location_order(&b.finding.location))
+        });
+        let at_head = members
+            .iter()
+            .filter_map(|m| m.at_head)
+            .reduce(|a, b| a || b);
+        let mut members = members.into_iter();
+        let Some(first) = members.next() else {
+            continue;
+        };
+        let mut finding = first.finding;
+        let mut seen: HashSet<Location> = HashSet::from([finding.location.clone()]);
+        for m in members {
+            if seen.insert(m.finding.location.clone()) {
+                finding.related.push(m.finding.location);
+            }
+        }
+        match at_head {
+            Some(true) => finding.help.push_str(" It is still present at HEAD."),
+            Some(false) => finding.help.push_str(
+                " It is no longer present at HEAD, but remains in the repository's history.",
+            ),
+            None => {}
+        }
+        findings.push(finding);
+    }
+    sort_findings(&mut findings);
+    findings
+}
