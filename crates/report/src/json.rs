@@ -114,6 +114,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 kind: match f.kind {
                     keyscope_rules::RuleKind::Secret => "secret",
                     keyscope_rules::RuleKind::Usage => "usage",
+                    keyscope_rules::RuleKind::Correlation => "correlation",
                 },
                 rule_id: &f.rule_id,
                 rule_name: &f.rule_name,

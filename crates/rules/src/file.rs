@@ -96,8 +96,8 @@ struct RawRule {
     name: String,
     description: String,
     severity: Severity,
-    pattern: Spanned<String>,
-    keywords: Spanned<Vec<String>>,
+    pattern: Option<Spanned<String>>,
+    keywords: Option<Spanned<Vec<String>>>,
     prefix: Option<String>,
     entropy: Option<Spanned<f64>>,
     window: Option<usize>,
@@ -127,9 +127,33 @@ fn yes() -> bool {
     true
 }
 
+/// Only the `rules` array of a larger file (a config file that also holds other settings).
+#[derive(Deserialize)]
+struct RawRulesOnly {
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
 /// Parses one rule file.
 pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
-    let raw: RawFile = toml::from_str(text).map_err(|e| {
+    parse_with(name, text, |text| {
+        toml::from_str::<RawFile>(text).map(|f| f.rules)
+    })
+}
+
+/// Parses the `[[rules]]` of a file that may hold other keys too; spans stay those of the file.
+pub(crate) fn parse_embedded(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    parse_with(name, text, |text| {
+        toml::from_str::<RawRulesOnly>(text).map(|f| f.rules)
+    })
+}
+
+fn parse_with(
+    name: &str,
+    text: &str,
+    read: impl FnOnce(&str) -> Result<Vec<RawRule>, toml::de::Error>,
+) -> Result<Vec<Rule>, RuleError> {
+    let raw_rules = read(text).map_err(|e| {
         RuleError::from(RuleErrorKind::Syntax {
             name: name.to_owned(),
             message: e.message().to_owned(),
@@ -145,7 +169,7 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             span: span.into(),
         })
     };
-    raw.rules
+    raw_rules
         .into_iter()
         .map(|r| {
             let id_ok = !r.id.get_ref().is_empty()
@@ -159,16 +183,38 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
                     "ids use lowercase letters, digits, `-`, `_` and `/`".into(),
                 ));
             }
-            let pattern = compile(r.pattern.get_ref())
-                .map_err(|e| invalid(r.pattern.span(), format!("pattern does not compile: {e}")))?;
-            let secret_group = pattern.capture_names().position(|n| n == Some("secret"));
-            if r.keywords.get_ref().is_empty() || r.keywords.get_ref().iter().any(String::is_empty)
-            {
-                return Err(invalid(
-                    r.keywords.span(),
-                    "at least one keyword is required, and none may be empty".into(),
-                ));
-            }
+            let (pattern, keywords) = match (r.kind, r.pattern, r.keywords) {
+                (RuleKind::Correlation, None, None) => (None, Vec::new()),
+                (RuleKind::Correlation, _, _) => {
+                    return Err(invalid(
+                        r.id.span(),
+                        "a correlation rule has no pattern or keywords".into(),
+                    ));
+                }
+                (_, Some(pattern), Some(keywords)) => {
+                    let compiled = compile(pattern.get_ref()).map_err(|e| {
+                        invalid(pattern.span(), format!("pattern does not compile: {e}"))
+                    })?;
+                    if keywords.get_ref().is_empty()
+                        || keywords.get_ref().iter().any(String::is_empty)
+                    {
+                        return Err(invalid(
+                            keywords.span(),
+                            "at least one keyword is required, and none may be empty".into(),
+                        ));
+                    }
+                    (Some(compiled), keywords.into_inner())
+                }
+                (_, _, _) => {
+                    return Err(invalid(
+                        r.id.span(),
+                        "a rule needs a `pattern` and `keywords`".into(),
+                    ));
+                }
+            };
+            let secret_group = pattern
+                .as_ref()
+                .and_then(|p| p.capture_names().position(|n| n == Some("secret")));
             let entropy = match r.entropy {
                 Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
                     return Err(invalid(
@@ -211,7 +257,7 @@ pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
                 severity: r.severity,
                 pattern,
                 secret_group,
-                keywords: r.keywords.into_inner(),
+                keywords,
                 prefix: r.prefix,
                 entropy,
                 window: r.window.unwrap_or(DEFAULT_WINDOW),

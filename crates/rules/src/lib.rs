@@ -81,6 +81,9 @@ pub enum RuleKind {
     /// A risky use of keys in code (a key logged, TLS checks off, a key shipped to browsers):
     /// the match is code to show, not a secret, so none of the secret checks apply.
     Usage,
+    /// A finding about other findings (one key shared by several environments, services or
+    /// repositories): no pattern of its own, produced by the flat-key analysis.
+    Correlation,
 }
 
 /// A requirement that other text appears near a candidate before it counts as a finding.
@@ -122,7 +125,7 @@ pub struct Rule {
     name: String,
     description: String,
     severity: Severity,
-    pattern: regex::bytes::Regex,
+    pattern: Option<regex::bytes::Regex>,
     secret_group: Option<usize>,
     keywords: Vec<String>,
     prefix: Option<String>,
@@ -191,9 +194,9 @@ impl Rule {
         self.severity
     }
 
-    /// The compiled pattern.
-    pub fn pattern(&self) -> &regex::bytes::Regex {
-        &self.pattern
+    /// The compiled pattern (none for correlation rules).
+    pub fn pattern(&self) -> Option<&regex::bytes::Regex> {
+        self.pattern.as_ref()
     }
 
     /// Index of the capture group that holds the secret (`(?P<secret>...)`), if the pattern
@@ -280,6 +283,14 @@ impl RuleSet {
         Ok(set)
     }
 
+    /// Parses the `[[rules]]` array of a file that also holds other settings (a config
+    /// file); other keys are left to the caller, and error spans point into `text`.
+    pub fn from_embedded_toml(name: &str, text: &str) -> Result<RuleSet, RuleError> {
+        let mut set = RuleSet::new();
+        set.extend(file::parse_embedded(name, text)?)?;
+        Ok(set)
+    }
+
     /// Adds rules, rejecting an id that is already present.
     pub fn extend(&mut self, rules: impl IntoIterator<Item = Rule>) -> Result<(), RuleError> {
         for rule in rules {
@@ -337,7 +348,11 @@ mod tests {
     fn builtin_rules_load_with_unique_ids() {
         let set = RuleSet::builtin().unwrap();
         assert!(set.len() >= 20, "only {} built-in rules", set.len());
-        for rule in set.rules() {
+        for rule in set
+            .rules()
+            .iter()
+            .filter(|r| r.kind() != RuleKind::Correlation)
+        {
             assert!(!rule.keywords().is_empty(), "{} has no keywords", rule.id());
             assert!(!rule.examples().is_empty(), "{} has no examples", rule.id());
             assert!(

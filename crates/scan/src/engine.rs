@@ -205,7 +205,9 @@ impl Engine {
         found: &mut Vec<Match>,
     ) {
         let haystack = &data[window.clone()];
-        let pattern = rule.pattern();
+        let Some(pattern) = rule.pattern() else {
+            return;
+        };
         let spans: Vec<Range<usize>> = match rule.secret_group() {
             Some(group) => pattern
                 .captures_iter(haystack)

@@ -117,7 +117,7 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
     let redactions: Vec<String> = matches
         .iter()
         .map(|m| match rules[m.rule].kind() {
-            RuleKind::Secret => redact(&m.secret, rules[m.rule].prefix()),
+            RuleKind::Secret | RuleKind::Correlation => redact(&m.secret, rules[m.rule].prefix()),
             RuleKind::Usage => String::new(),
         })
         .collect();
@@ -158,7 +158,7 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                 base64: m.base64,
                 help: match rule.kind() {
                     RuleKind::Secret => help(rule, m.base64),
-                    RuleKind::Usage => rule.description().to_owned(),
+                    RuleKind::Usage | RuleKind::Correlation => rule.description().to_owned(),
                 },
                 related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),

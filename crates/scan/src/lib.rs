@@ -22,7 +22,9 @@
 //! ```
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod baseline;
 mod checks;
+pub mod config;
 mod encoding;
 mod engine;
 mod finding;
