@@ -90,6 +90,8 @@ def read_measures(path):
 
 
 def fmt_t(s):
+    if s is None:  # hyperfine's stddev with a single run
+        return "–"
     return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
