@@ -86,31 +86,14 @@ fn main() {
     let cedar_cpu = per_call(cpu);
 
     let dir = tempfile::tempdir().unwrap();
-    let ledger = Ledger::open(&dir.path().join("ledger.sqlite")).unwrap();
-    let usage = Usage {
-        input_tokens: 1_000,
-        output_tokens: 500,
-        ..Usage::default()
-    };
-    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
-    let mut i = 0usize;
-    let cpu = thread_cpu();
-    let start = Instant::now();
-    let cycles = time_each(CYCLES, || {
-        let mut request = common::request();
-        let id = format!("r{i}");
-        i += 1;
-        request.request_id = Some(id.clone());
-        let decision = engine
-            .decide_with_ledger(&request, &ledger, LedgerMode::Reserve)
-            .unwrap();
-        assert!(decision.allowed, "{:?}", decision.reasons);
-        black_box(ledger.commit(&id, &usage, now).unwrap());
-    });
-    let elapsed = start.elapsed();
-    let ledger_cpu = cpu.zip(thread_cpu()).map(|(a, b)| b - a);
-    let per_second = (CYCLES + CYCLES / 10) as f64 / elapsed.as_secs_f64();
-    let cycle = percentiles(cycles);
+    let shared = ledger_cycles(
+        &engine,
+        &Ledger::open(&dir.path().join("shared.sqlite")).unwrap(),
+    );
+    let exclusive = ledger_cycles(
+        &engine,
+        &Ledger::open_exclusive(&dir.path().join("exclusive.sqlite")).unwrap(),
+    );
 
     println!(
         "store: {} scopes, {} models, loaded in {:.1} ms",
@@ -150,16 +133,16 @@ fn main() {
         keyscope[2].as_secs_f64() / cedar[2].as_secs_f64()
     );
     println!();
-    println!(
-        "ledger reserve+commit: {per_second:.0} cycles/s over {} cycles; per cycle p50 {} µs, p99 {} µs",
-        CYCLES + CYCLES / 10,
-        us(cycle[0]),
-        us(cycle[2])
-    );
-    if let Some(cpu) = ledger_cpu {
+    for (name, run) in [
+        ("shared (`Ledger::open`)", shared),
+        ("exclusive (`Ledger::open_exclusive`)", exclusive),
+    ] {
         println!(
-            "ledger reserve+commit per CPU-second of the benchmark thread: {:.0} cycles/s",
-            (CYCLES + CYCLES / 10) as f64 / cpu.as_secs_f64()
+            "ledger {name}: {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second; per cycle p50 {} µs, p99 {} µs",
+            run.wall_per_second,
+            run.cpu_per_second,
+            us(run.p50),
+            us(run.p99)
         );
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -170,4 +153,44 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+struct LedgerRun {
+    wall_per_second: f64,
+    cpu_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn ledger_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger) -> LedgerRun {
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 500,
+        ..Usage::default()
+    };
+    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
+    let mut i = 0usize;
+    let cpu = thread_cpu();
+    let start = Instant::now();
+    let cycles = time_each(CYCLES, || {
+        let mut request = common::request();
+        let id = format!("r{i}");
+        i += 1;
+        request.request_id = Some(id.clone());
+        let decision = engine
+            .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
+            .unwrap();
+        assert!(decision.allowed, "{:?}", decision.reasons);
+        black_box(ledger.commit(&id, &usage, now).unwrap());
+    });
+    let elapsed = start.elapsed();
+    let total = (CYCLES + CYCLES / 10) as f64;
+    let cpu = cpu.zip(thread_cpu()).map_or(elapsed, |(a, b)| b - a);
+    let cycle = percentiles(cycles);
+    LedgerRun {
+        wall_per_second: total / elapsed.as_secs_f64(),
+        cpu_per_second: total / cpu.as_secs_f64(),
+        p50: cycle[0],
+        p99: cycle[2],
+    }
 }

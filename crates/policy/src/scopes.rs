@@ -288,6 +288,11 @@ impl Scopes {
         Ok(Self::parse(&path.display().to_string(), &text)?)
     }
 
+    /// Loads `scopes.toml` from a store directory, without the policies or the catalog.
+    pub fn load_from_store(store_dir: &Path) -> Result<Self, StoreError> {
+        Self::load(&store_dir.join(crate::store::SCOPES_FILE))
+    }
+
     /// Parses the text of a `scopes.toml`; `name` is used in diagnostics.
     pub fn parse(name: &str, text: &str) -> Result<Self, SourceError> {
         Self::parse_file(SourceFile::new(name, text))

@@ -213,3 +213,31 @@ fn spend_groups_by_scope_model_and_day() {
         ("claude-opus-4-1-20250805", 2)
     );
 }
+
+#[test]
+fn exclusive_ledger_is_shared_again_once_closed() {
+    let engine = default_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    {
+        let ledger = Ledger::open_exclusive(&path).unwrap();
+        assert!(
+            engine
+                .decide_with_ledger(&opus("x1"), &ledger, LedgerMode::Reserve)
+                .unwrap()
+                .allowed
+        );
+        let usage = Usage {
+            cost_micros: Some(5),
+            ..Usage::default()
+        };
+        ledger
+            .commit("x1", &usage, Timestamp::from_unix(0))
+            .unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(
+        ledger.request_state("x1").unwrap().as_deref(),
+        Some("committed")
+    );
+}
