@@ -96,3 +96,32 @@ fn decision_json_has_the_authzen_shape() {
     );
     assert_eq!(json["context"]["errors"], serde_json::json!([]));
 }
+
+#[test]
+fn engine_and_ledger_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<keyscope_policy::Ledger>();
+}
+
+/// With the budget policies deleted, the engine's own backstops still refuse to overspend or
+/// to let a budgeted scope use a model it cannot price.
+#[test]
+fn budget_backstops_hold_without_budget_policies() {
+    let dir = store_copy();
+    std::fs::remove_file(dir.path().join("budget.cedar")).unwrap();
+    let engine = Engine::new(Store::load(dir.path()).unwrap());
+    let mut expensive = Request::new("dev-general-1", "claude-opus-4-1-20250805");
+    expensive.time = Timestamp::parse("2026-11-22T18:00:00Z");
+    expensive.input_tokens = 1_000_000;
+    let decision = engine.decide(&expensive);
+    assert!(!decision.allowed);
+    assert_eq!(decision.reason_ids(), ["keyscope:over-budget"]);
+    let unpriced = engine.decide(&Request {
+        model: "llama-3.3-70b-instruct".into(),
+        ..request()
+    });
+    assert!(!unpriced.allowed);
+    assert_eq!(unpriced.reason_ids(), ["keyscope:unpriced-model"]);
+    assert!(engine.decide(&request()).allowed);
+}
