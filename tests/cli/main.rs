@@ -6,7 +6,9 @@
     reason = "test helpers fail loudly"
 )]
 
+mod action;
 mod bad_input;
+mod hooks;
 mod rules_cmd;
 mod scan_fixtures;
 

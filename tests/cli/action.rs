@@ -1,0 +1,588 @@
+//! The GitHub Action's logic, `scripts/github-action.sh`, run as GitHub would run it: a temp
+//! repository built here, a fake event payload and fake `GITHUB_*` files, the built keyscope on
+//! PATH. Each test checks the range chosen, the SARIF file, the job summary, the annotations, the
+//! step outputs, the exit code, and that the key never reaches any of them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::root;
+
+/// A synthetic Google API key: `AIza` and 35 characters from a fixed linear congruential
+/// generator, made at run time so no key-shaped string sits in the source.
+pub fn synthetic_key() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut state: u64 = 0x5eed_cafe_f00d_1234;
+    let body: String = (0..35)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(ALPHABET[(state >> 58) as usize])
+        })
+        .collect();
+    format!("AIza{body}")
+}
+
+/// The directory of the built keyscope binary, to put first on PATH.
+pub fn keyscope_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_keyscope"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// PATH with the built keyscope first.
+pub fn path_with_keyscope() -> std::ffi::OsString {
+    let mut dirs = vec![keyscope_dir()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// Gives `command` a fixed git identity and date, independent of the machine's git config.
+pub fn with_git_identity(command: &mut Command) -> &mut Command {
+    command
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@keyscope.invalid")
+        .env("GIT_COMMITTER_NAME", "Test Committer")
+        .env("GIT_COMMITTER_EMAIL", "committer@keyscope.invalid")
+        .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_INDEX_FILE")
+        .env_remove("GIT_WORK_TREE")
+}
+
+/// A `git` command in `dir` with a fixed identity.
+pub fn git_command(dir: &Path) -> Command {
+    let mut command = Command::new("git");
+    command.current_dir(dir);
+    with_git_identity(&mut command);
+    command
+}
+
+/// Runs `git ARGS` in `dir`, panics on failure, returns trimmed standard output.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = git_command(dir).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A new repository on branch `main`.
+pub fn init_repo(dir: &Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["config", "commit.gpgsign", "false"]);
+}
+
+/// Writes `files` (path, content), stages everything and commits; returns the commit id.
+pub fn commit(dir: &Path, message: &str, files: &[(&str, &str)]) -> String {
+    for (path, content) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// `src/config.py` with the key on line 3.
+pub fn leaky_config() -> String {
+    format!(
+        "import os\n\nGOOGLE_API_KEY = \"{}\"\nTIMEOUT = 30\n",
+        synthetic_key()
+    )
+}
+
+/// A repository with three commits on `main`: a base, a clean change, and a commit adding
+/// `src/config.py` with the key on line 3.
+struct History {
+    dir: tempfile::TempDir,
+    base: String,
+    clean: String,
+    leak: String,
+}
+
+fn history() -> History {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    let base = commit(
+        repo,
+        "base",
+        &[
+            ("README.md", "# demo\n"),
+            ("src/app.py", "print('hello')\n"),
+        ],
+    );
+    let clean = commit(
+        repo,
+        "clean change",
+        &[("src/app.py", "print('hello, world')\n")],
+    );
+    let leak = commit(
+        repo,
+        "add configuration",
+        &[("src/config.py", &leaky_config())],
+    );
+    History {
+        dir,
+        base,
+        clean,
+        leak,
+    }
+}
+
+/// What one run of the action script left behind.
+struct ActionRun {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    summary: String,
+    outputs: String,
+    sarif_path: PathBuf,
+    _files: tempfile::TempDir,
+}
+
+impl ActionRun {
+    fn output(&self, name: &str) -> Option<&str> {
+        self.outputs
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix(&format!("{name}=")))
+    }
+
+    fn sarif(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.sarif_path).unwrap_or_else(|e| {
+            panic!(
+                "no SARIF file at {}: {e}\n{}",
+                self.sarif_path.display(),
+                self.describe()
+            )
+        });
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}\n--- summary\n{}\n--- outputs\n{}",
+            self.code, self.stdout, self.stderr, self.summary, self.outputs
+        )
+    }
+
+    /// Nothing the action wrote holds the key.
+    fn assert_no_key(&self) {
+        let key = synthetic_key();
+        let sarif = std::fs::read_to_string(&self.sarif_path).unwrap_or_default();
+        for (channel, text) in [
+            ("stdout", &self.stdout),
+            ("stderr", &self.stderr),
+            ("summary", &self.summary),
+            ("outputs", &self.outputs),
+            ("sarif", &sarif),
+        ] {
+            assert!(!text.contains(&key), "the key leaked into {channel}");
+            // Nor the part of it after the public prefix.
+            assert!(
+                !text.contains(&key[4..20]),
+                "part of the key leaked into {channel}"
+            );
+        }
+    }
+}
+
+/// Runs `scripts/github-action.sh` in `repo` for `event` with `payload`, plus `env`.
+fn run_action(
+    repo: &Path,
+    event: &str,
+    payload: &serde_json::Value,
+    env: &[(&str, &str)],
+) -> ActionRun {
+    let files = tempfile::tempdir().unwrap();
+    let event_path = files.path().join("event.json");
+    std::fs::write(&event_path, serde_json::to_vec_pretty(payload).unwrap()).unwrap();
+    let output_path = files.path().join("github_output");
+    let summary_path = files.path().join("step_summary.md");
+    let sarif_path = files.path().join("reports/keyscope.sarif");
+    let mut command = Command::new("bash");
+    command
+        .arg(root().join("scripts/github-action.sh"))
+        .current_dir(repo)
+        .env("PATH", path_with_keyscope())
+        .env("NO_COLOR", "1")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_EVENT_NAME", event)
+        .env("GITHUB_EVENT_PATH", &event_path)
+        .env("GITHUB_OUTPUT", &output_path)
+        .env("GITHUB_STEP_SUMMARY", &summary_path)
+        .env("INPUT_SARIF_FILE", &sarif_path)
+        .env_remove("INPUT_FORMAT")
+        .env_remove("INPUT_ARGS")
+        .env_remove("INPUT_FAIL_ON_FINDINGS")
+        .env_remove("KEYSCOPE")
+        .env_remove("KEYSCOPE_CONFIG");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    ActionRun {
+        code: output.status.code().expect("exited, not killed"),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        summary: std::fs::read_to_string(&summary_path).unwrap_or_default(),
+        outputs: std::fs::read_to_string(&output_path).unwrap_or_default(),
+        sarif_path,
+        _files: files,
+    }
+}
+
+fn pull_request(base: &str, head: &str) -> serde_json::Value {
+    json!({
+        "action": "synchronize",
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "base": { "ref": "main", "sha": base },
+            "head": { "ref": "feature", "sha": head },
+        },
+        "repository": { "default_branch": "main" },
+    })
+}
+
+/// The checks every run that found the leak of `history()` must pass.
+fn assert_reports_the_leak(run: &ActionRun, commit: Option<&str>) {
+    let context = run.describe();
+    assert_eq!(run.code, 1, "{context}");
+    assert_eq!(run.output("findings"), Some("1"), "{context}");
+    assert_eq!(run.output("exit-code"), Some("1"), "{context}");
+    assert_eq!(
+        run.output("sarif-file"),
+        Some(run.sarif_path.to_str().unwrap()),
+        "{context}"
+    );
+
+    let sarif = run.sarif();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{context}");
+    assert_eq!(results[0]["ruleId"], "google-api-key");
+    let location = &results[0]["locations"][0]["physicalLocation"];
+    assert!(
+        location["artifactLocation"]["uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("src/config.py"),
+        "{location}"
+    );
+    assert_eq!(location["region"]["startLine"], 3);
+
+    let annotation = run
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("::error file="))
+        .unwrap_or_else(|| panic!("no annotation\n{context}"));
+    assert!(
+        annotation.starts_with("::error file=src/config.py,line=3,col="),
+        "{annotation}"
+    );
+    assert!(annotation.contains(",title=keyscope%3A "), "{annotation}");
+    assert!(annotation.contains("::Google"), "{annotation}");
+
+    assert!(
+        run.summary.contains("## keyscope: 1 leaked key"),
+        "{context}"
+    );
+    let row = run
+        .summary
+        .lines()
+        .find(|line| line.contains("`src/config.py:3`"))
+        .unwrap_or_else(|| panic!("no table row for the finding\n{context}"));
+    assert!(
+        row.starts_with("| ") && row.contains("`google-api-key`"),
+        "{row}"
+    );
+    assert!(
+        row.contains("`AIza"),
+        "the redacted key is in the row: {row}"
+    );
+    if let Some(commit) = commit {
+        assert!(row.contains(&format!("`{}`", &commit[..12])), "{row}");
+    }
+    run.assert_no_key();
+}
+
+fn assert_scanned_range(run: &ActionRun, base: &str, head: &str) {
+    let range = format!("{base}..{head}");
+    assert!(
+        run.stdout
+            .contains(&format!("keyscope scan --range {range}")),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.output("range"),
+        Some(range.as_str()),
+        "{}",
+        run.describe()
+    );
+}
+
+#[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_pull_request_that_adds_a_key_fails_with_annotation_summary_and_sarif() {
+    let h = history();
+    let run = run_action(
+        h.dir.path(),
+        "pull_request",
+        &pull_request(&h.base, &h.leak),
+        &[],
+    );
+    assert_scanned_range(&run, &h.base, &h.leak);
+    assert!(
+        run.stdout.contains("scanning pull request #7"),
+        "{}",
+        run.describe()
+    );
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_clean_pull_request_passes() {
+    let h = history();
+    let run = run_action(
+        h.dir.path(),
+        "pull_request_target",
+        &pull_request(&h.base, &h.clean),
+        &[],
+    );
+    let context = run.describe();
+    assert_scanned_range(&run, &h.base, &h.clean);
+    assert_eq!(run.code, 0, "{context}");
+    assert_eq!(run.output("findings"), Some("0"), "{context}");
+    assert_eq!(run.output("exit-code"), Some("0"), "{context}");
+    assert!(!run.stdout.contains("::error"), "{context}");
+    assert!(
+        run.summary.contains("## keyscope: no leaked keys"),
+        "{context}"
+    );
+    assert_eq!(
+        run.sarif()["runs"][0]["results"].as_array().unwrap().len(),
+        0
+    );
+}
+
+#[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_push_scans_before_to_after() {
+    let h = history();
+    let payload = json!({
+        "ref": "refs/heads/main",
+        "before": h.clean,
+        "after": h.leak,
+        "created": false,
+        "deleted": false,
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(h.dir.path(), "push", &payload, &[]);
+    assert_scanned_range(&run, &h.clean, &h.leak);
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_new_branch_push_scans_from_its_merge_base_with_the_default_branch() {
+    let h = history();
+    let repo = h.dir.path();
+    // `main` stays at the clean commit; the leak is on a new branch `feature`.
+    git(repo, &["branch", "feature", &h.leak]);
+    git(repo, &["reset", "-q", "--hard", &h.clean]);
+    git(repo, &["checkout", "-q", "feature"]);
+    let payload = json!({
+        "ref": "refs/heads/feature",
+        "before": "0000000000000000000000000000000000000000",
+        "after": h.leak,
+        "created": true,
+        "deleted": false,
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(repo, "push", &payload, &[]);
+    assert_scanned_range(&run, &h.clean, &h.leak);
+    assert!(
+        run.stdout.contains("new branch refs/heads/feature"),
+        "{}",
+        run.describe()
+    );
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+#[ignore = "needs scan --history (issue 3)"]
+fn a_new_branch_without_the_default_branch_falls_back_to_history_with_a_note() {
+    let h = history();
+    let payload = json!({
+        "ref": "refs/heads/main",
+        "before": "0000000000000000000000000000000000000000",
+        "after": h.leak,
+        "created": true,
+        "deleted": false,
+        "repository": { "default_branch": "trunk" },
+    });
+    let run = run_action(h.dir.path(), "push", &payload, &[]);
+    assert!(
+        run.stdout.contains("keyscope scan --history"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stdout.contains("note: new branch"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.output("range"), Some(""), "{}", run.describe());
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_merge_group_scans_base_to_head() {
+    let h = history();
+    let payload = json!({
+        "action": "checks_requested",
+        "merge_group": {
+            "base_sha": h.base,
+            "head_sha": h.leak,
+            "head_ref": "refs/heads/gh-readonly-queue/main/pr-7",
+            "base_ref": "refs/heads/main",
+        },
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(h.dir.path(), "merge_group", &payload, &[]);
+    assert_scanned_range(&run, &h.base, &h.leak);
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+fn a_shallow_checkout_without_the_base_fails_and_says_to_fetch_history() {
+    let h = history();
+    let clones = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", h.dir.path().display());
+    git(
+        clones.path(),
+        &["clone", "-q", "--depth", "1", &url, "shallow"],
+    );
+    let shallow = clones.path().join("shallow");
+    assert_eq!(git(&shallow, &["rev-parse", "HEAD"]), h.leak);
+    let run = run_action(
+        &shallow,
+        "pull_request",
+        &pull_request(&h.base, &h.leak),
+        &[],
+    );
+    let context = run.describe();
+    assert_eq!(run.code, 2, "{context}");
+    assert!(run.stdout.contains("fetch-depth: 0"), "{context}");
+    assert!(run.stdout.contains("::error title=keyscope::"), "{context}");
+    assert!(
+        run.stdout.contains(&h.base),
+        "names the missing base: {context}"
+    );
+    assert!(run.summary.contains("fetch-depth: 0"), "{context}");
+    assert_eq!(run.output("exit-code"), Some("2"), "{context}");
+    run.assert_no_key();
+}
+
+#[test]
+fn an_event_without_commits_scans_the_working_tree() {
+    let h = history();
+    let run = run_action(
+        h.dir.path(),
+        "workflow_dispatch",
+        &json!({ "inputs": {} }),
+        &[],
+    );
+    assert!(
+        run.stdout
+            .contains("scanning working tree (event `workflow_dispatch`): keyscope scan ."),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(run.output("range"), Some(""), "{}", run.describe());
+    assert_reports_the_leak(&run, None);
+}
+
+#[test]
+fn fail_on_findings_false_reports_but_passes() {
+    let h = history();
+    let run = run_action(
+        h.dir.path(),
+        "schedule",
+        &json!({ "schedule": "0 0 * * *" }),
+        &[
+            ("INPUT_FAIL_ON_FINDINGS", "false"),
+            ("INPUT_FORMAT", "none"),
+        ],
+    );
+    let context = run.describe();
+    assert_eq!(run.code, 0, "{context}");
+    assert_eq!(run.output("findings"), Some("1"), "{context}");
+    assert_eq!(run.output("exit-code"), Some("1"), "{context}");
+    assert!(
+        run.stdout.contains("::error file=src/config.py,line=3,"),
+        "{context}"
+    );
+    run.assert_no_key();
+}
+
+#[test]
+fn annotation_properties_escape_commas_colons_and_percents() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    commit(repo, "odd name", &[("conf/a,b:c%d.env", &leaky_config())]);
+    let run = run_action(repo, "workflow_dispatch", &json!({}), &[]);
+    assert!(
+        run.stdout
+            .contains("::error file=conf/a%2Cb%3Ac%25d.env,line=3,"),
+        "{}",
+        run.describe()
+    );
+    run.assert_no_key();
+}
+
+#[test]
+fn a_keyscope_error_fails_the_step_even_without_fail_on_findings() {
+    let h = history();
+    let run = run_action(
+        h.dir.path(),
+        "workflow_dispatch",
+        &json!({}),
+        &[
+            ("INPUT_FAIL_ON_FINDINGS", "false"),
+            ("INPUT_ARGS", "--rules does-not-exist.toml"),
+        ],
+    );
+    let context = run.describe();
+    assert_eq!(run.code, 2, "{context}");
+    assert_eq!(run.output("exit-code"), Some("2"), "{context}");
+    assert!(run.stdout.contains("::error title=keyscope::"), "{context}");
+}
+
+#[test]
+fn the_synthetic_key_is_one_keyscope_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.py"), leaky_config()).unwrap();
+    let run = crate::keyscope(dir.path(), &["scan", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["findings"][0]["rule_id"], "google-api-key");
+    assert_eq!(report["findings"][0]["line"], 3);
+}
