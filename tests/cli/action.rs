@@ -425,6 +425,64 @@ fn a_new_branch_push_scans_from_its_merge_base_with_the_default_branch() {
 }
 
 #[test]
+#[ignore = "needs scan --staged/--range (issue 3)"]
+fn a_force_push_whose_old_tip_is_gone_scans_from_the_merge_base() {
+    let h = history();
+    let repo = h.dir.path();
+    git(repo, &["branch", "feature", &h.leak]);
+    git(repo, &["reset", "-q", "--hard", &h.clean]);
+    let payload = json!({
+        "ref": "refs/heads/feature",
+        "before": "5eed000000000000000000000000000000c0ffee",
+        "after": h.leak,
+        "forced": true,
+        "created": false,
+        "deleted": false,
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(repo, "push", &payload, &[]);
+    assert!(
+        run.stdout.contains("note: force push"),
+        "{}",
+        run.describe()
+    );
+    assert_scanned_range(&run, &h.clean, &h.leak);
+    assert_reports_the_leak(&run, Some(&h.leak));
+}
+
+#[test]
+fn a_push_whose_old_tip_is_missing_without_force_fails_with_the_fetch_hint() {
+    let h = history();
+    let payload = json!({
+        "ref": "refs/heads/main",
+        "before": "5eed000000000000000000000000000000c0ffee",
+        "after": h.leak,
+        "forced": false,
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(h.dir.path(), "push", &payload, &[]);
+    assert_eq!(run.code, 2, "{}", run.describe());
+    assert!(run.stdout.contains("fetch-depth: 0"), "{}", run.describe());
+    assert!(run.stdout.contains("5eed0000"), "{}", run.describe());
+}
+
+#[test]
+fn a_push_that_deletes_a_branch_scans_nothing_and_passes() {
+    let h = history();
+    let payload = json!({
+        "ref": "refs/heads/old",
+        "before": h.leak,
+        "after": "0000000000000000000000000000000000000000",
+        "deleted": true,
+        "repository": { "default_branch": "main" },
+    });
+    let run = run_action(h.dir.path(), "push", &payload, &[]);
+    assert_eq!(run.code, 0, "{}", run.describe());
+    assert_eq!(run.output("findings"), Some("0"), "{}", run.describe());
+    assert!(run.stdout.contains("nothing to scan"), "{}", run.describe());
+}
+
+#[test]
 #[ignore = "needs scan --history (issue 3)"]
 fn a_new_branch_without_the_default_branch_falls_back_to_history_with_a_note() {
     let h = history();

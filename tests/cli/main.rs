@@ -8,6 +8,8 @@
 
 mod action;
 mod bad_input;
+mod config_and_baseline;
+mod git;
 mod hooks;
 mod rules_cmd;
 mod scan_fixtures;

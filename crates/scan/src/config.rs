@@ -46,24 +46,30 @@ pub enum ConfigError {
         message: String,
     },
     /// The file is not valid TOML, has an unknown key, or a value of the wrong type.
-    #[error("invalid config file `{path}`: {message}")]
-    #[diagnostic(code(keyscope::config::syntax))]
-    Syntax {
-        /// The path.
-        path: String,
-        /// What is wrong.
-        message: String,
-        /// The file text.
-        #[source_code]
-        src: NamedSource<String>,
-        /// Where.
-        #[label("here")]
-        span: Option<SourceSpan>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Syntax(Box<SyntaxError>),
     /// A custom rule in the file is invalid.
     #[error(transparent)]
     #[diagnostic(transparent)]
     Rule(#[from] RuleError),
+}
+
+/// A config file that does not parse, with the span of the problem.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("invalid config file `{path}`: {message}")]
+#[diagnostic(code(keyscope::config::syntax))]
+pub struct SyntaxError {
+    /// The path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// The file text.
+    #[source_code]
+    src: NamedSource<String>,
+    /// Where.
+    #[label("here")]
+    pub span: Option<SourceSpan>,
 }
 
 /// Where an effective setting came from.
@@ -221,11 +227,13 @@ impl Config {
     /// Parses config text; `path` names it in errors and provenance.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let syntax = |message: String, span: Option<std::ops::Range<usize>>| ConfigError::Syntax {
-            path: name.clone(),
-            message,
-            src: NamedSource::new(name.clone(), text.to_owned()),
-            span: span.map(SourceSpan::from),
+        let syntax = |message: String, span: Option<std::ops::Range<usize>>| {
+            ConfigError::Syntax(Box::new(SyntaxError {
+                path: name.clone(),
+                message,
+                src: NamedSource::new(name.clone(), text.to_owned()),
+                span: span.map(SourceSpan::from),
+            }))
         };
         let raw: RawConfig =
             toml::from_str(text).map_err(|e| syntax(e.message().to_owned(), e.span()))?;
@@ -397,11 +405,11 @@ keywords = ["acme_"]
     fn unknown_keys_are_errors_pointing_at_them() {
         let text = "exclude = []\n[flat_key]\ngatewy = \"x\"\n";
         let err = Config::parse(Path::new("c.toml"), text).unwrap_err();
-        let ConfigError::Syntax { message, span, .. } = err else {
+        let ConfigError::Syntax(e) = err else {
             panic!("expected a syntax error");
         };
-        assert!(message.contains("gatewy"), "{message}");
-        let span = span.unwrap();
+        assert!(e.message.contains("gatewy"), "{}", e.message);
+        let span = e.span.unwrap();
         assert_eq!(&text[span.offset()..span.offset() + span.len()], "gatewy");
     }
 
@@ -409,10 +417,10 @@ keywords = ["acme_"]
     fn a_bad_size_points_at_the_value() {
         let text = "max_file_size = \"lots\"\n";
         let err = Config::parse(Path::new("c.toml"), text).unwrap_err();
-        let ConfigError::Syntax { span, .. } = err else {
+        let ConfigError::Syntax(e) = err else {
             panic!("expected a syntax error");
         };
-        assert!(text[span.unwrap().offset()..].starts_with("\"lots\""));
+        assert!(text[e.span.unwrap().offset()..].starts_with("\"lots\""));
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod config;
 mod encoding;
 mod engine;
 mod finding;
+pub mod flatkey;
 mod history;
 mod prefilter;
 

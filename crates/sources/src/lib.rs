@@ -1,4 +1,4 @@
-//! What keyscope scans: files and directory trees (and, later, git objects), delivered as
+//! What keyscope scans: files and directory trees, and git objects, delivered as
 //! blobs of bytes to a caller-supplied function on many threads.
 //!
 //! The one design decision here: **a source never decides what is a secret, and never loses
@@ -24,8 +24,13 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod files;
+mod git;
 
 pub use files::{FileSource, FileSourceBuilder};
+pub use git::{
+    Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
+    StagedChange, SweepOptions,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

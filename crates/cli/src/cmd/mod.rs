@@ -1,9 +1,12 @@
 //! One module per subcommand, each with its own `Args` and `run`.
 
+pub mod baseline;
+pub mod config;
 pub mod decide;
 pub mod policy;
 pub mod rules;
 pub mod scan;
+pub mod settings;
 pub mod spend;
 pub mod usage;
 
@@ -14,6 +17,12 @@ use crate::exit::Exit;
 pub enum Command {
     /// Scan files, directories or standard input for leaked keys.
     Scan(scan::Args),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(config::Command),
+    /// Record today's findings as accepted, so that scans report only new ones.
+    #[command(subcommand)]
+    Baseline(baseline::Command),
     /// List built-in rules, or check custom rule files.
     #[command(subcommand)]
     Rules(rules::Command),
@@ -34,6 +43,8 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     match command {
         Command::Scan(a) => scan::run(a),
         Command::Rules(c) => rules::run(c),
+        Command::Config(c) => config::run(c),
+        Command::Baseline(c) => baseline::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Decide(a) => decide::run(a),
         Command::Usage(c) => usage::run(c),

@@ -4,12 +4,16 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use keyscope_report::{ScanReport, human, json, sarif};
-use keyscope_scan::{Engine, ScanOutcome, scan_blob, scan_files};
+use keyscope_scan::baseline::Baseline;
+use keyscope_scan::{Engine, Finding, ScanOutcome, scan_blob, scan_files};
 use keyscope_sources::{FileSource, WalkStats};
 use miette::{Context as _, IntoDiagnostic as _};
 
-use crate::cmd::rules::load_rules;
+use crate::cmd::settings::{self, Settings};
 use crate::exit::Exit;
+
+#[path = "scan_git.rs"]
+mod scan_git;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,9 +41,28 @@ pub struct Args {
     /// Scan files that .gitignore and .ignore files exclude.
     #[arg(long)]
     no_ignore: bool,
-    /// Skip (and report) files larger than this: bytes, or with a K, M or G suffix.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64M")]
+    /// Skip (and report) files larger than this: bytes, or with a K, M or G suffix
+    /// [default: 64M, or the config's max_file_size].
+    #[arg(long = "max-file-size", value_name = "SIZE", value_parser = keyscope_scan::config::parse_size)]
+    max_file_size_flag: Option<u64>,
+    /// The effective size limit: the flag, else the config, else the default.
+    #[arg(skip)]
     max_file_size: u64,
+    /// Read settings from this file instead of the nearest .keyscope.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ignore config files: flags and defaults only (for reproducible CI runs).
+    #[arg(long, conflicts_with = "config")]
+    isolated: bool,
+    /// Report only findings that this baseline does not accept, and list its stale entries.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// What the scan is configured with, loaded once in `run`.
+    #[arg(skip)]
+    pub(crate) settings: Settings,
+    /// Write the findings as a baseline to `--output` instead of a report.
+    #[arg(skip)]
+    pub(crate) write_baseline: bool,
     /// Exclude paths matching this gitignore-style glob (repeatable).
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
@@ -49,29 +72,32 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-}
-
-/// Parses `123`, `64K`, `64M`, `1G` (binary multiples).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&text[..i], 10),
-        Some((i, 'm' | 'M')) => (&text[..i], 20),
-        Some((i, 'g' | 'G')) => (&text[..i], 30),
-        _ => (text, 0),
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (examples: 1048576, 512K, 64M, 1G)"))?;
-    value
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    #[command(flatten)]
+    git: scan_git::GitArgs,
 }
 
 /// Runs `keyscope scan`.
-pub fn run(args: Args) -> miette::Result<Exit> {
-    let rules = load_rules(&args.rule_files)?;
-    let engine = Engine::new(rules).into_diagnostic()?;
+pub fn run(mut args: Args) -> miette::Result<Exit> {
+    let first = args
+        .paths
+        .iter()
+        .find(|p| p.as_os_str() != "-")
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("."));
+    args.settings = settings::load(
+        args.config.as_deref(),
+        args.isolated,
+        &first,
+        &args.rule_files,
+        args.baseline.as_deref(),
+    )?;
+    args.max_file_size = args
+        .max_file_size_flag
+        .unwrap_or(args.settings.config.max_file_size.value);
+    let engine = Engine::new(args.settings.rules.clone()).into_diagnostic()?;
+    if args.git.is_git() {
+        return scan_git::run(&args, &engine);
+    }
     let (stdin, paths): (Vec<PathBuf>, Vec<PathBuf>) = args
         .paths
         .iter()
@@ -86,7 +112,14 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         for path in paths {
             builder = builder.path(path);
         }
-        for glob in &args.exclude {
+        for glob in args
+            .settings
+            .config
+            .exclude
+            .value
+            .iter()
+            .chain(&args.exclude)
+        {
             builder = builder.exclude(glob.clone());
         }
         let source = builder.build().into_diagnostic()?;
@@ -106,12 +139,18 @@ pub fn run(args: Args) -> miette::Result<Exit> {
 }
 
 fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<Exit> {
-    let report = ScanReport::new(
-        engine.rules(),
-        &outcome.findings,
-        &outcome.stats,
-        outcome.elapsed,
-    );
+    let git_repos = args.git.is_git().then_some(args.paths.as_slice());
+    let (findings, stale) = settings::postprocess(&args.settings, &outcome.findings, git_repos);
+    if args.write_baseline {
+        return write_baseline(args, &findings, outcome);
+    }
+    for entry in &stale {
+        eprintln!(
+            "note: baseline entry no longer found: {} {} ({})",
+            entry.rule_id, entry.redacted, entry.fingerprint
+        );
+    }
+    let report = ScanReport::new(engine.rules(), &findings, &outcome.stats, outcome.elapsed);
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let text = match args.format {
         Format::Json => json::render(&report).into_diagnostic()?,
@@ -135,12 +174,42 @@ fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<E
     }
     Ok(if !report.complete() {
         Exit::Error
-    } else if outcome.findings.is_empty() {
+    } else if findings.is_empty() {
         Exit::Clean
     } else {
         Exit::Findings
     })
 }
+
+/// `keyscope baseline create`: the findings as a baseline file, not a report.
+fn write_baseline(
+    args: &Args,
+    findings: &[Finding],
+    outcome: &ScanOutcome,
+) -> miette::Result<Exit> {
+    report_failures(&outcome.stats);
+    if outcome.stats.has_failures() {
+        miette::bail!("the scan is incomplete, so no baseline was written");
+    }
+    let baseline = Baseline::from_findings(findings);
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_BASELINE));
+    std::fs::write(&path, baseline.to_json())
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot write the baseline to `{}`", path.display()))?;
+    eprintln!(
+        "wrote {} entr{} to {}",
+        baseline.len(),
+        if baseline.len() == 1 { "y" } else { "ies" },
+        path.display()
+    );
+    Ok(Exit::Clean)
+}
+
+/// Where `keyscope baseline create` writes without `-o`.
+pub const DEFAULT_BASELINE: &str = ".keyscope-baseline.json";
 
 /// Skips that lost content always reach standard error, whatever the format.
 fn report_failures(stats: &WalkStats) {
@@ -171,21 +240,4 @@ fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
     }
     out.push_str(&human::summary(report));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_suffixes() {
-        assert_eq!(parse_size("100"), Ok(100));
-        assert_eq!(
-            parse_size("64M"),
-            Ok(keyscope_sources::DEFAULT_MAX_FILE_SIZE)
-        );
-        assert_eq!(parse_size("2k"), Ok(2048));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("99999999999G").is_err());
-    }
 }

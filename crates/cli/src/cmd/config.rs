@@ -1,0 +1,38 @@
+//! `keyscope config show`: the effective configuration and where each value came from.
+
+use std::path::PathBuf;
+
+use crate::cmd::settings;
+use crate::exit::Exit;
+
+/// Config commands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print the effective settings for a scan of PATH, with the origin of each value.
+    Show {
+        /// The path a scan would start from (the config is looked for here and upwards).
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Read this config file instead of the nearest .keyscope.toml.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Ignore config files.
+        #[arg(long, conflicts_with = "config")]
+        isolated: bool,
+    },
+}
+
+/// Runs a config command.
+pub fn run(command: Command) -> miette::Result<Exit> {
+    match command {
+        Command::Show {
+            path,
+            config,
+            isolated,
+        } => {
+            let config = settings::load_config(config.as_deref(), isolated, &path)?;
+            print!("{}", config.show());
+            Ok(Exit::Clean)
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Enumerating the object database: each pack traversed along its delta tree, then the loose
+//! objects, every object once.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use gix::odb::pack;
+
+use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
+use crate::{SkipReason, Skipped};
+
+/// One object handed to a sweep's visitor.
+#[derive(Debug, Clone, Copy)]
+pub enum GitObject<'a> {
+    /// A blob's whole content (binary and oversized blobs are not handed over).
+    Blob {
+        /// Its id.
+        id: ObjectId,
+        /// Its bytes.
+        data: &'a [u8],
+    },
+    /// A commit's full message.
+    CommitMessage {
+        /// The commit's id ([`History::commit`] has its author and time).
+        id: ObjectId,
+        /// The raw message.
+        message: &'a [u8],
+    },
+}
+
+/// Counters and records shared by the traversal threads.
+#[derive(Default)]
+struct Tally {
+    blobs: AtomicU64,
+    bytes: AtomicU64,
+    binary: AtomicU64,
+    objects: AtomicU64,
+    skipped: Mutex<Vec<Skipped>>,
+    commits: Mutex<Vec<(gix::ObjectId, CommitRecord)>>,
+}
+
+impl Tally {
+    fn skip(&self, path: PathBuf, reason: SkipReason) {
+        if reason == SkipReason::Binary {
+            self.binary.fetch_add(1, Ordering::Relaxed);
+        }
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Skipped { path, reason });
+    }
+}
+
+/// Handles one decoded object, wherever it came from.
+struct Handler<'a, F> {
+    repo: &'a GitRepo,
+    options: &'a SweepOptions,
+    tally: &'a Tally,
+    visit: &'a F,
+    hash: gix::hash::Kind,
+}
+
+impl<F> Handler<'_, F>
+where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    fn handle(&self, id: gix::ObjectId, kind: gix::objs::Kind, data: &[u8]) {
+        self.tally.objects.fetch_add(1, Ordering::Relaxed);
+        if let Some(progress) = &self.options.progress {
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+        match kind {
+            gix::objs::Kind::Blob => self.blob(id, data),
+            gix::objs::Kind::Commit => self.commit(id, data),
+            gix::objs::Kind::Tree | gix::objs::Kind::Tag => {}
+        }
+    }
+
+    fn blob(&self, id: gix::ObjectId, data: &[u8]) {
+        let size = data.len() as u64;
+        if size > self.options.max_blob_size {
+            self.tally.skip(
+                self.object_path(id),
+                SkipReason::TooLarge {
+                    size,
+                    limit: self.options.max_blob_size,
+                },
+            );
+        } else if crate::is_binary(data) {
+            self.tally.binary.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.tally.blobs.fetch_add(1, Ordering::Relaxed);
+            self.tally.bytes.fetch_add(size, Ordering::Relaxed);
+            (self.visit)(GitObject::Blob {
+                id: ObjectId(id),
+                data,
+            });
+        }
+    }
+
+    fn commit(&self, id: gix::ObjectId, data: &[u8]) {
+        match gix::objs::CommitRef::from_bytes(data, self.hash) {
+            Ok(commit) => {
+                let record = CommitRecord {
+                    info: commit_info(id, &commit),
+                    tree: commit.tree(),
+                    parents: commit.parents().collect(),
+                };
+                (self.visit)(GitObject::CommitMessage {
+                    id: ObjectId(id),
+                    message: commit.message,
+                });
+                self.tally
+                    .commits
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((id, record));
+            }
+            Err(e) => self.tally.skip(
+                self.object_path(id),
+                SkipReason::Unreadable(format!("corrupt commit: {e}")),
+            ),
+        }
+    }
+
+    fn object_path(&self, id: gix::ObjectId) -> PathBuf {
+        PathBuf::from(format!("{}@{id}", self.repo.path.display()))
+    }
+}
+
+pub(super) fn sweep<F>(
+    repo: &GitRepo,
+    options: &SweepOptions,
+    visit: &F,
+) -> Result<History, GitError>
+where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    let local = repo.repo.to_thread_local();
+    let hash = local.object_hash();
+    let objects_dir = repo.repo.objects_dir().to_path_buf();
+    let tally = Tally::default();
+    let handler = Handler {
+        repo,
+        options,
+        tally: &tally,
+        visit,
+        hash,
+    };
+
+    let mut idx_paths: Vec<PathBuf> = match std::fs::read_dir(objects_dir.join("pack")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(super::read_error(
+                objects_dir.join("pack").display().to_string(),
+                e,
+            ));
+        }
+    };
+    idx_paths.sort();
+
+    let mut done: Vec<pack::index::File> = Vec::new();
+    let interrupt = AtomicBool::new(false);
+    for idx_path in idx_paths {
+        let bundle = match pack::Bundle::at(&idx_path, hash) {
+            Ok(bundle) => bundle,
+            Err(e) => {
+                tally.skip(idx_path, SkipReason::Unreadable(e.to_string()));
+                continue;
+            }
+        };
+        let earlier = &done;
+        let processor = |kind: gix::objs::Kind,
+                         data: &[u8],
+                         entry: &pack::index::Entry,
+                         _: &dyn gix::Progress|
+         -> gix::error::Result {
+            // An object also in an earlier pack was handled there.
+            if earlier.iter().all(|idx| idx.lookup(entry.oid).is_none()) {
+                handler.handle(entry.oid, kind, data);
+            }
+            Ok(())
+        };
+        let traversal = bundle.index.traverse(
+            &bundle.pack,
+            &mut gix::progress::Discard,
+            &interrupt,
+            processor,
+            pack::index::traverse::Options {
+                traversal: pack::index::traverse::Algorithm::DeltaTreeLookup,
+                thread_limit: (options.threads > 0).then_some(options.threads),
+                check: pack::index::traverse::SafetyCheck::SkipFileAndObjectChecksumVerification,
+                alloc_limit_bytes: None,
+                make_pack_lookup_cache: || pack::cache::Never,
+            },
+        );
+        if let Err(e) = traversal {
+            tally.skip(
+                bundle.pack.path().to_path_buf(),
+                SkipReason::Unreadable(format!("pack could not be fully read: {e}")),
+            );
+        }
+        done.push(bundle.index);
+    }
+
+    loose(repo, &objects_dir, hash, &done, &handler);
+
+    let commits: HashMap<gix::ObjectId, CommitRecord> = tally
+        .commits
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .collect();
+    let mut skipped = tally
+        .skipped
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(History {
+        stats: crate::WalkStats {
+            files: tally.blobs.into_inner(),
+            bytes: tally.bytes.into_inner(),
+            binary: tally.binary.into_inner(),
+            skipped,
+        },
+        objects: tally.objects.into_inner(),
+        warnings: Vec::new(),
+        commits,
+    })
+}
+
+/// Loose objects not also in a pack, read in parallel.
+fn loose<F>(
+    repo: &GitRepo,
+    objects_dir: &std::path::Path,
+    hash: gix::hash::Kind,
+    packs: &[pack::index::File],
+    handler: &Handler<'_, F>,
+) where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    use rayon::prelude::*;
+    let store = gix::odb::loose::Store::at(objects_dir, hash);
+    let mut ids = Vec::new();
+    for id in store.iter() {
+        match id {
+            Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) => ids.push(id),
+            Ok(_) => {}
+            Err(e) => handler.tally.skip(
+                objects_dir.to_path_buf(),
+                SkipReason::Unreadable(e.to_string()),
+            ),
+        }
+    }
+    ids.par_iter()
+        .for_each_init(Vec::new, |buf, &id| match store.try_find(&id, buf) {
+            Ok(Some(object)) => handler.handle(id, object.kind, object.data),
+            Ok(None) => handler.tally.skip(
+                loose_path(objects_dir, id),
+                SkipReason::Unreadable("object vanished while reading".into()),
+            ),
+            Err(e) => handler.tally.skip(
+                loose_path(objects_dir, id),
+                SkipReason::Unreadable(format!(
+                    "corrupt object {id} in {}: {e}",
+                    repo.path.display()
+                )),
+            ),
+        });
+}
+
+fn loose_path(objects_dir: &std::path::Path, id: gix::ObjectId) -> PathBuf {
+    let hex = id.to_string();
+    objects_dir.join(&hex[..2]).join(&hex[2..])
+}

@@ -1,0 +1,325 @@
+//! Trees: what a commit introduces relative to its parents, the staged changes against HEAD,
+//! and the blobs of a range of commits.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::{
+    Attribution, CommitRecord, GitError, GitRepo, History, Introduction, ObjectId, RangeChanges,
+    StagedChange, commit_info, read_error,
+};
+use crate::{CommitInfo, SkipReason, Skipped};
+
+/// One entry of a decoded tree.
+struct Entry {
+    name: Vec<u8>,
+    id: gix::ObjectId,
+    kind: EntryKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EntryKind {
+    Tree,
+    Blob,
+    /// Symlinks and submodules: no content of their own to scan.
+    Other,
+}
+
+fn read_tree(repo: &gix::Repository, id: gix::ObjectId) -> Result<Vec<Entry>, GitError> {
+    let object = repo
+        .find_object(id)
+        .map_err(|e| read_error(format!("tree {id}"), e))?;
+    let mut entries = Vec::new();
+    for entry in gix::objs::TreeRefIter::from_bytes(&object.data, repo.object_hash()) {
+        let entry = entry.map_err(|e| read_error(format!("tree {id}"), e))?;
+        let kind = if entry.mode.is_tree() {
+            EntryKind::Tree
+        } else if entry.mode.is_blob() {
+            EntryKind::Blob
+        } else {
+            EntryKind::Other
+        };
+        entries.push(Entry {
+            name: entry.filename.to_vec(),
+            id: entry.oid.to_owned(),
+            kind,
+        });
+    }
+    Ok(entries)
+}
+
+/// Pushes every `(path, blob)` of `tree` that none of the `parents` trees has at the same path,
+/// and that `wanted` accepts. Subtrees identical to a parent's are not read.
+fn introduced(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    parents: &[gix::ObjectId],
+    prefix: &mut Vec<u8>,
+    wanted: &dyn Fn(&gix::oid) -> bool,
+    out: &mut Vec<(String, gix::ObjectId)>,
+) -> Result<(), GitError> {
+    let entries = read_tree(repo, tree)?;
+    let mut parent_entries: Vec<HashMap<Vec<u8>, (gix::ObjectId, EntryKind)>> = Vec::new();
+    for &parent in parents {
+        parent_entries.push(
+            read_tree(repo, parent)?
+                .into_iter()
+                .map(|e| (e.name, (e.id, e.kind)))
+                .collect(),
+        );
+    }
+    for entry in entries {
+        if entry.kind == EntryKind::Other
+            || parent_entries
+                .iter()
+                .any(|p| p.get(&entry.name).is_some_and(|(id, _)| *id == entry.id))
+        {
+            continue;
+        }
+        let len = prefix.len();
+        if len > 0 {
+            prefix.push(b'/');
+        }
+        prefix.extend_from_slice(&entry.name);
+        match entry.kind {
+            EntryKind::Tree => {
+                let subtrees: Vec<gix::ObjectId> = parent_entries
+                    .iter()
+                    .filter_map(|p| match p.get(&entry.name) {
+                        Some((id, EntryKind::Tree)) => Some(*id),
+                        _ => None,
+                    })
+                    .collect();
+                introduced(repo, entry.id, &subtrees, prefix, wanted, out)?;
+            }
+            EntryKind::Blob if wanted(&entry.id) => {
+                out.push((String::from_utf8_lossy(prefix).into_owned(), entry.id));
+            }
+            EntryKind::Blob | EntryKind::Other => {}
+        }
+        prefix.truncate(len);
+    }
+    Ok(())
+}
+
+/// Every blob of a tree, with its path.
+fn flatten(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    wanted: &dyn Fn(&gix::oid) -> bool,
+) -> Result<Vec<(String, gix::ObjectId)>, GitError> {
+    let mut out = Vec::new();
+    introduced(repo, tree, &[], &mut Vec::new(), wanted, &mut out)?;
+    Ok(out)
+}
+
+fn sort_introductions(list: &mut [Introduction]) {
+    list.sort_by(|a, b| {
+        (a.commit.time, &a.commit.id, &a.path).cmp(&(b.commit.time, &b.commit.id, &b.path))
+    });
+}
+
+pub(super) fn attribute(
+    repo: &GitRepo,
+    history: &History,
+    targets: &HashSet<ObjectId>,
+) -> Result<Attribution, GitError> {
+    let mut attribution = Attribution::default();
+    if targets.is_empty() {
+        return Ok(attribution);
+    }
+    let wanted = |id: &gix::oid| targets.contains(&ObjectId(id.to_owned()));
+    let commits: Vec<(&gix::ObjectId, &CommitRecord)> = history.commits.iter().collect();
+    let found: Vec<Result<Vec<(ObjectId, Introduction)>, Skipped>> = commits
+        .par_iter()
+        .map_init(
+            || repo.local(),
+            |local, (id, record)| {
+                // A parent outside the database (beyond a shallow boundary) counts as absent.
+                let parent_trees: Vec<gix::ObjectId> = record
+                    .parents
+                    .iter()
+                    .filter_map(|p| history.commits.get(p).map(|c| c.tree))
+                    .collect();
+                let mut out = Vec::new();
+                introduced(
+                    local,
+                    record.tree,
+                    &parent_trees,
+                    &mut Vec::new(),
+                    &wanted,
+                    &mut out,
+                )
+                .map_err(|e| Skipped {
+                    path: PathBuf::from(format!("{}@{id}", repo.path.display())),
+                    reason: SkipReason::Unreadable(e.to_string()),
+                })?;
+                Ok(out
+                    .into_iter()
+                    .map(|(path, blob)| {
+                        (
+                            ObjectId(blob),
+                            Introduction {
+                                path,
+                                commit: record.info.clone(),
+                            },
+                        )
+                    })
+                    .collect())
+            },
+        )
+        .collect();
+    for result in found {
+        match result {
+            Ok(list) => {
+                for (blob, intro) in list {
+                    attribution
+                        .introductions
+                        .entry(blob)
+                        .or_default()
+                        .push(intro);
+                }
+            }
+            Err(skip) => attribution.skipped.push(skip),
+        }
+    }
+    for list in attribution.introductions.values_mut() {
+        sort_introductions(list);
+    }
+    let local = repo.local();
+    if let Ok(head) = local.head_tree_id() {
+        for (_, blob) in flatten(&local, head.detach(), &wanted)? {
+            attribution.at_head.insert(ObjectId(blob));
+        }
+    }
+    Ok(attribution)
+}
+
+pub(super) fn staged(repo: &GitRepo) -> Result<Vec<StagedChange>, GitError> {
+    let local = repo.local();
+    let index_path = match std::env::var_os("GIT_INDEX_FILE") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => local.index_path(),
+    };
+    let index = gix::index::File::at(
+        &index_path,
+        local.object_hash(),
+        true,
+        gix::index::decode::Options::default(),
+    )
+    .map_err(|e| read_error(format!("the index `{}`", index_path.display()), e))?;
+    let head: HashMap<String, gix::ObjectId> = match local.head_tree_id() {
+        Ok(tree) => flatten(&local, tree.detach(), &|_| true)?
+            .into_iter()
+            .collect(),
+        // No commit yet: everything staged is new.
+        Err(_) => HashMap::new(),
+    };
+    let mut changes = Vec::new();
+    for entry in index.entries() {
+        if entry.stage_raw() != 0 || !entry.mode.to_tree_entry_mode().is_some_and(|m| m.is_blob()) {
+            continue;
+        }
+        let path = entry.path(&index).to_string();
+        let head_blob = head.get(&path).copied();
+        if head_blob != Some(entry.id) {
+            changes.push(StagedChange {
+                path,
+                staged: ObjectId(entry.id),
+                head: head_blob.map(ObjectId),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+fn resolve(local: &gix::Repository, spec: &str) -> Result<gix::ObjectId, String> {
+    let id = local
+        .rev_parse_single(spec)
+        .map_err(|e| e.to_string())?
+        .detach();
+    let object = local.find_object(id).map_err(|e| e.to_string())?;
+    let commit = object.peel_to_commit().map_err(|e| e.to_string())?;
+    Ok(commit.id)
+}
+
+pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError> {
+    let local = repo.local();
+    let (base, tip) = match spec.split_once("..") {
+        Some((_, tip)) if tip.starts_with('.') => {
+            return Err(GitError::RangeSyntax(spec.to_owned()));
+        }
+        Some((base, tip)) => (base, if tip.is_empty() { "HEAD" } else { tip }),
+        None => (spec, "HEAD"),
+    };
+    if base.is_empty() {
+        return Err(GitError::RangeSyntax(spec.to_owned()));
+    }
+    let base_id = resolve(&local, base).map_err(|_| GitError::BaseNotFound {
+        base: base.to_owned(),
+        shallow: repo.is_shallow(),
+    })?;
+    let tip_id = resolve(&local, tip).map_err(|message| GitError::Revision {
+        spec: tip.to_owned(),
+        message,
+    })?;
+    let walk = local
+        .rev_walk([tip_id])
+        .with_hidden([base_id])
+        .all()
+        .map_err(|e| read_error(format!("the commits of `{spec}`"), e))?;
+    let mut commit_ids = Vec::new();
+    for info in walk {
+        let info = info.map_err(|e| read_error(format!("the commits of `{spec}`"), e))?;
+        commit_ids.push(info.id);
+    }
+    let mut blobs: HashMap<gix::ObjectId, Vec<Introduction>> = HashMap::new();
+    let mut commits: Vec<(CommitInfo, Vec<u8>)> = Vec::new();
+    for id in commit_ids {
+        let object = local
+            .find_object(id)
+            .map_err(|e| read_error(format!("commit {id}"), e))?;
+        let commit = gix::objs::CommitRef::from_bytes(&object.data, local.object_hash())
+            .map_err(|e| read_error(format!("commit {id}"), e))?;
+        let info = commit_info(id, &commit);
+        let mut parent_trees = Vec::new();
+        for parent in commit.parents() {
+            let parent = local
+                .find_commit(parent)
+                .map_err(|e| read_error(format!("commit {parent}"), e))?;
+            parent_trees.push(
+                parent
+                    .tree_id()
+                    .map_err(|e| read_error(format!("commit {}", parent.id), e))?
+                    .detach(),
+            );
+        }
+        let mut out = Vec::new();
+        introduced(
+            &local,
+            commit.tree(),
+            &parent_trees,
+            &mut Vec::new(),
+            &|_| true,
+            &mut out,
+        )?;
+        for (path, blob) in out {
+            blobs.entry(blob).or_default().push(Introduction {
+                path,
+                commit: info.clone(),
+            });
+        }
+        commits.push((info, commit.message.to_vec()));
+    }
+    let mut blobs: Vec<(ObjectId, Vec<Introduction>)> = blobs
+        .into_iter()
+        .map(|(blob, mut list)| {
+            sort_introductions(&mut list);
+            (ObjectId(blob), list)
+        })
+        .collect();
+    blobs.sort_by_key(|a| a.0);
+    Ok(RangeChanges { blobs, commits })
+}

@@ -1,0 +1,372 @@
+//! Configuration, inline allows and baselines (issue 4).
+
+use std::path::Path;
+
+use crate::keyscope;
+
+/// A synthetic Groq key from a fixed seed.
+fn groq_key(seed: u64) -> String {
+    let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .collect();
+    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let body: String = (0..52)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            alphabet[(state % 62) as usize]
+        })
+        .collect();
+    format!("gsk_{body}")
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn findings(stdout: &str) -> Vec<(String, String, u64)> {
+    let report: serde_json::Value = serde_json::from_str(stdout).unwrap();
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["rule_id"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_inline_allow_marker_silences_its_line_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "a = \"{}\"  # keyscope:allow\nb = \"{}\"  // gitleaks:allow\nc = \"{}\"  # pragma: allowlist secret\nd = \"{}\"\n",
+        groq_key(1),
+        groq_key(2),
+        groq_key(3),
+        groq_key(4)
+    );
+    write(dir.path(), "app.py", &text);
+    let run = keyscope(dir.path(), &["scan", "--format", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        findings(&run.stdout),
+        vec![("groq-api-key".into(), "app.py".into(), 4)]
+    );
+}
+
+#[test]
+fn config_is_found_upwards_and_applies_excludes_and_rule_switches() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".keyscope.toml",
+        "exclude = [\"vendor/**\"]\ndisable_rules = [\"google-api-key\"]\n",
+    );
+    write(
+        dir.path(),
+        "src/app.py",
+        &format!("k = \"{}\"\n", groq_key(5)),
+    );
+    write(
+        dir.path(),
+        "vendor/lib.py",
+        &format!("k = \"{}\"\n", groq_key(6)),
+    );
+    write(
+        dir.path(),
+        "src/maps.js",
+        "const key = \"AIzaSyQ3vB7nT0kLm9PzR2sWd5YhC8jFg1uEaZo\";\n",
+    );
+    let run = keyscope(&dir.path().join("src"), &["scan", "--format", "json", ".."]);
+    assert_eq!(
+        findings(&run.stdout),
+        vec![("groq-api-key".into(), "../src/app.py".into(), 1)]
+    );
+    // --isolated ignores the file: everything is found again.
+    let run = keyscope(dir.path(), &["scan", "--format", "json", "--isolated"]);
+    assert_eq!(findings(&run.stdout).len(), 3, "{}", run.stdout);
+}
+
+#[test]
+fn config_show_names_the_origin_of_each_value() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".keyscope.toml", "max_file_size = \"1M\"\n");
+    let run = keyscope(dir.path(), &["config", "show"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let line = |key: &str| {
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(line("max_file_size").contains("1048576"));
+    assert!(line("max_file_size").contains(".keyscope.toml"));
+    assert!(line("exclude").ends_with("# default"));
+    let run = keyscope(dir.path(), &["config", "show", "--isolated"]);
+    assert!(run.stdout.contains("no config file"));
+}
+
+#[test]
+fn a_config_error_points_at_the_unknown_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".keyscope.toml",
+        "exclude = []\nmax_fil_size = 3\n",
+    );
+    let run = keyscope(dir.path(), &["scan"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("max_fil_size"), "{}", run.stderr);
+    assert!(run.stderr.contains(".keyscope.toml:2"), "{}", run.stderr);
+    write(
+        dir.path(),
+        ".keyscope.toml",
+        "disable_rules = [\"no-such-rule\"]\n",
+    );
+    let run = keyscope(dir.path(), &["scan"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("unknown rule id `no-such-rule`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn custom_rules_in_the_config_are_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".keyscope.toml",
+        r#"
+[[rules]]
+id = "acme-token"
+provider = "acme"
+name = "ACME token"
+description = "Internal gateway token."
+severity = "high"
+pattern = 'acme_[A-Za-z0-9]{24}'
+keywords = ["acme_"]
+"#,
+    );
+    write(dir.path(), "a.sh", "TOKEN=acme_Q3vB7nT0kLm9PzR2sWd5YhC8\n");
+    let run = keyscope(dir.path(), &["scan", "--format", "json"]);
+    assert_eq!(
+        findings(&run.stdout),
+        vec![("acme-token".into(), "a.sh".into(), 1)]
+    );
+}
+
+#[test]
+fn a_baseline_hides_accepted_findings_but_not_a_changed_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "app.py",
+        &format!("import os\nk = \"{}\"\n", groq_key(7)),
+    );
+    let run = keyscope(dir.path(), &["baseline", "create", "--isolated"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(dir.path().join(".keyscope-baseline.json")).unwrap();
+    assert!(!text.contains(&groq_key(7)), "the baseline holds no secret");
+    assert!(
+        !text.contains("\"line\""),
+        "the baseline holds no line numbers"
+    );
+    let scan = [
+        "scan",
+        "--isolated",
+        "--format",
+        "json",
+        "--baseline",
+        ".keyscope-baseline.json",
+    ];
+    let run = keyscope(dir.path(), &scan);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // The same secret moved to another line and file: still accepted.
+    std::fs::remove_file(dir.path().join("app.py")).unwrap();
+    write(
+        dir.path(),
+        "lib/client.py",
+        &format!("\n\n\nk = \"{}\"\n", groq_key(7)),
+    );
+    assert_eq!(keyscope(dir.path(), &scan).code, 0);
+
+    // A different secret on the baselined line is new.
+    write(
+        dir.path(),
+        "lib/client.py",
+        &format!("\n\n\nk = \"{}\"\n", groq_key(8)),
+    );
+    let run = keyscope(dir.path(), &scan);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        findings(&run.stdout),
+        vec![("groq-api-key".into(), "lib/client.py".into(), 4)]
+    );
+    // ...and the baseline entry it replaced is reported as stale.
+    assert!(
+        run.stderr
+            .contains("baseline entry no longer found: groq-api-key"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_shared_key_is_a_flat_key_across_environments_and_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = groq_key(9);
+    write(
+        dir.path(),
+        "deploy/prod/.env",
+        &format!("GROQ_API_KEY={key}\n"),
+    );
+    write(
+        dir.path(),
+        "deploy/dev/.env",
+        &format!("GROQ_API_KEY={key}\n"),
+    );
+    write(
+        dir.path(),
+        "services/billing/.env.production",
+        &format!("GROQ_API_KEY={key}\n"),
+    );
+    write(
+        dir.path(),
+        "services/search/.env.production",
+        &format!("GROQ_API_KEY={}\n", groq_key(10)),
+    );
+    let run = keyscope(dir.path(), &["scan", "--isolated", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let flat: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "correlation")
+        .collect();
+    let ids: Vec<&str> = flat
+        .iter()
+        .map(|f| f["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["flat-key/shared-across-environments"],
+        "{flat:#?}"
+    );
+    // All three places of the shared key, and none of the other key's.
+    let mut places: Vec<&str> = flat[0]["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap())
+        .collect();
+    places.push(flat[0]["path"].as_str().unwrap());
+    places.sort_unstable();
+    assert_eq!(
+        places,
+        vec![
+            "deploy/dev/.env",
+            "deploy/prod/.env",
+            "services/billing/.env.production"
+        ]
+    );
+    assert!(!run.stdout.contains(&key));
+
+    // Two services sharing one key, same environment: shared across services.
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "services/billing/.env",
+        &format!("GROQ_API_KEY={key}\n"),
+    );
+    write(
+        dir.path(),
+        "services/search/.env",
+        &format!("GROQ_API_KEY={key}\n"),
+    );
+    let run = keyscope(dir.path(), &["scan", "--isolated", "--format", "json"]);
+    assert!(
+        run.stdout.contains("flat-key/shared-across-services"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("flat-key/shared-across-environments"));
+}
+
+#[test]
+fn different_keys_per_environment_are_not_flat() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "deploy/prod/.env",
+        &format!("GROQ_API_KEY={}\n", groq_key(11)),
+    );
+    write(
+        dir.path(),
+        "deploy/staging/.env",
+        &format!("GROQ_API_KEY={}\n", groq_key(12)),
+    );
+    write(
+        dir.path(),
+        "deploy/dev/.env",
+        "GROQ_API_KEY=gsk_your_key_here\n",
+    );
+    write(
+        dir.path(),
+        "deploy/test/.env",
+        "GROQ_API_KEY=gsk_your_key_here\n",
+    );
+    let run = keyscope(dir.path(), &["scan", "--isolated", "--format", "json"]);
+    assert!(!run.stdout.contains("flat-key/"), "{}", run.stdout);
+}
+
+#[test]
+fn a_key_in_several_repositories_is_shared_across_repos() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = groq_key(13);
+    for repo in ["billing", "search"] {
+        std::fs::create_dir_all(dir.path().join(repo).join(".git")).unwrap();
+        write(
+            dir.path(),
+            &format!("{repo}/config.py"),
+            &format!("GROQ_API_KEY = \"{key}\"\n"),
+        );
+    }
+    let run = keyscope(dir.path(), &["scan", "--isolated", "--format", "json"]);
+    assert!(
+        run.stdout.contains("flat-key/shared-across-repos"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_key_in_public_assets_is_client_exposed() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "web/public/config.js",
+        &format!("window.KEY = \"{}\";\n", groq_key(14)),
+    );
+    let run = keyscope(dir.path(), &["scan", "--isolated", "--format", "json"]);
+    assert!(
+        findings(&run.stdout).contains(&(
+            "flat-key/client-exposed".into(),
+            "web/public/config.js".into(),
+            1
+        )),
+        "{}",
+        run.stdout
+    );
+}
