@@ -122,6 +122,7 @@ push)
     base="$(event_field before)"
     head="$(event_field after)"
     scope="push to $(event_field ref)"
+    kind="new branch"
     if [[ "$head" =~ $zero_sha ]] || [ "$(event_field deleted)" = "true" ]; then
         log "the push deleted $(event_field ref); nothing to scan"
         {
@@ -129,6 +130,13 @@ push)
         } >>"$summary_file"
         printf 'findings=0\nexit-code=0\nsarif-file=\nrange=\n' >>"$output_file"
         exit 0
+    fi
+    if [ "$(event_field forced)" = "true" ] && [ -n "$base" ] && ! commit_exists "$base"; then
+        # A force push's old tip is no ancestor of the new one, so a full checkout lacks it too:
+        # scan the branch as if it were new.
+        log "note: force push; the old tip $base is not in the checkout, scanning the branch from its merge base with the default branch"
+        base="0000000000000000000000000000000000000000"
+        kind="force push to"
     fi
     if [[ "$base" =~ $zero_sha ]]; then
         # A new branch: its own commits are those not on the default branch.
@@ -140,15 +148,15 @@ push)
                 merge_base="$(git merge-base "$ref" "$head" 2>/dev/null || true)"
                 if [ -n "$merge_base" ] && [ "$merge_base" != "$head" ]; then
                     base="$merge_base"
-                    scope="new branch $(event_field ref), from its merge base with $default_branch"
+                    scope="$kind $(event_field ref), from its merge base with $default_branch"
                     break
                 fi
             fi
         done
         if [ -z "$base" ]; then
-            log "note: new branch with no merge base with the default branch \`$default_branch\` in this checkout; scanning the whole history (set fetch-depth: 0 to narrow it to the branch's own commits)"
+            log "note: $kind $(event_field ref) has no merge base with the default branch \`$default_branch\` in this checkout; scanning the whole history (set fetch-depth: 0 to narrow it to the branch's own commits)"
             scan_args=(--history)
-            scope="new branch $(event_field ref), whole history"
+            scope="$kind $(event_field ref), whole history"
             head=""
         fi
     fi
