@@ -27,8 +27,7 @@ else
     keyscope="$repo/target/pre-commit-hook/bin/keyscope"
     if [ ! -x "$keyscope" ]; then
         echo "keyscope-pre-push: building keyscope from $repo (first run only)" >&2
-        cargo install --quiet --locked --path "$repo" --root "$repo/target/pre-commit-hook" \
-            --target-dir "$repo/target" >&2
+        cargo install --quiet --locked --path "$repo" --root "$repo/target/pre-commit-hook" >&2
     fi
 fi
 
