@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Make the real `pre-commit` tool (PyPI) available for the hook tests, in a venv of its own so
-# nothing touches the system Python. Prints the path of the `pre-commit` executable.
-# Uses one already on PATH unless KEYSCOPE_PRE_COMMIT_VENV is set explicitly.
+# nothing touches the system Python and every run uses the same pinned version. Prints the path
+# of the `pre-commit` executable.
 set -euo pipefail
 
 version="${PRE_COMMIT_VERSION:-4.7.0}"
 venv="${KEYSCOPE_PRE_COMMIT_VENV:-$HOME/.cache/keyscope/pre-commit-venv}"
 
-if [ -z "${KEYSCOPE_PRE_COMMIT_VENV:-}" ] && command -v pre-commit >/dev/null 2>&1; then
-    command -v pre-commit
-    exit 0
+install() {
+    if [ ! -x "$venv/bin/pre-commit" ]; then
+        echo "hooks-deps: installing pre-commit $version into $venv" >&2
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pre-commit==$version" >&2
+    fi
+}
+mkdir -p "$(dirname "$venv")"
+if command -v flock >/dev/null 2>&1; then
+    # Test binaries built in different target dirs may ask at once.
+    exec 9>"$venv.lock"
+    flock 9
 fi
-if [ ! -x "$venv/bin/pre-commit" ]; then
-    echo "hooks-deps: installing pre-commit $version into $venv" >&2
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pre-commit==$version" >&2
-fi
+install
 "$venv/bin/pre-commit" --version >&2
 echo "$venv/bin/pre-commit"
