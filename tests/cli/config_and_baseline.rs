@@ -370,3 +370,77 @@ fn a_key_in_public_assets_is_client_exposed() {
         run.stdout
     );
 }
+
+#[test]
+fn a_leaked_key_registered_in_the_policy_store_names_its_scope() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = groq_key(15);
+    let sha: String = sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    write(
+        dir.path(),
+        "store/scopes.toml",
+        &format!(
+            r#"
+[[scope]]
+id = "acme"
+kind = "org"
+
+[[scope]]
+id = "prod/care-notes"
+kind = "application"
+parent = "acme"
+environment = "production"
+
+[[key]]
+id = "care-notes-1"
+scope = "prod/care-notes"
+fingerprint = "sha256:{sha}"
+created = 2026-10-01T00:00:00Z
+"#
+        ),
+    );
+    write(
+        dir.path(),
+        "app/.env",
+        &format!("GROQ_API_KEY={key}\nOTHER={}\n", groq_key(16)),
+    );
+    let run = keyscope(
+        dir.path(),
+        &[
+            "scan",
+            "--isolated",
+            "--store",
+            "store",
+            "--format",
+            "json",
+            "app",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let found = report["findings"].as_array().unwrap();
+    assert_eq!(found[0]["scope"], "prod/care-notes");
+    // A production scope's key is one level worse than the rule's own severity.
+    assert_eq!(found[0]["severity"], "critical");
+    assert!(found[0]["help"].as_str().unwrap().contains("care-notes-1"));
+    assert!(found[1]["scope"].is_null());
+    assert_eq!(found[1]["severity"], "high");
+    let run = keyscope(
+        dir.path(),
+        &["scan", "--isolated", "--store", "store", "app"],
+    );
+    assert!(
+        run.stdout.contains("of scope `prod/care-notes`"),
+        "{}",
+        run.stdout
+    );
+    let run = keyscope(
+        dir.path(),
+        &["scan", "--isolated", "--store", "nowhere", "app"],
+    );
+    assert_eq!(run.code, 2);
+}

@@ -62,10 +62,16 @@ impl FindingDiagnostic {
             finding.redacted.clone()
         };
         FindingDiagnostic {
-            message: format!(
-                "{} found at {}:{}:{}",
-                finding.rule_name, loc.path, loc.line, loc.column
-            ),
+            message: match &finding.scope {
+                Some(scope) => format!(
+                    "{} of scope `{scope}` found at {}:{}:{}",
+                    finding.rule_name, loc.path, loc.line, loc.column
+                ),
+                None => format!(
+                    "{} found at {}:{}:{}",
+                    finding.rule_name, loc.path, loc.line, loc.column
+                ),
+            },
             code: finding.rule_id.clone(),
             severity: finding.severity,
             help: finding.help.clone(),

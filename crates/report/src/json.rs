@@ -54,6 +54,7 @@ struct JsonFinding<'a> {
     snippet: &'a str,
     help: &'a str,
     commit: Option<JsonCommit<'a>>,
+    scope: Option<&'a str>,
     locations: Vec<JsonLocation<'a>>,
 }
 
@@ -130,6 +131,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 snippet: &f.snippet.text,
                 help: &f.help,
                 commit: commit(&f.location),
+                scope: f.scope.as_deref(),
                 locations: f
                     .related
                     .iter()

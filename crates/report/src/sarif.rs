@@ -277,6 +277,9 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     if finding.base64 {
         properties.insert("encoding".to_owned(), json!("base64"));
     }
+    if let Some(scope) = &finding.scope {
+        properties.insert("scope".to_owned(), json!(scope));
+    }
     if let Some(commit) = &loc.commit {
         properties.insert("commit".to_owned(), json!(commit.id));
         properties.insert("author".to_owned(), json!(commit.author));

@@ -66,6 +66,9 @@ pub struct Finding {
     pub base64: bool,
     /// What to do about it.
     pub help: String,
+    /// The policy scope this key is registered to (`prod/care-notes-summarization`), when a
+    /// policy store registers its fingerprint: whose key leaked.
+    pub scope: Option<String>,
     /// Other places the same secret was found (history sweeps group them), or the places a
     /// flat-key finding relates (every environment that shares the key).
     pub related: Vec<Location>,
@@ -160,6 +163,7 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                     RuleKind::Secret => help(rule, m.base64),
                     RuleKind::Usage | RuleKind::Correlation => rule.description().to_owned(),
                 },
+                scope: None,
                 related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }

@@ -57,6 +57,10 @@ pub struct Args {
     /// Report only findings that this baseline does not accept, and list its stale entries.
     #[arg(long, value_name = "FILE")]
     baseline: Option<PathBuf>,
+    /// The policy store whose key registry names the scope of a leaked key [default:
+    /// ./policies, when it exists].
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
     /// What the scan is configured with, loaded once in `run`.
     #[arg(skip)]
     pub(crate) settings: Settings,
@@ -90,6 +94,7 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
         &first,
         &args.rule_files,
         args.baseline.as_deref(),
+        args.store.as_deref(),
     )?;
     args.max_file_size = args
         .max_file_size_flag

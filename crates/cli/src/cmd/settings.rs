@@ -6,7 +6,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use keyscope_rules::RuleSet;
+use keyscope_policy::Scopes;
+use keyscope_rules::{RuleKind, RuleSet};
 use keyscope_scan::baseline::{Baseline, BaselineEntry};
 use keyscope_scan::config::Config;
 use keyscope_scan::flatkey::{self, FlatKeyOptions};
@@ -14,6 +15,9 @@ use keyscope_scan::{Finding, Location, sort_findings};
 use miette::{Context as _, IntoDiagnostic as _};
 
 use crate::cmd::rules::load_rules;
+
+/// The policy store used when `--store` is not given, if it exists.
+const DEFAULT_STORE: &str = "policies";
 
 /// The rule that reports direct provider calls when a gateway is configured.
 const DIRECT_CALL_RULE: &str = "flat-key/direct-provider-call";
@@ -29,6 +33,8 @@ pub struct Settings {
     pub baseline: Option<Baseline>,
     /// Flat-key analysis options.
     pub flat_key: FlatKeyOptions,
+    /// The policy store's key registry, for naming the scope of a leaked key.
+    pub scopes: Option<Scopes>,
 }
 
 /// Reads the config (unless `isolated`), then builds the rule set from the built-in rules,
@@ -39,6 +45,7 @@ pub fn load(
     first_path: &Path,
     rule_files: &[PathBuf],
     baseline: Option<&Path>,
+    store: Option<&Path>,
 ) -> miette::Result<Settings> {
     let config = load_config(config_file, isolated, first_path)?;
     let mut rules = load_rules(rule_files)?;
@@ -74,11 +81,23 @@ pub fn load(
         .transpose()?;
     let flat_key = FlatKeyOptions::new(&config.environments.value, &config.services.value)
         .into_diagnostic()?;
+    let scopes = match store {
+        Some(dir) => Some(
+            Scopes::load_from_store(dir)
+                .wrap_err_with(|| format!("cannot load the key registry of `{}`", dir.display()))?,
+        ),
+        // Without --store, the default store is used when there is one.
+        None if Path::new(DEFAULT_STORE).join("scopes.toml").is_file() => {
+            Some(Scopes::load_from_store(Path::new(DEFAULT_STORE))?)
+        }
+        None => None,
+    };
     Ok(Settings {
         config,
         rules,
         baseline,
         flat_key,
+        scopes,
     })
 }
 
@@ -153,6 +172,11 @@ pub fn postprocess(
         .flat_key
         .clone()
         .check_manifests(git_repos.is_none());
+    let mut findings = findings.to_vec();
+    if let Some(scopes) = &settings.scopes {
+        attribute(scopes, &mut findings);
+    }
+    let findings = findings.as_slice();
     let mut all = findings.to_vec();
     all.extend(flatkey::analyze(
         &settings.rules,
@@ -164,6 +188,31 @@ pub fn postprocess(
     match &settings.baseline {
         Some(baseline) => baseline.apply(all),
         None => (all, Vec::new()),
+    }
+}
+
+/// Names the scope of every leaked key the registry knows; a production scope's key is one
+/// severity level worse.
+fn attribute(scopes: &Scopes, findings: &mut [Finding]) {
+    for finding in findings.iter_mut().filter(|f| f.kind == RuleKind::Secret) {
+        let Some(info) = scopes.scope_for_key_fingerprint(finding.key_sha256()) else {
+            continue;
+        };
+        if info.production {
+            finding.severity = finding.severity.raised();
+        }
+        finding.help = format!(
+            "This is the key `{}` of scope `{}`{}. {}",
+            info.key_id,
+            info.scope,
+            if info.production {
+                ", a production scope"
+            } else {
+                ""
+            },
+            finding.help
+        );
+        finding.scope = Some(info.scope);
     }
 }
 
