@@ -8,7 +8,7 @@ version="${PRE_COMMIT_VERSION:-4.7.0}"
 venv="${KEYSCOPE_PRE_COMMIT_VENV:-$HOME/.cache/keyscope/pre-commit-venv}"
 
 install() {
-    if [ ! -x "$venv/bin/pre-commit" ]; then
+    if [ "$("$venv/bin/pre-commit" --version 2>/dev/null)" != "pre-commit $version" ]; then
         echo "hooks-deps: installing pre-commit $version into $venv" >&2
         rm -rf "$venv"
         python3 -m venv "$venv" >&2
