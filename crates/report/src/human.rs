@@ -74,7 +74,24 @@ impl FindingDiagnostic {
             },
             code: finding.rule_id.clone(),
             severity: finding.severity,
-            help: finding.help.clone(),
+            help: if finding.related.is_empty() {
+                finding.help.clone()
+            } else {
+                let places: Vec<String> = finding
+                    .related
+                    .iter()
+                    .map(|l| match &l.commit {
+                        Some(c) => format!(
+                            "{}:{} (commit {})",
+                            l.path,
+                            l.line,
+                            &c.id[..c.id.len().min(12)]
+                        ),
+                        None => format!("{}:{}", l.path, l.line),
+                    })
+                    .collect();
+                format!("{}\nalso at: {}", finding.help, places.join(", "))
+            },
             label: LabeledSpan::new_primary_with_span(
                 Some(label_text),
                 finding.snippet.highlight.clone(),
