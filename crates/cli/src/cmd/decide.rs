@@ -2,7 +2,7 @@
 
 use std::io::Read as _;
 
-use keyscope_policy::{Engine, Ledger, LedgerMode, Request};
+use keyscope_policy::{DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Request};
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
@@ -19,6 +19,9 @@ pub struct Args {
     /// settle it later with `keyscope usage commit|release`.
     #[arg(long)]
     reserve: bool,
+    /// How long a reservation holds its budget unless committed or released.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HOLD_TTL_SECONDS)]
+    hold_ttl: i64,
 }
 
 /// Runs `keyscope decide`.
@@ -32,7 +35,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let path = args.ledger.path(&args.store.store);
     // Without a ledger file nothing has been spent; only a reservation creates one.
     let decision = if args.reserve || path.exists() {
-        let ledger = Ledger::open(&path).map_err(miette::Report::new)?;
+        let ledger = Ledger::open(&path)
+            .map_err(miette::Report::new)?
+            .with_hold_ttl(args.hold_ttl);
         let mode = if args.reserve {
             LedgerMode::Reserve
         } else {

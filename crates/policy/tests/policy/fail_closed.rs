@@ -50,7 +50,7 @@ fn nothing_permits_says_so() {
 
 #[test]
 fn unknown_subject_is_never_echoed() {
-    let raw = "sk-proj-EXAMPLE-pasted-by-mistake";
+    let raw = "raw-key-material-pasted-by-mistake";
     let decision = default_engine().decide(&Request {
         key: raw.into(),
         ..request()
