@@ -594,6 +594,12 @@ impl Scopes {
         })
     }
 
+    pub(crate) fn model_lists(&self) -> impl Iterator<Item = (&str, &[ModelPattern])> {
+        self.model_lists
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
     pub(crate) fn model_list(&self, name: &str) -> Option<&[ModelPattern]> {
         self.model_lists.get(name).map(Vec::as_slice)
     }

@@ -248,6 +248,11 @@ impl Store {
                 .map_err(|e| entity_error(&e))?,
             );
         }
+        // Check the shared lists once, so an error names the list rather than the first scope
+        // that happens to include it.
+        for (name, entries) in scopes.model_lists() {
+            expand_allowlist(&scopes, &catalog, entries, &format!("@{name}"))?;
+        }
         let mut scope_uids = HashMap::new();
         for scope in scopes.scopes() {
             scope_uids.insert(scope.id.clone(), uid("Scope", &scope.id)?);
