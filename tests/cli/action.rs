@@ -336,7 +336,6 @@ fn assert_scanned_range(run: &ActionRun, base: &str, head: &str) {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_pull_request_that_adds_a_key_fails_with_annotation_summary_and_sarif() {
     let h = history();
     let run = run_action(
@@ -355,7 +354,6 @@ fn a_pull_request_that_adds_a_key_fails_with_annotation_summary_and_sarif() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_clean_pull_request_passes() {
     let h = history();
     let run = run_action(
@@ -381,7 +379,6 @@ fn a_clean_pull_request_passes() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_push_scans_before_to_after() {
     let h = history();
     let payload = json!({
@@ -398,7 +395,6 @@ fn a_push_scans_before_to_after() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_new_branch_push_scans_from_its_merge_base_with_the_default_branch() {
     let h = history();
     let repo = h.dir.path();
@@ -425,7 +421,6 @@ fn a_new_branch_push_scans_from_its_merge_base_with_the_default_branch() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_force_push_whose_old_tip_is_gone_scans_from_the_merge_base() {
     let h = history();
     let repo = h.dir.path();
@@ -483,7 +478,6 @@ fn a_push_that_deletes_a_branch_scans_nothing_and_passes() {
 }
 
 #[test]
-#[ignore = "needs scan --history (issue 3)"]
 fn a_new_branch_without_the_default_branch_falls_back_to_history_with_a_note() {
     let h = history();
     let payload = json!({
@@ -510,7 +504,6 @@ fn a_new_branch_without_the_default_branch_falls_back_to_history_with_a_note() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_merge_group_scans_base_to_head() {
     let h = history();
     let payload = json!({

@@ -166,7 +166,6 @@ fn the_manifest_is_valid_for_pre_commit_and_declares_every_hook() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_commit_that_stages_a_key_is_blocked_and_a_clean_one_goes_through() {
     let (home, repo) = hooked_repo();
     let install = pre_commit_in(&repo, home.path(), &["install"]);
@@ -210,7 +209,6 @@ fn a_commit_that_stages_a_key_is_blocked_and_a_clean_one_goes_through() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn a_push_of_commits_with_a_key_is_blocked() {
     let (home, repo) = hooked_repo();
     let remote = home.path().join("remote.git");
@@ -302,7 +300,6 @@ fn a_push_of_commits_with_a_key_is_blocked() {
 }
 
 #[test]
-#[ignore = "needs scan --staged/--range (issue 3)"]
 fn try_repo_runs_the_manifest_hooks_that_use_an_installed_keyscope() {
     let (home, repo) = hooked_repo();
     std::fs::create_dir_all(repo.join("src")).unwrap();
