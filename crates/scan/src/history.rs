@@ -48,6 +48,7 @@ pub fn scan_history(
     for repo in repos {
         let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
         let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
+        let summaries: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
         let history = repo.sweep(options, |object| match object {
             GitObject::Blob { id, data } => {
                 let matches = engine.scan(data);
@@ -65,7 +66,9 @@ pub fn scan_history(
                         message,
                         &matches,
                     );
+                    let summary = redacted_summary(engine, message, &matches);
                     lock(&message_findings).push((id, found));
+                    lock(&summaries).insert(id.to_string(), summary);
                 }
             }
         })?;
@@ -119,6 +122,7 @@ pub fn scan_history(
                 });
             }
         }
+        redact_summaries(&mut placed, &lock(&summaries));
         merge_stats(&mut result.outcome.stats, history.stats);
         result.outcome.stats.skipped.extend(attribution.skipped);
         result.warnings.extend(history.warnings);
@@ -210,8 +214,20 @@ pub fn scan_range(
         lock(&placed).extend(out);
     });
     let mut placed = placed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut summaries = HashMap::new();
     for (info, message) in &changes.commits {
-        for mut f in crate::scan_blob(engine, COMMIT_MESSAGE_PATH, message) {
+        let matches = engine.scan(message);
+        if matches.is_empty() {
+            continue;
+        }
+        summaries.insert(info.id.clone(), redacted_summary(engine, message, &matches));
+        let found = finding::findings(
+            engine.rules().rules(),
+            COMMIT_MESSAGE_PATH,
+            message,
+            &matches,
+        );
+        for mut f in found {
             f.location.commit = Some(info.clone());
             placed.push(Placed {
                 finding: f,
@@ -219,11 +235,48 @@ pub fn scan_range(
             });
         }
     }
+    redact_summaries(&mut placed, &summaries);
     let mut result = GitOutcome::default();
     result.outcome.stats = stats;
     result.outcome.findings = group(placed);
     result.outcome.elapsed = started.elapsed();
     Ok(result)
+}
+
+/// A commit message's first line with every secret in it masked: commit summaries are shown
+/// wherever the commit is named.
+fn redacted_summary(engine: &Engine, message: &[u8], matches: &[crate::Match]) -> String {
+    let rules = engine.rules().rules();
+    let mut text = String::new();
+    let mut at = 0;
+    for m in matches {
+        if m.span.start < at {
+            continue;
+        }
+        text.push_str(&String::from_utf8_lossy(&message[at..m.span.start]));
+        text.push_str(&crate::redact(&m.secret, rules[m.rule].prefix()));
+        at = m.span.end;
+    }
+    text.push_str(&String::from_utf8_lossy(&message[at..]));
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Replaces the summaries of commits whose messages hold a secret by their masked form.
+fn redact_summaries(placed: &mut [Placed], summaries: &HashMap<String, String>) {
+    if summaries.is_empty() {
+        return;
+    }
+    for p in placed {
+        if let Some(commit) = &mut p.finding.location.commit
+            && let Some(summary) = summaries.get(&commit.id)
+        {
+            commit.summary.clone_from(summary);
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
