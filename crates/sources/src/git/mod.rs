@@ -237,7 +237,7 @@ impl GitRepo {
 
     fn local(&self) -> gix::Repository {
         let mut repo = self.repo.to_thread_local();
-        repo.object_cache_size_if_unset(16 * 1024 * 1024);
+        repo.object_cache_size_if_unset(32 * 1024 * 1024);
         repo
     }
 

@@ -12,13 +12,7 @@ use super::{
 };
 use crate::{CommitInfo, SkipReason, Skipped};
 
-/// One entry of a decoded tree.
-struct Entry {
-    name: Vec<u8>,
-    id: gix::ObjectId,
-    kind: EntryKind,
-}
-
+/// What a tree entry points at.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum EntryKind {
     Tree,
@@ -27,12 +21,28 @@ enum EntryKind {
     Other,
 }
 
-fn read_tree(repo: &gix::Repository, id: gix::ObjectId) -> Result<Vec<Entry>, GitError> {
-    let object = repo
+/// One entry of a decoded tree, borrowing its name from the tree's data.
+struct Entry<'a> {
+    name: &'a [u8],
+    id: gix::ObjectId,
+    kind: EntryKind,
+}
+
+fn load_tree(repo: &gix::Repository, id: gix::ObjectId) -> Result<Vec<u8>, GitError> {
+    Ok(repo
         .find_object(id)
-        .map_err(|e| read_error(format!("tree {id}"), e))?;
+        .map_err(|e| read_error(format!("tree {id}"), e))?
+        .detach()
+        .data)
+}
+
+fn parse_tree<'a>(
+    data: &'a [u8],
+    id: gix::ObjectId,
+    hash: gix::hash::Kind,
+) -> Result<Vec<Entry<'a>>, GitError> {
     let mut entries = Vec::new();
-    for entry in gix::objs::TreeRefIter::from_bytes(&object.data, repo.object_hash()) {
+    for entry in gix::objs::TreeRefIter::from_bytes(data, hash) {
         let entry = entry.map_err(|e| read_error(format!("tree {id}"), e))?;
         let kind = if entry.mode.is_tree() {
             EntryKind::Tree
@@ -42,12 +52,29 @@ fn read_tree(repo: &gix::Repository, id: gix::ObjectId) -> Result<Vec<Entry>, Gi
             EntryKind::Other
         };
         entries.push(Entry {
-            name: entry.filename.to_vec(),
+            name: entry.filename,
             id: entry.oid.to_owned(),
             kind,
         });
     }
     Ok(entries)
+}
+
+/// Git's tree order: names compared as if a tree's name ended in `/`.
+fn tree_order(a: &Entry<'_>, b: &Entry<'_>) -> std::cmp::Ordering {
+    let suffix = |e: &Entry<'_>| (e.kind == EntryKind::Tree).then_some(b'/');
+    a.name
+        .iter()
+        .copied()
+        .chain(suffix(a))
+        .cmp(b.name.iter().copied().chain(suffix(b)))
+}
+
+/// The entry of a sorted tree with the same name and kind as `entry`, if any.
+fn find_same<'a, 'b>(tree: &'b [Entry<'a>], entry: &Entry<'_>) -> Option<&'b Entry<'a>> {
+    tree.binary_search_by(|probe| tree_order(probe, entry))
+        .ok()
+        .map(|i| &tree[i])
 }
 
 /// Pushes every `(path, blob)` of `tree` that none of the `parents` trees has at the same path,
@@ -60,38 +87,39 @@ fn introduced(
     wanted: &dyn Fn(&gix::oid) -> bool,
     out: &mut Vec<(String, gix::ObjectId)>,
 ) -> Result<(), GitError> {
-    let entries = read_tree(repo, tree)?;
-    let mut parent_entries: Vec<HashMap<Vec<u8>, (gix::ObjectId, EntryKind)>> = Vec::new();
-    for &parent in parents {
-        parent_entries.push(
-            read_tree(repo, parent)?
-                .into_iter()
-                .map(|e| (e.name, (e.id, e.kind)))
-                .collect(),
-        );
+    if parents.contains(&tree) {
+        return Ok(());
     }
-    for entry in entries {
-        if entry.kind == EntryKind::Other
-            || parent_entries
-                .iter()
-                .any(|p| p.get(&entry.name).is_some_and(|(id, _)| *id == entry.id))
-        {
+    let hash = repo.object_hash();
+    let data = load_tree(repo, tree)?;
+    let entries = parse_tree(&data, tree, hash)?;
+    let parent_data = parents
+        .iter()
+        .map(|&p| load_tree(repo, p).map(|d| (p, d)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let parent_entries = parent_data
+        .iter()
+        .map(|(p, d)| parse_tree(d, *p, hash))
+        .collect::<Result<Vec<_>, _>>()?;
+    for entry in &entries {
+        if entry.kind == EntryKind::Other {
+            continue;
+        }
+        let same: Vec<&Entry<'_>> = parent_entries
+            .iter()
+            .filter_map(|p| find_same(p, entry))
+            .collect();
+        if same.iter().any(|p| p.id == entry.id) {
             continue;
         }
         let len = prefix.len();
         if len > 0 {
             prefix.push(b'/');
         }
-        prefix.extend_from_slice(&entry.name);
+        prefix.extend_from_slice(entry.name);
         match entry.kind {
             EntryKind::Tree => {
-                let subtrees: Vec<gix::ObjectId> = parent_entries
-                    .iter()
-                    .filter_map(|p| match p.get(&entry.name) {
-                        Some((id, EntryKind::Tree)) => Some(*id),
-                        _ => None,
-                    })
-                    .collect();
+                let subtrees: Vec<gix::ObjectId> = same.iter().map(|p| p.id).collect();
                 introduced(repo, entry.id, &subtrees, prefix, wanted, out)?;
             }
             EntryKind::Blob if wanted(&entry.id) => {
@@ -131,9 +159,13 @@ pub(super) fn attribute(
         return Ok(attribution);
     }
     let wanted = |id: &gix::oid| targets.contains(&ObjectId(id.to_owned()));
-    let commits: Vec<(&gix::ObjectId, &CommitRecord)> = history.commits.iter().collect();
+    let mut commits: Vec<(&gix::ObjectId, &CommitRecord)> = history.commits.iter().collect();
+    // Neighbours in time share most trees: in this order a parent's trees are usually still
+    // in the object cache when its children are diffed against them.
+    commits.sort_by_key(|(id, record)| (record.info.time, **id));
     let found: Vec<Result<Vec<(ObjectId, Introduction)>, Skipped>> = commits
         .par_iter()
+        .with_min_len(256)
         .map_init(
             || repo.local(),
             |local, (id, record)| {
