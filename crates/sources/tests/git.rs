@@ -147,3 +147,57 @@ fn a_range_lists_introduced_blobs_and_a_missing_base_is_its_own_error() {
     }
     assert!(matches!(repo.range("a...b"), Err(GitError::RangeSyntax(_))));
 }
+
+#[test]
+fn of_two_introductions_in_the_same_second_the_ancestor_comes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    let date = [
+        ("GIT_AUTHOR_DATE", "@1700000000 +0000"),
+        ("GIT_COMMITTER_DATE", "@1700000000 +0000"),
+    ];
+    let mut ids = Vec::new();
+    for (from, to) in [
+        ("", "a.txt"),
+        ("a.txt", "b.txt"),
+        ("b.txt", "c.txt"),
+        ("c.txt", "d.txt"),
+    ] {
+        if from.is_empty() {
+            std::fs::write(dir.path().join(to), "moving content\n").unwrap();
+            git(dir.path(), &["add", to]);
+        } else {
+            git(dir.path(), &["mv", from, to]);
+        }
+        let status = Command::new("git")
+            .args(["-c", "commit.gpgsign=false", "commit", "-q", "-m", to])
+            .current_dir(dir.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_AUTHOR_NAME", "Ada")
+            .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+            .env("GIT_COMMITTER_NAME", "Ada")
+            .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+            .envs(date)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        ids.push(git(dir.path(), &["rev-parse", "HEAD"]));
+    }
+    let repo = GitRepo::open(dir.path()).unwrap();
+    let history = repo.sweep(&SweepOptions::default(), |_| {}).unwrap();
+    let blob = blob_id(dir.path(), "moving content\n");
+    let attribution = repo.attribute(&history, &HashSet::from([blob])).unwrap();
+    let order: Vec<(&str, &str)> = attribution
+        .introductions(blob)
+        .iter()
+        .map(|i| (i.path.as_str(), i.commit.id.as_str()))
+        .collect();
+    let expected: Vec<(&str, &str)> = ["a.txt", "b.txt", "c.txt", "d.txt"]
+        .into_iter()
+        .zip(ids.iter().map(String::as_str))
+        .collect();
+    assert_eq!(order, expected);
+    let changes = repo.range(&format!("{}..HEAD", ids[0])).unwrap();
+    let paths: Vec<&str> = changes.blobs[0].1.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["b.txt", "c.txt", "d.txt"]);
+}

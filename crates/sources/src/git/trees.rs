@@ -143,10 +143,52 @@ fn flatten(
     Ok(out)
 }
 
-fn sort_introductions(list: &mut [Introduction]) {
+/// Orders introductions earliest first: by author time, then by `rank` (a commit's depth in
+/// the graph, so that of two commits made in the same second the ancestor comes first).
+fn sort_introductions(list: &mut [Introduction], rank: &dyn Fn(&str) -> u32) {
     list.sort_by(|a, b| {
-        (a.commit.time, &a.commit.id, &a.path).cmp(&(b.commit.time, &b.commit.id, &b.path))
+        (a.commit.time, rank(&a.commit.id), &a.commit.id, &a.path).cmp(&(
+            b.commit.time,
+            rank(&b.commit.id),
+            &b.commit.id,
+            &b.path,
+        ))
     });
+}
+
+/// Each commit's generation: 1 for a root (or a commit whose parents are not in the
+/// database), else one more than its highest parent.
+fn generations(commits: &HashMap<gix::ObjectId, CommitRecord>) -> HashMap<gix::ObjectId, u32> {
+    let mut generation: HashMap<gix::ObjectId, u32> = HashMap::with_capacity(commits.len());
+    let mut stack = Vec::new();
+    for &start in commits.keys() {
+        stack.push(start);
+        while let Some(&id) = stack.last() {
+            if generation.contains_key(&id) {
+                stack.pop();
+                continue;
+            }
+            let mut highest = 0;
+            let mut ready = true;
+            for parent in commits.get(&id).map_or(&[][..], |c| c.parents.as_slice()) {
+                if !commits.contains_key(parent) {
+                    continue;
+                }
+                match generation.get(parent) {
+                    Some(g) => highest = highest.max(*g),
+                    None => {
+                        ready = false;
+                        stack.push(*parent);
+                    }
+                }
+            }
+            if ready {
+                generation.insert(id, highest + 1);
+                stack.pop();
+            }
+        }
+    }
+    generation
 }
 
 pub(super) fn attribute(
@@ -217,8 +259,15 @@ pub(super) fn attribute(
             Err(skip) => attribution.skipped.push(skip),
         }
     }
+    let generation = generations(&history.commits);
+    let rank = |id: &str| {
+        gix::ObjectId::from_hex(id.as_bytes())
+            .ok()
+            .and_then(|id| generation.get(&id).copied())
+            .unwrap_or(0)
+    };
     for list in attribution.introductions.values_mut() {
-        sort_introductions(list);
+        sort_introductions(list, &rank);
     }
     let local = repo.local();
     if let Ok(head) = local.head_tree_id() {
@@ -307,6 +356,14 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
         let info = info.map_err(|e| read_error(format!("the commits of `{spec}`"), e))?;
         commit_ids.push(info.id);
     }
+    // The walk lists descendants before their ancestors.
+    let order: HashMap<String, u32> = commit_ids
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    let rank = |id: &str| order.get(id).copied().unwrap_or(0);
     let mut blobs: HashMap<gix::ObjectId, Vec<Introduction>> = HashMap::new();
     let mut commits: Vec<(CommitInfo, Vec<u8>)> = Vec::new();
     for id in commit_ids {
@@ -348,7 +405,7 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
     let mut blobs: Vec<(ObjectId, Vec<Introduction>)> = blobs
         .into_iter()
         .map(|(blob, mut list)| {
-            sort_introductions(&mut list);
+            sort_introductions(&mut list, &rank);
             (ObjectId(blob), list)
         })
         .collect();
