@@ -62,16 +62,27 @@ impl FindingDiagnostic {
             finding.redacted.clone()
         };
         FindingDiagnostic {
-            message: match &finding.scope {
-                Some(scope) => format!(
-                    "{} of scope `{scope}` found at {}:{}:{}",
-                    finding.rule_name, loc.path, loc.line, loc.column
-                ),
-                None => format!(
-                    "{} found at {}:{}:{}",
-                    finding.rule_name, loc.path, loc.line, loc.column
-                ),
-            },
+            message: format!(
+                "{}{}",
+                match &finding.scope {
+                    Some(scope) => format!(
+                        "{} of scope `{scope}` found at {}:{}:{}",
+                        finding.rule_name, loc.path, loc.line, loc.column
+                    ),
+                    None => format!(
+                        "{} found at {}:{}:{}",
+                        finding.rule_name, loc.path, loc.line, loc.column
+                    ),
+                },
+                match &loc.commit {
+                    Some(c) => format!(
+                        ", introduced in commit {} by {}",
+                        &c.id[..c.id.len().min(12)],
+                        c.author
+                    ),
+                    None => String::new(),
+                }
+            ),
             code: finding.rule_id.clone(),
             severity: finding.severity,
             help: if finding.related.is_empty() {
