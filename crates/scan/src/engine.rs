@@ -117,6 +117,16 @@ impl Engine {
         })
     }
 
+    /// How many literals the keyword prefilter searches. Above 64, aho-corasick cannot use its
+    /// SIMD searcher and every scan slows several times over; a test keeps the built-in rules
+    /// under it.
+    pub fn prefilter_literals(&self) -> usize {
+        self.prefilter.anchor_count()
+    }
+
+    /// The most literals the fast prefilter path takes.
+    pub const FAST_PREFILTER_LIMIT: usize = crate::prefilter::MAX_ANCHORS;
+
     /// The rule set this engine applies.
     pub fn rules(&self) -> &RuleSet {
         &self.rules

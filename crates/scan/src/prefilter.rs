@@ -12,7 +12,7 @@
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 
 /// Teddy, aho-corasick's SIMD searcher, handles at most this many literals.
-const MAX_ANCHORS: usize = 64;
+pub(crate) const MAX_ANCHORS: usize = 64;
 /// Shortest and longest anchors cut out of a keyword.
 const MIN_ANCHOR: usize = 3;
 const MAX_ANCHOR: usize = 8;
@@ -94,7 +94,6 @@ impl Prefilter {
     }
 
     /// How many literals the fast pass searches.
-    #[cfg(test)]
     pub(crate) fn anchor_count(&self) -> usize {
         self.anchors.len()
     }

@@ -58,3 +58,24 @@ negative_examples = ["key = demo_q8Zr3LwX0pVt7KcN2bYh5MfJ"]
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert!(failures[0].missed && !failures[1].missed);
 }
+
+#[test]
+fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
+    let engine = Engine::new(RuleSet::builtin().unwrap()).unwrap();
+    assert!(
+        engine.prefilter_literals() <= Engine::FAST_PREFILTER_LIMIT,
+        "{} prefilter literals: over {}, every scan loses aho-corasick's SIMD search; share or \
+         drop keywords",
+        engine.prefilter_literals(),
+        Engine::FAST_PREFILTER_LIMIT
+    );
+    let mut all = RuleSet::builtin().unwrap();
+    all.get_mut("flat-key/direct-provider-call")
+        .unwrap()
+        .set_enabled(true);
+    eprintln!(
+        "prefilter literals: {} by default, {} with a gateway configured",
+        engine.prefilter_literals(),
+        Engine::new(all).unwrap().prefilter_literals()
+    );
+}
