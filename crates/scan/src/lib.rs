@@ -126,8 +126,17 @@ impl std::fmt::Display for ExampleFailure {
 }
 
 /// Checks every rule's examples (each must produce a finding of its rule) and negative
-/// examples (none may), each scanned on its own with all the engine's rules loaded.
-pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
+/// examples (none may), each scanned on its own with all the rules loaded. Rules that are off
+/// by default are switched on for the check, so their examples are held to the same bar.
+pub fn check_examples(rules: &keyscope_rules::RuleSet) -> Result<Vec<ExampleFailure>, EngineError> {
+    let mut rules = rules.clone();
+    let ids: Vec<String> = rules.rules().iter().map(|r| r.id().to_owned()).collect();
+    for id in &ids {
+        if let Some(rule) = rules.get_mut(id) {
+            rule.set_enabled(true);
+        }
+    }
+    let engine = &Engine::new(rules)?;
     let mut failures = Vec::new();
     for rule in engine.rules().rules() {
         let found = |text: &str| {
@@ -154,5 +163,5 @@ pub fn check_examples(engine: &Engine) -> Vec<ExampleFailure> {
             }
         }
     }
-    failures
+    Ok(failures)
 }

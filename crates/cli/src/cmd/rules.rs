@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use keyscope_rules::RuleSet;
-use keyscope_scan::{Engine, check_examples};
+use keyscope_scan::check_examples;
 use miette::{Context as _, IntoDiagnostic as _};
 
 use crate::exit::Exit;
@@ -113,8 +113,8 @@ fn check(files: &[PathBuf]) -> miette::Result<Exit> {
     // Examples are checked with the built-in rules loaded too, so that an id clash is caught.
     let mut all = RuleSet::builtin()?;
     all.extend(custom.rules().iter().cloned())?;
-    let engine = Engine::new(all).into_diagnostic()?;
-    let failures: Vec<_> = check_examples(&engine)
+    let failures: Vec<_> = check_examples(&all)
+        .into_diagnostic()?
         .into_iter()
         .filter(|f| ids.contains(&f.rule_id))
         .collect();
