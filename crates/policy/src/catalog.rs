@@ -10,7 +10,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{SourceError, SourceFile};
-use crate::money::usd_from_toml;
 use crate::time::Timestamp;
 
 /// A model provider.
@@ -153,19 +152,8 @@ impl Catalog {
                     "not in [providers]",
                 ));
             }
-            let usd = |field: &Option<Spanned<toml::Value>>| -> Result<Option<u64>, SourceError> {
-                field
-                    .as_ref()
-                    .map(|v| {
-                        usd_from_toml(v.get_ref()).ok_or_else(|| {
-                            file.error(
-                                "a price must be a non-negative USD amount with at most 6 decimals",
-                                Some(v.span()),
-                                "price per million tokens",
-                            )
-                        })
-                    })
-                    .transpose()
+            let usd = |field: &Option<Spanned<toml::Value>>| {
+                file.usd(field, "a price", "price per million tokens")
             };
             let price = match (usd(&m.input)?, usd(&m.output)?, usd(&m.cached_input)?) {
                 (Some(input), Some(output), cached) => Some(Price {

@@ -23,6 +23,28 @@ impl SourceFile {
         }
     }
 
+    /// An optional USD amount (`what`: "a price", "a budget") in micro-dollars, or an error
+    /// pointing at the value.
+    pub(crate) fn usd(
+        &self,
+        field: &Option<toml::Spanned<toml::Value>>,
+        what: &str,
+        label: &str,
+    ) -> Result<Option<u64>, SourceError> {
+        field
+            .as_ref()
+            .map(|v| {
+                crate::money::usd_from_toml(v.get_ref()).ok_or_else(|| {
+                    self.error(
+                        format!("{what} must be a non-negative USD amount with at most 6 decimals"),
+                        Some(v.span()),
+                        label,
+                    )
+                })
+            })
+            .transpose()
+    }
+
     /// An error pointing at `span` of this file.
     pub(crate) fn error(
         &self,

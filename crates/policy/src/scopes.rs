@@ -17,7 +17,6 @@ use toml::Spanned;
 
 use crate::catalog::toml_error;
 use crate::error::{SourceError, SourceFile, StoreError};
-use crate::money::usd_from_toml;
 use crate::net::Cidr;
 use crate::time::Timestamp;
 
@@ -414,20 +413,7 @@ impl Scopes {
                 ),
                 None => None,
             };
-            let usd = |field: &Option<Spanned<toml::Value>>| -> Result<Option<u64>, SourceError> {
-                field
-                    .as_ref()
-                    .map(|v| {
-                        usd_from_toml(v.get_ref()).ok_or_else(|| {
-                            file.error(
-                                "a budget must be a non-negative USD amount with at most 6 decimals",
-                                Some(v.span()),
-                                "USD",
-                            )
-                        })
-                    })
-                    .transpose()
-            };
+            let usd = |field: &Option<Spanned<toml::Value>>| file.usd(field, "a budget", "USD");
             scopes.push(Scope {
                 id: own.id.get_ref().clone(),
                 parent: own.parent.as_ref().map(|p| p.get_ref().clone()),
