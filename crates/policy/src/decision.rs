@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::store::Effect;
+use crate::time::Timestamp;
 
 /// Why a decision came out as it did: a policy, or a rule keyscope enforces itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -128,8 +129,8 @@ pub struct Decision {
     /// The versioned model an alias resolved to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_model: Option<String>,
-    /// The decision time, RFC 3339.
-    pub time: String,
+    /// The decision time; serialized as RFC 3339.
+    pub time: Timestamp,
     /// The cost estimate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,

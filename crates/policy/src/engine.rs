@@ -1,7 +1,7 @@
 //! The decision engine: resolve the request against the store, gather the budget and rate
 //! figures, ask Cedar, and deny whenever anything is off (fail closed).
 
-use cedar_policy::{Authorizer, Context, EntityUid, RestrictedExpression};
+use cedar_policy::{Authorizer, Context, EntityUid, PolicySet, RestrictedExpression};
 
 use crate::catalog::Model;
 use crate::decision::{
@@ -55,6 +55,8 @@ struct Prepared<'s> {
     chain: Vec<&'s Scope>,
     model: &'s Model,
     key_uid: &'s EntityUid,
+    /// The policies that can matter for this key and action (see `store::slice_policies`).
+    policies: &'s PolicySet,
     action_uid: &'s EntityUid,
     model_uid: &'s EntityUid,
     estimate: Estimate,
@@ -157,7 +159,9 @@ impl Engine {
         let day = prepared.now.day_key();
         let month = prepared.now.month_key();
         ledger.write(|tx| {
-            ledger::sweep(tx, prepared.now)?;
+            if ledger.sweep_due(prepared.now) {
+                ledger::sweep(tx, prepared.now)?;
+            }
             if let Some(id) = reserve_id
                 && let Some(row) = ledger::find(tx, id)?
             {
@@ -192,7 +196,13 @@ impl Engine {
                 .filter(|s| s.budget.is_limited() || s.rate.is_limited())
                 .map(|s| s.id.as_str())
                 .collect();
-            let figures = ledger::usage(tx, &limited, prepared.now, &day, &month)?;
+            let rated: Vec<&str> = prepared
+                .chain
+                .iter()
+                .filter(|s| s.rate.is_limited())
+                .map(|s| s.id.as_str())
+                .collect();
+            let figures = ledger::usage(tx, &limited, &rated, prepared.now, &day, &month)?;
             let usage: Vec<ScopeUsage> = prepared
                 .chain
                 .iter()
@@ -211,6 +221,7 @@ impl Engine {
                     request_id: id,
                     key_id: &prepared.key.id,
                     chain: &chain,
+                    rated: &rated,
                     model: &prepared.model.target,
                     time: prepared.now,
                     micros: held,
@@ -251,6 +262,7 @@ impl Engine {
             request_id: &record.request_id,
             key_id: "",
             chain: &chain,
+            rated: &[],
             model,
             time: record.time,
             micros: record.cost_micros,
@@ -271,7 +283,7 @@ impl Engine {
             action: request.action.clone(),
             model: request.model.clone(),
             resolved_model: None,
-            time: now.to_string(),
+            time: now,
             estimate: None,
             budgets: Vec::new(),
             rates: Vec::new(),
@@ -294,7 +306,7 @@ impl Engine {
             decision.reasons.push(engine_reason(id, message));
             Box::new(decision)
         };
-        let Some(action_uid) = self.store.action_uids.get(&request.action) else {
+        let Some((action_uid, action_index)) = self.store.action_uids.get(&request.action) else {
             return Err(deny(
                 "unknown-action",
                 format!("unknown action `{}`", request.action),
@@ -319,7 +331,7 @@ impl Engine {
             ));
         };
         let chain = self.store.scopes.chain(&key.scope);
-        let (Some(scope), Some(key_uid), Some(model_uid)) = (
+        let (Some(scope), Some(key_entry), Some(model_uid)) = (
             chain.first(),
             self.store.key_uids.get(&key.id),
             self.store.model_uids.get(&model.id),
@@ -347,12 +359,23 @@ impl Engine {
             .checked_add(max_output_tokens)
             .ok_or_else(|| deny("overflow", "the token count overflows".to_owned()))?;
         let network_allowed = scope.accepts_source(request.source_ip);
+        let Some(policies) = key_entry
+            .slices
+            .get(*action_index)
+            .and_then(|i| self.store.slices.get(*i))
+        else {
+            return Err(deny(
+                "unknown-action",
+                format!("no policies sliced for action `{}`", request.action),
+            ));
+        };
         Ok(Prepared {
             now,
             key,
             chain,
             model,
-            key_uid,
+            key_uid: &key_entry.uid,
+            policies,
             action_uid,
             model_uid,
             estimate: Estimate {
@@ -443,7 +466,13 @@ impl Engine {
         }
 
         let cost = p.estimate.cost_micros;
-        let mut pairs = vec![
+        // Cedar evaluates every context value when the context is built (about 0.3 µs each), so
+        // the optional fields only go in when some policy names them.
+        let uses = &self.store.context_use;
+        let remaining_micros = room.day_micros.into_iter().chain(room.month_micros).min();
+        let remaining_tokens = room.day_tokens.into_iter().chain(room.month_tokens).min();
+        let mut pairs = Vec::with_capacity(9);
+        pairs.extend([
             (
                 "now".to_owned(),
                 RestrictedExpression::new_long(p.now.unix()),
@@ -451,14 +480,6 @@ impl Engine {
             (
                 "network_allowed".to_owned(),
                 RestrictedExpression::new_bool(p.network_allowed),
-            ),
-            (
-                "input_tokens".to_owned(),
-                RestrictedExpression::new_long(long_u(p.estimate.input_tokens)),
-            ),
-            (
-                "max_output_tokens".to_owned(),
-                RestrictedExpression::new_long(long_u(p.estimate.max_output_tokens)),
             ),
             (
                 "total_tokens".to_owned(),
@@ -469,46 +490,35 @@ impl Engine {
                 RestrictedExpression::new_long(long_u(cost.unwrap_or(0))),
             ),
             (
-                "priced".to_owned(),
-                RestrictedExpression::new_bool(cost.is_some()),
+                "budget_remaining_micros".to_owned(),
+                RestrictedExpression::new_long(long(remaining_micros)),
             ),
             (
-                "budget".to_owned(),
-                record([
-                    ("limited", RestrictedExpression::new_bool(room.money_capped)),
-                    (
-                        "day_remaining_micros",
-                        RestrictedExpression::new_long(long(room.day_micros)),
-                    ),
-                    (
-                        "month_remaining_micros",
-                        RestrictedExpression::new_long(long(room.month_micros)),
-                    ),
-                    (
-                        "day_remaining_tokens",
-                        RestrictedExpression::new_long(long(room.day_tokens)),
-                    ),
-                    (
-                        "month_remaining_tokens",
-                        RestrictedExpression::new_long(long(room.month_tokens)),
-                    ),
-                ]),
+                "budget_remaining_tokens".to_owned(),
+                RestrictedExpression::new_long(long(remaining_tokens)),
             ),
             (
-                "rate".to_owned(),
-                record([
-                    (
-                        "requests_remaining",
-                        RestrictedExpression::new_long(long(room.minute_requests)),
-                    ),
-                    (
-                        "tokens_remaining",
-                        RestrictedExpression::new_long(long(room.minute_tokens)),
-                    ),
-                ]),
+                "rate_requests_remaining".to_owned(),
+                RestrictedExpression::new_long(long(room.minute_requests)),
             ),
-        ];
-        if let (Some(ip), true) = (request.source_ip, self.store.uses_source_ip) {
+            (
+                "rate_tokens_remaining".to_owned(),
+                RestrictedExpression::new_long(long(room.minute_tokens)),
+            ),
+        ]);
+        if uses.input_tokens {
+            pairs.push((
+                "input_tokens".to_owned(),
+                RestrictedExpression::new_long(long_u(p.estimate.input_tokens)),
+            ));
+        }
+        if uses.max_output_tokens {
+            pairs.push((
+                "max_output_tokens".to_owned(),
+                RestrictedExpression::new_long(long_u(p.estimate.max_output_tokens)),
+            ));
+        }
+        if let (Some(ip), true) = (request.source_ip, uses.source_ip) {
             pairs.push((
                 "source_ip".to_owned(),
                 RestrictedExpression::new_ip(ip.to_string()),
@@ -534,11 +544,9 @@ impl Engine {
                 return decision;
             }
         };
-        let response = self.authorizer.is_authorized(
-            &cedar_request,
-            &self.store.policies,
-            &self.store.entities,
-        );
+        let response =
+            self.authorizer
+                .is_authorized(&cedar_request, p.policies, &self.store.entities);
         let diagnostics = response.diagnostics();
         for error in diagnostics.errors() {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
@@ -559,14 +567,21 @@ impl Engine {
         let mut determining: Vec<Reason> = diagnostics
             .reason()
             .map(|id| {
-                let id = id.to_string();
-                let info = self.store.policy(&id);
-                Reason {
-                    message: info
-                        .and_then(|i| i.message.clone())
-                        .unwrap_or_else(|| format!("policy `{id}` applies")),
-                    effect: info.map_or(ReasonEffect::Engine, |i| i.effect.into()),
-                    id,
+                let id: &str = id.as_ref();
+                match self.store.policy(id) {
+                    Some(info) => Reason {
+                        message: info
+                            .message
+                            .clone()
+                            .unwrap_or_else(|| format!("policy `{id}` applies")),
+                        effect: info.effect.into(),
+                        id: info.id.clone(),
+                    },
+                    None => Reason {
+                        message: format!("policy `{id}` applies"),
+                        effect: ReasonEffect::Engine,
+                        id: id.to_owned(),
+                    },
                 }
             })
             .collect();
@@ -629,14 +644,5 @@ impl Engine {
             }
         }
         decision
-    }
-}
-
-fn record<const N: usize>(fields: [(&str, RestrictedExpression); N]) -> RestrictedExpression {
-    match RestrictedExpression::new_record(fields.into_iter().map(|(k, v)| (k.to_owned(), v))) {
-        Ok(record) => record,
-        // Field names are distinct literals, so this cannot fail; an empty record would make
-        // every policy that reads it error, which denies.
-        Err(_) => RestrictedExpression::new_bool(false),
     }
 }

@@ -83,13 +83,17 @@ impl Timestamp {
     /// The UTC calendar date, `YYYY-MM-DD`: the key of the ledger's daily window.
     pub fn day_key(self) -> String {
         let (y, m, d) = civil_from_days(self.0.div_euclid(86_400));
-        format!("{y:04}-{m:02}-{d:02}")
+        let mut key = String::with_capacity(10);
+        push_date(&mut key, y, m, Some(d));
+        key
     }
 
     /// The UTC calendar month, `YYYY-MM`: the key of the ledger's monthly window.
     pub fn month_key(self) -> String {
         let (y, m, _) = civil_from_days(self.0.div_euclid(86_400));
-        format!("{y:04}-{m:02}")
+        let mut key = String::with_capacity(7);
+        push_date(&mut key, y, m, None);
+        key
     }
 
     /// Minutes since the epoch: the key of the ledger's rate window.
@@ -100,6 +104,35 @@ impl Timestamp {
     /// This timestamp plus `seconds`, saturating.
     pub const fn saturating_add(self, seconds: i64) -> Self {
         Self(self.0.saturating_add(seconds))
+    }
+}
+
+/// Appends `YYYY-MM` or `YYYY-MM-DD` without the formatting machinery: the engine writes these
+/// keys on every decision. Years outside 0..=9999 fall back to `format!`.
+fn push_date(out: &mut String, y: i64, m: u32, d: Option<u32>) {
+    fn two(out: &mut String, n: u32) {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    match u32::try_from(y) {
+        Ok(y) if y <= 9999 => {
+            two(out, y / 100);
+            two(out, y % 100);
+        }
+        _ => out.push_str(&format!("{y:04}")),
+    }
+    out.push('-');
+    two(out, m);
+    if let Some(d) = d {
+        out.push('-');
+        two(out, d);
+    }
+}
+
+/// Serialized as RFC 3339 (`2026-11-22T18:00:00Z`).
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

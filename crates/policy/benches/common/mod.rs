@@ -127,11 +127,10 @@ pub fn bare_cedar_request(engine: &Engine) -> cedar_policy::Request {
         "source_ip": {"__extn": {"fn": "ip", "arg": "10.1.2.3"}},
         "network_allowed": true,
         "input_tokens": 1200, "max_output_tokens": 800, "total_tokens": 2000,
-        "cost_micros": cost, "priced": true,
-        "budget": {"limited": true, "day_remaining_micros": 10_000_000_000_000i64 - cost as i64,
-                   "month_remaining_micros": 100_000_000_000_000i64, "day_remaining_tokens": i64::MAX,
-                   "month_remaining_tokens": i64::MAX},
-        "rate": {"requests_remaining": i64::MAX, "tokens_remaining": i64::MAX},
+        "cost_micros": cost,
+        "budget_remaining_micros": 10_000_000_000_000i64 - cost as i64,
+        "budget_remaining_tokens": i64::MAX,
+        "rate_requests_remaining": i64::MAX, "rate_tokens_remaining": i64::MAX,
     });
     let uid = |s: &str| {
         s.parse::<cedar_policy::EntityUid>()

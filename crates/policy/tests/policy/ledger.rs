@@ -57,7 +57,7 @@ fn no_overspend_under_concurrency() {
                             Settlement::AlreadyCommitted { cost_micros: COST }
                         );
                     } else {
-                        assert_eq!(decision.reason_ids(), ["over-daily-budget"]);
+                        assert_eq!(decision.reason_ids(), ["over-budget"]);
                     }
                 }
                 allowed
