@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use keyscope_rules::{Rule, RuleKind, RuleSet};
+use keyscope_rules::{RuleKind, RuleSet};
 
 use crate::checks;
 use crate::encoding;
@@ -162,8 +162,21 @@ impl Engine {
         for group in hits.chunk_by(|a, b| a.0 == b.0) {
             let rule_index = group[0].0;
             let rule = &self.rules.rules()[rule_index];
+            // A context over the whole blob (`lines = 0`) answers the same for every
+            // candidate: it is asked at the first candidate and remembered for the rest. In
+            // CPython's ssl tests, `tls-verify-disabled` has hundreds of candidates per file,
+            // and asking its six patterns over the whole file for each took a fifth of a
+            // history sweep's CPU time.
+            let mut blob_context = None;
             for window in merged_windows(group, rule.window(), data.len()) {
-                self.match_window(rule_index, rule, data, window, &mut lines, &mut found);
+                self.match_window(
+                    rule_index,
+                    data,
+                    window,
+                    &mut lines,
+                    &mut blob_context,
+                    &mut found,
+                );
             }
         }
         if !encoded_hits.is_empty() {
@@ -208,12 +221,13 @@ impl Engine {
     fn match_window(
         &self,
         rule_index: usize,
-        rule: &Rule,
         data: &[u8],
         window: Range<usize>,
         lines: &mut checks::LineIndex<'_>,
+        blob_context: &mut Option<bool>,
         found: &mut Vec<Match>,
     ) {
+        let rule = &self.rules.rules()[rule_index];
         let haystack = &data[window.clone()];
         let Some(pattern) = rule.pattern() else {
             return;
@@ -236,10 +250,15 @@ impl Engine {
             {
                 continue;
             }
-            if let Some(context) = rule.context()
-                && !lines.context_matches(context, &span)
-            {
-                continue;
+            if let Some(context) = rule.context() {
+                let matches = if context.lines() == 0 {
+                    *blob_context.get_or_insert_with(|| lines.context_matches(context, &span))
+                } else {
+                    lines.context_matches(context, &span)
+                };
+                if !matches {
+                    continue;
+                }
             }
             found.push(Match {
                 rule: rule_index,
@@ -356,5 +375,26 @@ context = { patterns = ['DEMO_ID'], lines = 1 }
         let line = "demo_ ".repeat(10_000) + KEY;
         let found = engine().scan(line.as_bytes());
         assert_eq!(found.len(), 1);
+    }
+
+    /// A whole-blob context is asked once per rule and blob; every candidate still gets its
+    /// answer, in both directions, and windows far apart share it.
+    #[test]
+    fn whole_blob_context_answers_every_candidate() {
+        let engine = Engine::new(RuleSet::builtin().unwrap()).unwrap();
+        let tls = |text: &str| {
+            engine
+                .scan(text.as_bytes())
+                .iter()
+                .filter(|m| engine.rules().rules()[m.rule].id() == "flat-key/tls-verify-disabled")
+                .count()
+        };
+        let body = format!(
+            "requests.get(url, verify=False)\n{}ctx.check_hostname = False\n",
+            "pass\n".repeat(2_000)
+        );
+        assert_eq!(tls(&format!("from openai import OpenAI\n{body}")), 2);
+        assert_eq!(tls(&format!("{body}client = OpenAI()\n")), 2);
+        assert_eq!(tls(&body), 0);
     }
 }
