@@ -77,17 +77,22 @@ fn find_same<'a, 'b>(tree: &'b [Entry<'a>], entry: &Entry<'_>) -> Option<&'b Ent
         .map(|i| &tree[i])
 }
 
+/// Which trees can hold a wanted blob: everything, for `range` and `staged`.
+type MayHold<'a> = &'a dyn Fn(&gix::Repository, gix::ObjectId) -> bool;
+
 /// Pushes every `(path, blob)` of `tree` that none of the `parents` trees has at the same path,
-/// and that `wanted` accepts. Subtrees identical to a parent's are not read.
+/// and that `wanted` accepts. Subtrees identical to a parent's are not read, nor those that
+/// `may_hold` rules out.
 fn introduced(
     repo: &gix::Repository,
     tree: gix::ObjectId,
     parents: &[gix::ObjectId],
     prefix: &mut Vec<u8>,
     wanted: &dyn Fn(&gix::oid) -> bool,
+    may_hold: MayHold<'_>,
     out: &mut Vec<(String, gix::ObjectId)>,
 ) -> Result<(), GitError> {
-    if parents.contains(&tree) {
+    if parents.contains(&tree) || !may_hold(repo, tree) {
         return Ok(());
     }
     let hash = repo.object_hash();
@@ -120,7 +125,7 @@ fn introduced(
         match entry.kind {
             EntryKind::Tree => {
                 let subtrees: Vec<gix::ObjectId> = same.iter().map(|p| p.id).collect();
-                introduced(repo, entry.id, &subtrees, prefix, wanted, out)?;
+                introduced(repo, entry.id, &subtrees, prefix, wanted, may_hold, out)?;
             }
             EntryKind::Blob if wanted(&entry.id) => {
                 out.push((String::from_utf8_lossy(prefix).into_owned(), entry.id));
@@ -137,10 +142,48 @@ fn flatten(
     repo: &gix::Repository,
     tree: gix::ObjectId,
     wanted: &dyn Fn(&gix::oid) -> bool,
+    may_hold: MayHold<'_>,
 ) -> Result<Vec<(String, gix::ObjectId)>, GitError> {
     let mut out = Vec::new();
-    introduced(repo, tree, &[], &mut Vec::new(), wanted, &mut out)?;
+    introduced(repo, tree, &[], &mut Vec::new(), wanted, may_hold, &mut out)?;
     Ok(out)
+}
+
+/// Which trees contain (at any depth) one of the target blobs, each tree read once for the
+/// whole history. Attribution diffs every commit against its parents, but only the paths that
+/// lead to a target matter; with a handful of findings in a long history, most commits then
+/// need no tree read at all.
+struct Holders<'t> {
+    targets: &'t HashSet<ObjectId>,
+    memo: std::sync::Mutex<HashMap<gix::ObjectId, bool>>,
+}
+
+impl Holders<'_> {
+    fn holds(&self, repo: &gix::Repository, tree: gix::ObjectId) -> bool {
+        if let Some(&known) = self.memo.lock().ok().as_ref().and_then(|m| m.get(&tree)) {
+            return known;
+        }
+        // A tree that cannot be read "may hold" a target: the diff then reads it and reports
+        // the error for the commits that change it, as without this shortcut.
+        let entries = load_tree(repo, tree).and_then(|data| {
+            Ok(parse_tree(&data, tree, repo.object_hash())?
+                .iter()
+                .map(|e| (e.id, e.kind))
+                .collect::<Vec<_>>())
+        });
+        let holds = match entries {
+            Ok(entries) => entries.iter().any(|&(id, kind)| match kind {
+                EntryKind::Blob => self.targets.contains(&ObjectId(id)),
+                EntryKind::Tree => self.holds(repo, id),
+                EntryKind::Other => false,
+            }),
+            Err(_) => true,
+        };
+        if let Ok(mut memo) = self.memo.lock() {
+            memo.insert(tree, holds);
+        }
+        holds
+    }
 }
 
 /// Orders introductions earliest first: by author time, then by `rank` (a commit's depth in
@@ -201,6 +244,11 @@ pub(super) fn attribute(
         return Ok(attribution);
     }
     let wanted = |id: &gix::oid| targets.contains(&ObjectId(id.to_owned()));
+    let holders = Holders {
+        targets,
+        memo: std::sync::Mutex::new(HashMap::new()),
+    };
+    let may_hold = |repo: &gix::Repository, tree: gix::ObjectId| holders.holds(repo, tree);
     let mut commits: Vec<(&gix::ObjectId, &CommitRecord)> = history.commits.iter().collect();
     // Neighbours in time share most trees: in this order a parent's trees are usually still
     // in the object cache when its children are diffed against them.
@@ -224,6 +272,7 @@ pub(super) fn attribute(
                     &parent_trees,
                     &mut Vec::new(),
                     &wanted,
+                    &may_hold,
                     &mut out,
                 )
                 .map_err(|e| Skipped {
@@ -271,7 +320,7 @@ pub(super) fn attribute(
     }
     let local = repo.local();
     if let Ok(head) = local.head_tree_id() {
-        for (_, blob) in flatten(&local, head.detach(), &wanted)? {
+        for (_, blob) in flatten(&local, head.detach(), &wanted, &may_hold)? {
             attribution.at_head.insert(ObjectId(blob));
         }
     }
@@ -292,7 +341,7 @@ pub(super) fn staged(repo: &GitRepo) -> Result<Vec<StagedChange>, GitError> {
     )
     .map_err(|e| read_error(format!("the index `{}`", index_path.display()), e))?;
     let head: HashMap<String, gix::ObjectId> = match local.head_tree_id() {
-        Ok(tree) => flatten(&local, tree.detach(), &|_| true)?
+        Ok(tree) => flatten(&local, tree.detach(), &|_| true, &|_, _| true)?
             .into_iter()
             .collect(),
         // No commit yet: everything staged is new.
@@ -392,6 +441,7 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
             &parent_trees,
             &mut Vec::new(),
             &|_| true,
+            &|_, _| true,
             &mut out,
         )?;
         for (path, blob) in out {
