@@ -9,7 +9,7 @@
 //! later and every anchor starting at the hit is checked, so no occurrence is missed; each
 //! anchor hit is then expanded to the keywords that contain it, verified byte for byte.
 
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind, Span, packed};
 
 /// Teddy, aho-corasick's SIMD searcher, handles at most this many literals.
 pub(crate) const MAX_ANCHORS: usize = 64;
@@ -33,6 +33,10 @@ pub(crate) struct Prefilter {
     keywords: Vec<Vec<u8>>,
     anchors: Vec<Vec<u8>>,
     automaton: AhoCorasick,
+    /// aho-corasick's SIMD searcher on its own: it confirms its candidates itself, where the
+    /// automaton above re-runs its state machine from every candidate (a seventh of a history
+    /// sweep's CPU time). `None` where the CPU or the anchor count rules it out.
+    packed: Option<packed::Searcher>,
     /// For each anchor: the keywords assigned to it, with the anchor's offset in each.
     expansions: Vec<Vec<(usize, usize)>>,
 }
@@ -55,10 +59,16 @@ impl Prefilter {
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&anchors)?;
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .builder()
+            .extend(&anchors)
+            .build();
         Ok(Prefilter {
             keywords,
             anchors,
             automaton,
+            packed,
             expansions,
         })
     }
@@ -67,10 +77,18 @@ impl Prefilter {
     pub(crate) fn hits(&self, data: &[u8], mut found: impl FnMut(Hit)) {
         let mut at = 0;
         while at < data.len() {
-            let Some(m) = self.automaton.find(Input::new(data).range(at..)) else {
+            let next = match &self.packed {
+                Some(packed) => packed
+                    .find_in(data, Span::from(at..data.len()))
+                    .map(|m| m.start()),
+                None => self
+                    .automaton
+                    .find(Input::new(data).range(at..))
+                    .map(|m| m.start()),
+            };
+            let Some(start) = next else {
                 break;
             };
-            let start = m.start();
             let rest = &data[start..];
             for (anchor, expansions) in self.anchors.iter().zip(&self.expansions) {
                 if !rest.starts_with(anchor) {
