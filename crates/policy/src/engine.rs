@@ -67,10 +67,9 @@ struct Prepared<'s> {
 #[derive(Default)]
 struct Headroom {
     money_capped: bool,
-    day_micros: Option<i128>,
-    month_micros: Option<i128>,
-    day_tokens: Option<i128>,
-    month_tokens: Option<i128>,
+    /// The tightest remaining money and tokens over every capped window of the chain.
+    micros: Option<i128>,
+    tokens: Option<i128>,
     minute_requests: Option<i128>,
     minute_tokens: Option<i128>,
 }
@@ -364,9 +363,13 @@ impl Engine {
             .get(*action_index)
             .and_then(|i| self.store.slices.get(*i))
         else {
+            // Every key has a slice for every action; reaching this is a bug, and it denies.
             return Err(deny(
-                "unknown-action",
-                format!("no policies sliced for action `{}`", request.action),
+                "internal",
+                format!(
+                    "no policy set for key `{}` and action `{}`",
+                    key.id, request.action
+                ),
             ));
         };
         Ok(Prepared {
@@ -418,16 +421,11 @@ impl Engine {
                     }
                     let spent = i128::from(w.committed_micros) + i128::from(w.held_micros);
                     let tokens = i128::from(w.committed_tokens) + i128::from(w.held_tokens);
-                    let (money, token) = if window == "day" {
-                        (&mut room.day_micros, &mut room.day_tokens)
-                    } else {
-                        (&mut room.month_micros, &mut room.month_tokens)
-                    };
                     if let Some(cap) = cap_micros {
-                        *money = min_opt(*money, i128::from(cap) - spent);
+                        room.micros = min_opt(room.micros, i128::from(cap) - spent);
                     }
                     if let Some(cap) = cap_tokens {
-                        *token = min_opt(*token, i128::from(cap) - tokens);
+                        room.tokens = min_opt(room.tokens, i128::from(cap) - tokens);
                     }
                     decision.budgets.push(BudgetFigure {
                         scope: scope.id.clone(),
@@ -469,8 +467,6 @@ impl Engine {
         // Cedar evaluates every context value when the context is built (about 0.3 µs each), so
         // the optional fields only go in when some policy names them.
         let uses = &self.store.context_use;
-        let remaining_micros = room.day_micros.into_iter().chain(room.month_micros).min();
-        let remaining_tokens = room.day_tokens.into_iter().chain(room.month_tokens).min();
         let mut pairs = Vec::with_capacity(9);
         pairs.extend([
             (
@@ -491,11 +487,11 @@ impl Engine {
             ),
             (
                 "budget_remaining_micros".to_owned(),
-                RestrictedExpression::new_long(long(remaining_micros)),
+                RestrictedExpression::new_long(long(room.micros)),
             ),
             (
                 "budget_remaining_tokens".to_owned(),
-                RestrictedExpression::new_long(long(remaining_tokens)),
+                RestrictedExpression::new_long(long(room.tokens)),
             ),
             (
                 "rate_requests_remaining".to_owned(),
@@ -613,12 +609,10 @@ impl Engine {
                     p.model.id
                 ),
             ))
-        } else if [room.day_micros, room.month_micros]
-            .iter()
-            .any(|r| r.is_some_and(|r| i128::from(cost.unwrap_or(0)) > r))
-            || [room.day_tokens, room.month_tokens]
-                .iter()
-                .any(|r| r.is_some_and(|r| i128::from(p.total_tokens) > r))
+        } else if room
+            .micros
+            .is_some_and(|r| i128::from(cost.unwrap_or(0)) > r)
+            || room.tokens.is_some_and(|r| i128::from(p.total_tokens) > r)
         {
             Some(engine_reason(
                 "over-budget",
