@@ -11,6 +11,7 @@
 //! introduced again, the earliest introduction wins) and conflict resolutions in merges.
 
 mod objects;
+mod tree_index;
 mod trees;
 
 use std::collections::{HashMap, HashSet};
@@ -132,6 +133,8 @@ pub struct History {
     /// shallow clone's incomplete history.
     pub warnings: Vec<String>,
     commits: HashMap<gix::ObjectId, CommitRecord>,
+    /// The trees the sweep decoded, for attribution.
+    trees: tree_index::TreeIndex,
 }
 
 impl History {

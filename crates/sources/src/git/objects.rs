@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use gix::odb::pack;
 
+use super::tree_index::{self, TreeIndex};
 use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
 use crate::{SkipReason, Skipped};
 
@@ -39,6 +40,7 @@ struct Tally {
     objects: AtomicU64,
     skipped: Mutex<Vec<Skipped>>,
     commits: Mutex<Vec<(gix::ObjectId, CommitRecord)>>,
+    trees: Mutex<TreeIndex>,
 }
 
 impl Tally {
@@ -74,7 +76,16 @@ where
         match kind {
             gix::objs::Kind::Blob => self.blob(id, data),
             gix::objs::Kind::Commit => self.commit(id, data),
-            gix::objs::Kind::Tree | gix::objs::Kind::Tag => {}
+            gix::objs::Kind::Tree => {
+                if let Some(parsed) = tree_index::parse(data, self.hash) {
+                    self.tally
+                        .trees
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(id, parsed);
+                }
+            }
+            gix::objs::Kind::Tag => {}
         }
     }
 
@@ -232,6 +243,7 @@ where
         objects: tally.objects.into_inner(),
         warnings: Vec::new(),
         commits,
+        trees: tally.trees.into_inner().unwrap_or_else(|p| p.into_inner()),
     })
 }
 

@@ -149,17 +149,22 @@ fn flatten(
     Ok(out)
 }
 
-/// Which trees contain (at any depth) one of the target blobs, each tree read once for the
-/// whole history. Attribution diffs every commit against its parents, but only the paths that
-/// lead to a target matter; with a handful of findings in a long history, most commits then
-/// need no tree read at all.
+/// Which trees contain (at any depth) one of the target blobs. Attribution diffs every commit
+/// against its parents, but only the paths that lead to a target matter; with a handful of
+/// findings in a long history, most commits then need no tree read at all. The sweep's
+/// [`tree_index`](super::tree_index) answers for the trees it decoded; any other tree is read
+/// here, once for the whole history.
 struct Holders<'t> {
     targets: &'t HashSet<ObjectId>,
+    index: super::tree_index::Holders<'t>,
     memo: std::sync::Mutex<HashMap<gix::ObjectId, bool>>,
 }
 
 impl Holders<'_> {
     fn holds(&self, repo: &gix::Repository, tree: gix::ObjectId) -> bool {
+        if let Some(known) = self.index.may_hold(&tree) {
+            return known;
+        }
         if let Some(&known) = self.memo.lock().ok().as_ref().and_then(|m| m.get(&tree)) {
             return known;
         }
@@ -246,6 +251,7 @@ pub(super) fn attribute(
     let wanted = |id: &gix::oid| targets.contains(&ObjectId(id.to_owned()));
     let holders = Holders {
         targets,
+        index: history.trees.holders(targets),
         memo: std::sync::Mutex::new(HashMap::new()),
     };
     let may_hold = |repo: &gix::Repository, tree: gix::ObjectId| holders.holds(repo, tree);
