@@ -26,19 +26,28 @@ enum KeywordUse {
     Base64Trigger,
 }
 
-/// Literals that suggest base64-encoded data: Kubernetes `data:` fields and data URIs,
-/// `base64`/`b64` names and tools, HTTP basic auth, npm and Docker `auth` entries.
+/// Literals that suggest base64-encoded data: Kubernetes `Secret` manifests (YAML and JSON) and
+/// `ConfigMap` binary data, `base64`/`b64` names, tools and data URIs (`;base64,`), an HTTP basic
+/// auth header written out (after a quote or a colon), npm and Docker `auth` entries.
+///
+/// Each trigger makes the engine search the blob a second time for encoded keywords, so they
+/// must be rare in ordinary code: a bare `data:` (a Python annotation) or `Basic ` (prose)
+/// triggered on half of a CPython history's bytes.
 const BASE64_TRIGGERS: &[&str] = &[
-    "data:",
+    "kind: Secret",
+    "\"kind\": \"Secret\"",
+    "\"kind\":\"Secret\"",
+    "binaryData",
     "base64",
     "Base64",
     "BASE64",
     "b64",
     "B64",
-    "Basic ",
+    "\"Basic ",
+    "'Basic ",
+    ": Basic ",
     "_auth",
     "auth\"",
-    "binaryData",
 ];
 
 /// A secret the engine found in one blob.
@@ -356,18 +365,29 @@ context = { patterns = ['DEMO_ID'], lines = 1 }
     fn base64_encoded_keys_are_found_at_the_encoded_run() {
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(KEY);
-        let text = format!("data:\n  token: {encoded}\n");
-        // Without a sign of base64 data, encoded text is not decoded.
-        assert!(
-            engine()
-                .scan(format!("token: {encoded}\n").as_bytes())
-                .is_empty()
-        );
-        let found = engine().scan(text.as_bytes());
-        assert_eq!(found.len(), 1, "{text}");
-        assert!(found[0].base64);
-        assert_eq!(&text[found[0].span.clone()], encoded);
-        assert_eq!(found[0].secret, KEY.as_bytes());
+        // Without a sign of base64 data, encoded text is not decoded; a Python annotation or
+        // prose is no such sign.
+        for text in [
+            format!("token: {encoded}\n"),
+            format!("def f(data: bytes):\n    return '{encoded}'\n"),
+            format!("Basic usage: {encoded}\n"),
+        ] {
+            assert!(engine().scan(text.as_bytes()).is_empty(), "{text}");
+        }
+        for text in [
+            format!("kind: Secret\ndata:\n  token: {encoded}\n"),
+            format!("{{\"kind\": \"Secret\", \"data\": {{\"token\": \"{encoded}\"}}}}"),
+            format!("curl -H 'Authorization: Basic {encoded}' https://example.test\n"),
+            format!("headers = {{\"Authorization\": \"Basic {encoded}\"}}\n"),
+            format!("token = base64.b64decode(\"{encoded}\")\n"),
+            format!("<img src=\"data:text/plain;base64,{encoded}\">\n"),
+        ] {
+            let found = engine().scan(text.as_bytes());
+            assert_eq!(found.len(), 1, "{text}");
+            assert!(found[0].base64);
+            assert_eq!(&text[found[0].span.clone()], encoded);
+            assert_eq!(found[0].secret, KEY.as_bytes());
+        }
     }
 
     #[test]
