@@ -6,8 +6,10 @@
 //! same write transaction, so two processes or threads can never both spend the last dollar, and
 //! a team cap covers its applications without summing rows at decision time. A commit replaces
 //! the hold with the actual cost, a release drops it, and a hold past its TTL is swept by the next
-//! write. Windows are UTC calendar days (`2026-11-22`) and months (`2026-11`), keyed by date, so
-//! nothing has to reset them. Rate limits count requests and tokens per calendar minute in the
+//! write. Live holds sit in a small table of their own and move to `requests` when settled, so
+//! the two transactions of a request each write a few hot pages and `requests` once. Windows are
+//! UTC calendar days (`2026-11-22`) and months (`2026-11`), keyed by date, so nothing has to
+//! reset them. Rate limits count requests and tokens per calendar minute in the
 //! same database.
 //!
 //! Durability: WAL with `synchronous=NORMAL` survives a killed process (tested); a power loss may
@@ -56,7 +58,29 @@ CREATE TABLE IF NOT EXISTS requests (
     expires_at INTEGER NOT NULL,
     settled_at INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS requests_live_holds ON requests (expires_at) WHERE state = 'held';
+CREATE TABLE IF NOT EXISTS holds (
+    request_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    chain TEXT NOT NULL,
+    model TEXT NOT NULL,
+    day TEXT NOT NULL,
+    month TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state = 'held'),
+    held_micros INTEGER NOT NULL,
+    held_tokens INTEGER NOT NULL,
+    cost_micros INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    cached_input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    price_input INTEGER,
+    price_output INTEGER,
+    price_cached_input INTEGER,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    settled_at INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL,
     period TEXT NOT NULL,
@@ -73,7 +97,17 @@ CREATE TABLE IF NOT EXISTS rates (
     tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, minute)
 ) WITHOUT ROWID;
-PRAGMA user_version = 1;
+";
+
+/// The schema version [`SCHEMA`] writes. Version 1 kept live holds in `requests`, found through
+/// a partial index on their expiry.
+const SCHEMA_VERSION: i64 = 2;
+
+/// From version 1: live holds move to their own table (same columns, same order).
+const MIGRATE_FROM_1: &str = "
+INSERT INTO holds SELECT * FROM requests WHERE state = 'held';
+DELETE FROM requests WHERE state = 'held';
+DROP INDEX IF EXISTS requests_live_holds;
 ";
 
 /// The durable budget ledger. Thread-safe; several processes may share one file.
@@ -279,13 +313,14 @@ impl Ledger {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         // Checkpoints are the only fsyncs under `synchronous=NORMAL`. A shared ledger leaves
         // them to a background thread and checkpoints inline only if that falls far behind;
-        // an exclusive one (no second connection possible) checkpoints inline, rarely.
+        // an exclusive one (no second connection possible) checkpoints inline once the WAL
+        // holds 50,000 pages (about 50 MB): rarely, and each hot page (totals, live holds) is
+        // copied once per checkpoint however often it was rewritten.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA journal_size_limit = 67108864;
              PRAGMA cache_size = -65536;",
         )?;
-        let inline_threshold = if exclusive { 4_000 } else { 50_000 };
-        conn.pragma_update(None, "wal_autocheckpoint", inline_threshold)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 50_000)?;
         let mut ledger = Self::init(conn)?;
         if !exclusive {
             ledger._checkpointer = Some(Checkpointer::start(path)?);
@@ -300,7 +335,18 @@ impl Ledger {
 
     fn init(mut conn: Connection) -> Result<Self, LedgerError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(LedgerError::Corrupt(format!(
+                "the ledger was written by a newer keyscope (schema version {version}, this one \
+                 understands up to {SCHEMA_VERSION})"
+            )));
+        }
         tx.execute_batch(SCHEMA)?;
+        if version == 1 {
+            tx.execute_batch(MIGRATE_FROM_1)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
@@ -362,7 +408,8 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
         self.write(|tx| {
-            let row = find(tx, request_id)?.ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
+            let row = find(tx, request_id)?
+                .ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
             match row.state.as_str() {
                 "committed" => {
                     return Ok(Settlement::AlreadyCommitted {
@@ -388,22 +435,39 @@ impl Ledger {
                 .and_then(|t| t.checked_add(usage.output_tokens))
                 .ok_or_else(overflow)?;
             let mut delta = Delta::commit(cost, tokens, request_id)?;
-            if row.state == "held" {
-                delta = delta.plus(Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus());
+            let held = row.state == "held";
+            if held {
+                delta =
+                    delta.plus(Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus());
             }
             shift(tx, &row.chain, &row.day, &row.month, delta)?;
-            tx.prepare_cached(
-                "UPDATE requests SET state = 'committed', cost_micros = ?2, input_tokens = ?3,
-                 cached_input_tokens = ?4, output_tokens = ?5, settled_at = ?6 WHERE request_id = ?1",
-            )?
-            .execute(params![
-                request_id,
-                to_i64(cost, request_id)?,
-                to_i64(usage.input_tokens, request_id)?,
-                to_i64(usage.cached_input_tokens, request_id)?,
-                to_i64(usage.output_tokens, request_id)?,
-                now.unix()
-            ])?;
+            let settled = Settled {
+                state: "committed",
+                cost_micros: to_i64(cost, request_id)?,
+                input_tokens: to_i64(usage.input_tokens, request_id)?,
+                cached_input_tokens: to_i64(usage.cached_input_tokens, request_id)?,
+                output_tokens: to_i64(usage.output_tokens, request_id)?,
+                at: now.unix(),
+            };
+            if held {
+                settle(tx, request_id, &settled)?;
+            } else {
+                // Expired: the sweep already moved it; the money was spent all the same.
+                tx.prepare_cached(
+                    "UPDATE requests SET state = ?2, cost_micros = ?3, input_tokens = ?4,
+                     cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
+                     WHERE request_id = ?1",
+                )?
+                .execute(params![
+                    request_id,
+                    settled.state,
+                    settled.cost_micros,
+                    settled.input_tokens,
+                    settled.cached_input_tokens,
+                    settled.output_tokens,
+                    settled.at
+                ])?;
+            }
             Ok(Settlement::Committed { cost_micros: cost })
         })
     }
@@ -419,13 +483,16 @@ impl Ledger {
                 "held" => {
                     let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
                     shift(tx, &row.chain, &row.day, &row.month, delta)?;
+                    settle(tx, request_id, &Settled::without_cost("released", now))?;
                 }
-                _ => {}
+                _ => {
+                    tx.prepare_cached(
+                        "UPDATE requests SET state = 'released', settled_at = ?2
+                         WHERE request_id = ?1",
+                    )?
+                    .execute(params![request_id, now.unix()])?;
+                }
             }
-            tx.prepare_cached(
-                "UPDATE requests SET state = 'released', settled_at = ?2 WHERE request_id = ?1",
-            )?
-            .execute(params![request_id, now.unix()])?;
             Ok(Settlement::Released)
         })
     }
@@ -447,6 +514,8 @@ impl Ledger {
             SpendGrouping::Model => "model",
             SpendGrouping::Day => "day",
         };
+        let fields = "scope, model, day, state, cost_micros, input_tokens, cached_input_tokens,
+                      output_tokens, held_micros";
         let sql = format!(
             "SELECT {column},
                     SUM(state = 'committed'),
@@ -455,7 +524,8 @@ impl Ledger {
                     COALESCE(SUM(CASE WHEN state = 'committed' THEN output_tokens END), 0),
                     SUM(state = 'held'),
                     COALESCE(SUM(CASE WHEN state = 'held' THEN held_micros END), 0)
-             FROM requests WHERE day >= ?1 AND state IN ('committed', 'held')
+             FROM (SELECT {fields} FROM requests WHERE day >= ?1 AND state = 'committed'
+                   UNION ALL SELECT {fields} FROM holds WHERE day >= ?1)
              GROUP BY {column} ORDER BY {column}"
         );
         let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
@@ -509,7 +579,8 @@ impl Ledger {
         let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
         Ok(conn
             .query_row(
-                "SELECT state FROM requests WHERE request_id = ?1",
+                "SELECT state FROM holds WHERE request_id = ?1
+                 UNION ALL SELECT state FROM requests WHERE request_id = ?1",
                 [request_id],
                 |r| r.get(0),
             )
@@ -534,24 +605,34 @@ pub(crate) fn find(
     tx: &Transaction<'_>,
     request_id: &str,
 ) -> Result<Option<RequestRow>, LedgerError> {
-    let raw = tx
-        .prepare_cached(
-            "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
-                    price_input, price_output, price_cached_input, expires_at
-             FROM requests WHERE request_id = ?1",
-        )?
-        .query_row([request_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?],
-                [r.get::<_, Option<i64>>(7)?, r.get(8)?, r.get(9)?],
-                r.get::<_, i64>(10)?,
-            ))
-        })
-        .optional()?;
+    // A live hold, else a settled request.
+    let mut raw = None;
+    for sql in [
+        "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
+                price_input, price_output, price_cached_input, expires_at
+         FROM holds WHERE request_id = ?1",
+        "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
+                price_input, price_output, price_cached_input, expires_at
+         FROM requests WHERE request_id = ?1",
+    ] {
+        raw = tx
+            .prepare_cached(sql)?
+            .query_row([request_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?],
+                    [r.get::<_, Option<i64>>(7)?, r.get(8)?, r.get(9)?],
+                    r.get::<_, i64>(10)?,
+                ))
+            })
+            .optional()?;
+        if raw.is_some() {
+            break;
+        }
+    }
     let Some((state, chain, day, month, amounts, prices, expires_at)) = raw else {
         return Ok(None);
     };
@@ -671,10 +752,9 @@ fn shift(
 
 /// Expires every hold whose TTL has passed.
 pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerError> {
+    // `holds` holds only the live ones: a scan of it is short.
     let expired: Vec<String> = tx
-        .prepare_cached(
-            "SELECT request_id FROM requests WHERE state = 'held' AND expires_at <= ?1",
-        )?
+        .prepare_cached("SELECT request_id FROM holds WHERE expires_at <= ?1")?
         .query_map([now.unix()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for request_id in &expired {
@@ -682,10 +762,7 @@ pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerE
             let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
             shift(tx, &row.chain, &row.day, &row.month, delta)?;
         }
-        tx.prepare_cached(
-            "UPDATE requests SET state = 'expired', settled_at = ?2 WHERE request_id = ?1",
-        )?
-        .execute(params![request_id, now.unix()])?;
+        settle(tx, request_id, &Settled::without_cost("expired", now))?;
     }
     Ok(expired.len() as u64)
 }
@@ -752,6 +829,58 @@ pub(crate) fn usage(
     Ok(out)
 }
 
+/// How a request was settled, for [`settle`].
+struct Settled {
+    state: &'static str,
+    cost_micros: i64,
+    input_tokens: i64,
+    cached_input_tokens: i64,
+    output_tokens: i64,
+    at: i64,
+}
+
+impl Settled {
+    fn without_cost(state: &'static str, now: Timestamp) -> Self {
+        Self {
+            state,
+            cost_micros: 0,
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            at: now.unix(),
+        }
+    }
+}
+
+/// Moves a live hold into `requests`, settled. A reservation and its settlement each touch the
+/// small, hot `holds` table and the totals, and `requests` is written once per request: fewer
+/// pages per transaction than updating a row of the large table twice and an index of live
+/// holds with it.
+fn settle(tx: &Transaction<'_>, request_id: &str, settled: &Settled) -> Result<(), LedgerError> {
+    tx.prepare_cached(
+        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
+            held_micros, held_tokens, cost_micros, input_tokens, cached_input_tokens,
+            output_tokens, price_input, price_output, price_cached_input, created_at, expires_at,
+            settled_at)
+         SELECT request_id, key_id, scope, chain, model, day, month, minute, ?2,
+            held_micros, held_tokens, ?3, ?4, ?5, ?6, price_input, price_output,
+            price_cached_input, created_at, expires_at, ?7
+         FROM holds WHERE request_id = ?1",
+    )?
+    .execute(params![
+        request_id,
+        settled.state,
+        settled.cost_micros,
+        settled.input_tokens,
+        settled.cached_input_tokens,
+        settled.output_tokens,
+        settled.at
+    ])?;
+    tx.prepare_cached("DELETE FROM holds WHERE request_id = ?1")?
+        .execute([request_id])?;
+    Ok(())
+}
+
 fn insert_request(
     tx: &Transaction<'_>,
     hold: &Hold<'_>,
@@ -765,13 +894,18 @@ fn insert_request(
     let micros = to_i64(hold.micros, id)?;
     let tokens = to_i64(hold.tokens, id)?;
     let committed = state == "committed";
-    tx.prepare_cached(
+    let sql = if committed {
         "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
             held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
             price_cached_input, created_at, expires_at, settled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )?
-    .execute(params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    } else {
+        "INSERT INTO holds (request_id, key_id, scope, chain, model, day, month, minute, state,
+            held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
+            price_cached_input, created_at, expires_at, settled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    };
+    tx.prepare_cached(sql)?.execute(params![
         id,
         hold.key_id,
         hold.chain.first().copied().unwrap_or_default(),
@@ -990,5 +1124,77 @@ mod tests {
                 .unwrap(),
             (0, 2_000)
         );
+    }
+
+    /// A version-1 ledger (live holds in `requests`, found through an index) opens with its
+    /// holds moved to their own table: still counted, reported and committable.
+    #[test]
+    fn a_version_1_ledger_keeps_its_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "DROP TABLE holds;
+                 CREATE INDEX requests_live_holds ON requests (expires_at) WHERE state = 'held';
+                 INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute,
+                     state, held_micros, held_tokens, cost_micros, price_input, price_output,
+                     price_cached_input, created_at, expires_at)
+                 VALUES
+                     ('old-held', 'k', 'a', 'a', 'm', '2026-11-22', '2026-11', 0, 'held', 500, 10,
+                      0, 1, 1, 1, 1795348800, 1795352400),
+                     ('old-done', 'k', 'a', 'a', 'm', '2026-11-22', '2026-11', 0, 'committed', 300,
+                      10, 300, 1, 1, 1, 1795348800, 1795352400);
+                 INSERT INTO totals (scope, period, committed_micros, held_micros) VALUES
+                     ('a', '2026-11-22', 300, 500), ('a', '2026-11', 300, 500);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(
+            ledger.request_state("old-held").unwrap().as_deref(),
+            Some("held")
+        );
+        let rows = ledger.spend(SpendGrouping::Scope, None).unwrap();
+        assert_eq!(
+            (
+                rows[0].requests,
+                rows[0].cost_micros,
+                rows[0].held_requests,
+                rows[0].held_micros
+            ),
+            (1, 300, 1, 500)
+        );
+        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+        let usage = Usage {
+            cost_micros: Some(100),
+            ..Usage::default()
+        };
+        assert_eq!(
+            ledger.commit("old-held", &usage, now).unwrap(),
+            Settlement::Committed { cost_micros: 100 }
+        );
+        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (400, 0));
+        drop(ledger);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'requests_live_holds'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 0);
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Ledger::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer keyscope"), "{err}");
     }
 }
