@@ -211,6 +211,24 @@ pub enum LedgerError {
     #[error("budget ledger is corrupt: {0}")]
     #[diagnostic(code(keyscope::ledger::corrupt))]
     Corrupt(String),
+    /// The ledger file was written by a newer keyscope, with a schema this one does not know.
+    #[error(
+        "the budget ledger has schema version {found}; this keyscope understands up to {supported}"
+    )]
+    #[diagnostic(
+        code(keyscope::ledger::newer_schema),
+        help("use the keyscope release that wrote it, or a newer one")
+    )]
+    NewerSchema {
+        /// The file's version (`PRAGMA user_version`).
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
+    /// The ledger's background checkpoint thread could not be started.
+    #[error("budget ledger: cannot start the checkpoint thread: {0}")]
+    #[diagnostic(code(keyscope::ledger::thread))]
+    Thread(String),
 }
 
 /// A decision fixture file that cannot be used.

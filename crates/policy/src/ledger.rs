@@ -157,9 +157,7 @@ impl Checkpointer {
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 }
             })
-            .map_err(|e| {
-                LedgerError::Corrupt(format!("cannot start the checkpoint thread: {e}"))
-            })?;
+            .map_err(|e| LedgerError::Thread(e.to_string()))?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -337,10 +335,10 @@ impl Ledger {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
-            return Err(LedgerError::Corrupt(format!(
-                "the ledger was written by a newer keyscope (schema version {version}, this one \
-                 understands up to {SCHEMA_VERSION})"
-            )));
+            return Err(LedgerError::NewerSchema {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         tx.execute_batch(SCHEMA)?;
         if version == 1 {
@@ -1194,7 +1192,16 @@ mod tests {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(conn);
-        let err = Ledger::open(&path).unwrap_err().to_string();
-        assert!(err.contains("newer keyscope"), "{err}");
+        let err = Ledger::open(&path).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                LedgerError::NewerSchema {
+                    found: 3,
+                    supported: 2
+                }
+            ),
+            "{err}"
+        );
     }
 }
