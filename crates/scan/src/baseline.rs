@@ -3,7 +3,7 @@
 //! An entry is a rule id and a secret's fingerprint — no path, line or time — so a baseline does
 //! not churn when code moves, and a different secret on a baselined line is still new.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,25 +111,34 @@ impl Baseline {
     /// Splits findings into those the baseline does not accept (returned) and drops the rest;
     /// also returns the entries that matched nothing (stale: the secret is gone).
     pub fn apply(&self, findings: Vec<Finding>) -> (Vec<Finding>, Vec<BaselineEntry>) {
-        let mut matched: BTreeSet<(&str, &str)> = BTreeSet::new();
-        let accepted = |f: &Finding| {
-            self.entries
-                .iter()
-                .find(|e| e.rule_id == f.rule_id && e.fingerprint == f.fingerprint)
-        };
+        // Indexed by rule, then fingerprint (whether a finding matched it): an organisation's
+        // baseline holds thousands of entries and a history sweep as many findings.
+        let mut index: BTreeMap<&str, BTreeMap<&str, bool>> = BTreeMap::new();
+        for entry in &self.entries {
+            index
+                .entry(&entry.rule_id)
+                .or_default()
+                .insert(&entry.fingerprint, false);
+        }
         let mut new = Vec::new();
         for finding in findings {
-            match accepted(&finding) {
-                Some(entry) => {
-                    matched.insert((&entry.rule_id, &entry.fingerprint));
-                }
+            match index
+                .get_mut(finding.rule_id.as_str())
+                .and_then(|by_fingerprint| by_fingerprint.get_mut(finding.fingerprint.as_str()))
+            {
+                Some(matched) => *matched = true,
                 None => new.push(finding),
             }
         }
         let stale = self
             .entries
             .iter()
-            .filter(|e| !matched.contains(&(e.rule_id.as_str(), e.fingerprint.as_str())))
+            .filter(|e| {
+                index
+                    .get(e.rule_id.as_str())
+                    .and_then(|by_fingerprint| by_fingerprint.get(e.fingerprint.as_str()))
+                    == Some(&false)
+            })
             .cloned()
             .collect();
         (new, stale)
