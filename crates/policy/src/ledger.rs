@@ -34,8 +34,14 @@ use crate::time::Timestamp;
 /// How long a hold lives when neither committed nor released, by default: 15 minutes.
 pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS requests (
+/// A request row: `holds` (live) and `requests` (settled) have the same columns in the same order,
+/// so a row moves between them with `SELECT *`; only the states they accept differ.
+macro_rules! request_table {
+    ($name:literal, $states:literal) => {
+        concat!(
+            "CREATE TABLE IF NOT EXISTS ",
+            $name,
+            " (
     request_id TEXT PRIMARY KEY,
     key_id TEXT NOT NULL,
     scope TEXT NOT NULL,
@@ -44,7 +50,9 @@ CREATE TABLE IF NOT EXISTS requests (
     day TEXT NOT NULL,
     month TEXT NOT NULL,
     minute INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('held', 'committed', 'released', 'expired')),
+    state TEXT NOT NULL CHECK (state IN (",
+            $states,
+            ")),
     held_micros INTEGER NOT NULL,
     held_tokens INTEGER NOT NULL,
     cost_micros INTEGER NOT NULL DEFAULT 0,
@@ -58,29 +66,29 @@ CREATE TABLE IF NOT EXISTS requests (
     expires_at INTEGER NOT NULL,
     settled_at INTEGER
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (
-    request_id TEXT PRIMARY KEY,
-    key_id TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    chain TEXT NOT NULL,
-    model TEXT NOT NULL,
-    day TEXT NOT NULL,
-    month TEXT NOT NULL,
-    minute INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state = 'held'),
-    held_micros INTEGER NOT NULL,
-    held_tokens INTEGER NOT NULL,
-    cost_micros INTEGER NOT NULL DEFAULT 0,
-    input_tokens INTEGER NOT NULL DEFAULT 0,
-    cached_input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0,
-    price_input INTEGER,
-    price_output INTEGER,
-    price_cached_input INTEGER,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL,
-    settled_at INTEGER
-) WITHOUT ROWID;
+"
+        )
+    };
+}
+
+/// `INSERT INTO <table>` of a new request row.
+macro_rules! insert_request_sql {
+    ($name:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $name,
+            " (request_id, key_id, scope, chain, model, day, month, minute, state,
+            held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
+            price_cached_input, created_at, expires_at, settled_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        )
+    };
+}
+
+const SCHEMA: &str = concat!(
+    request_table!("requests", "'held', 'committed', 'released', 'expired'"),
+    request_table!("holds", "'held'"),
+    "
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL,
     period TEXT NOT NULL,
@@ -97,7 +105,8 @@ CREATE TABLE IF NOT EXISTS rates (
     tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, minute)
 ) WITHOUT ROWID;
-";
+"
+);
 
 /// The schema version [`SCHEMA`] writes. Version 1 kept live holds in `requests`, found through
 /// a partial index on their expiry.
@@ -605,14 +614,18 @@ pub(crate) fn find(
 ) -> Result<Option<RequestRow>, LedgerError> {
     // A live hold, else a settled request.
     let mut raw = None;
-    for sql in [
-        "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
-                price_input, price_output, price_cached_input, expires_at
-         FROM holds WHERE request_id = ?1",
-        "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
-                price_input, price_output, price_cached_input, expires_at
-         FROM requests WHERE request_id = ?1",
-    ] {
+    macro_rules! find_in {
+        ($name:literal) => {
+            concat!(
+                "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
+                        price_input, price_output, price_cached_input, expires_at
+                 FROM ",
+                $name,
+                " WHERE request_id = ?1"
+            )
+        };
+    }
+    for sql in [find_in!("holds"), find_in!("requests")] {
         raw = tx
             .prepare_cached(sql)?
             .query_row([request_id], |r| {
@@ -893,15 +906,9 @@ fn insert_request(
     let tokens = to_i64(hold.tokens, id)?;
     let committed = state == "committed";
     let sql = if committed {
-        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
-            held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
-            price_cached_input, created_at, expires_at, settled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        insert_request_sql!("requests")
     } else {
-        "INSERT INTO holds (request_id, key_id, scope, chain, model, day, month, minute, state,
-            held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
-            price_cached_input, created_at, expires_at, settled_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        insert_request_sql!("holds")
     };
     tx.prepare_cached(sql)?.execute(params![
         id,
