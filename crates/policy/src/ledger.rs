@@ -456,25 +456,8 @@ impl Ledger {
                 output_tokens: to_i64(usage.output_tokens, request_id)?,
                 at: now.unix(),
             };
-            if held {
-                settle(tx, request_id, &settled)?;
-            } else {
-                // Expired: the sweep already moved it; the money was spent all the same.
-                tx.prepare_cached(
-                    "UPDATE requests SET state = ?2, cost_micros = ?3, input_tokens = ?4,
-                     cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
-                     WHERE request_id = ?1",
-                )?
-                .execute(params![
-                    request_id,
-                    settled.state,
-                    settled.cost_micros,
-                    settled.input_tokens,
-                    settled.cached_input_tokens,
-                    settled.output_tokens,
-                    settled.at
-                ])?;
-            }
+            // An expired request was moved by the sweep; the money was spent all the same.
+            settle(tx, request_id, held, &settled)?;
             Ok(Settlement::Committed { cost_micros: cost })
         })
     }
@@ -490,15 +473,19 @@ impl Ledger {
                 "held" => {
                     let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
                     shift(tx, &row.chain, &row.day, &row.month, delta)?;
-                    settle(tx, request_id, &Settled::without_cost("released", now))?;
+                    settle(
+                        tx,
+                        request_id,
+                        true,
+                        &Settled::without_cost("released", now),
+                    )?;
                 }
-                _ => {
-                    tx.prepare_cached(
-                        "UPDATE requests SET state = 'released', settled_at = ?2
-                         WHERE request_id = ?1",
-                    )?
-                    .execute(params![request_id, now.unix()])?;
-                }
+                _ => settle(
+                    tx,
+                    request_id,
+                    false,
+                    &Settled::without_cost("released", now),
+                )?,
             }
             Ok(Settlement::Released)
         })
@@ -773,7 +760,7 @@ pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerE
             let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
             shift(tx, &row.chain, &row.day, &row.month, delta)?;
         }
-        settle(tx, request_id, &Settled::without_cost("expired", now))?;
+        settle(tx, request_id, true, &Settled::without_cost("expired", now))?;
     }
     Ok(expired.len() as u64)
 }
@@ -863,11 +850,34 @@ impl Settled {
     }
 }
 
-/// Moves a live hold into `requests`, settled. A reservation and its settlement each touch the
-/// small, hot `holds` table and the totals, and `requests` is written once per request: fewer
-/// pages per transaction than updating a row of the large table twice and an index of live
-/// holds with it.
-fn settle(tx: &Transaction<'_>, request_id: &str, settled: &Settled) -> Result<(), LedgerError> {
+/// Settles a request: a live hold (`held`) moves into `requests`, a request already there (one
+/// that expired) is updated in place. A reservation and its settlement each touch the small, hot
+/// `holds` table and the totals, and `requests` is written once per request: fewer pages per
+/// transaction than updating a row of the large table twice and an index of live holds with it.
+fn settle(
+    tx: &Transaction<'_>,
+    request_id: &str,
+    held: bool,
+    settled: &Settled,
+) -> Result<(), LedgerError> {
+    let values = params![
+        request_id,
+        settled.state,
+        settled.cost_micros,
+        settled.input_tokens,
+        settled.cached_input_tokens,
+        settled.output_tokens,
+        settled.at
+    ];
+    if !held {
+        tx.prepare_cached(
+            "UPDATE requests SET state = ?2, cost_micros = ?3, input_tokens = ?4,
+             cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
+             WHERE request_id = ?1",
+        )?
+        .execute(values)?;
+        return Ok(());
+    }
     tx.prepare_cached(
         "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
             held_micros, held_tokens, cost_micros, input_tokens, cached_input_tokens,
@@ -878,15 +888,7 @@ fn settle(tx: &Transaction<'_>, request_id: &str, settled: &Settled) -> Result<(
             price_cached_input, created_at, expires_at, ?7
          FROM holds WHERE request_id = ?1",
     )?
-    .execute(params![
-        request_id,
-        settled.state,
-        settled.cost_micros,
-        settled.input_tokens,
-        settled.cached_input_tokens,
-        settled.output_tokens,
-        settled.at
-    ])?;
+    .execute(values)?;
     tx.prepare_cached("DELETE FROM holds WHERE request_id = ?1")?
         .execute([request_id])?;
     Ok(())
