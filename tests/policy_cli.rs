@@ -95,6 +95,47 @@ fn validate_reports_a_broken_store_with_its_span() {
     assert!(err.contains("scopes.toml"), "{err}");
 }
 
+/// A raw key registered where its fingerprint belongs is refused, and the error does not print it.
+#[test]
+fn a_key_pasted_as_a_fingerprint_is_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "schema.cedarschema",
+        "models.toml",
+        "scopes.toml",
+        "models.cedar",
+    ] {
+        std::fs::copy(store().join(name), dir.path().join(name)).unwrap();
+    }
+    // Synthetic, Groq-shaped.
+    let key = format!(
+        "gsk_{}",
+        "kD7DPxW3TuKgyEQRgbpgRGXhsNsEehcGaWthZRKb2Vz4apm0wpmd"
+    );
+    let scopes = std::fs::read_to_string(dir.path().join("scopes.toml")).unwrap();
+    let (before, after) = scopes.split_once("fingerprint = \"sha256:").unwrap();
+    let (_, rest) = after.split_once('"').unwrap();
+    std::fs::write(
+        dir.path().join("scopes.toml"),
+        format!("{before}fingerprint = \"{key}\"{rest}"),
+    )
+    .unwrap();
+    let output = keyscope(
+        &[
+            "policy",
+            "validate",
+            "--store",
+            dir.path().to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("invalid fingerprint"), "{err}");
+    assert!(err.contains("gsk_****"), "{err}");
+    assert!(!err.contains(&key), "{err}");
+}
+
 #[test]
 fn policy_test_runs_every_fixture() {
     let store = store();

@@ -141,6 +141,42 @@ fn a_config_error_points_at_the_unknown_key() {
     );
 }
 
+/// A key pasted into a config file (by mistake, or as the value of a misspelt setting) never
+/// appears whole in the error: not in the snippet, not in the parser's message.
+#[test]
+fn a_config_error_never_shows_a_pasted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = groq_key(7);
+    for text in [
+        // A syntax error on the key's own line: the snippet shows that line.
+        format!("exclude = [\"{key}\"\nmax_file_size = 3\n"),
+        // A value of the wrong type: the parser's message quotes it.
+        format!("max_file_size = \"{key}\"\n"),
+        // An unknown setting next to the key.
+        format!("groq_api_key = \"{key}\"\n"),
+    ] {
+        write(dir.path(), ".keyscope.toml", &text);
+        let run = keyscope(dir.path(), &["scan"]);
+        assert_eq!(run.code, 2, "{text}");
+        assert!(!run.stderr.contains(&key), "{}", run.stderr);
+        assert!(!run.stdout.contains(&key), "{}", run.stdout);
+        assert!(run.stderr.contains(".keyscope.toml"), "{}", run.stderr);
+    }
+    // The same for a custom rule in the config whose definition is broken.
+    write(
+        dir.path(),
+        ".keyscope.toml",
+        &format!(
+            "[[rules]]\nid = \"mine\"\nprovider = \"acme\"\nname = \"Mine\"\n\
+             description = \"d\"\nseverity = \"high\"\npattern = '('\n\
+             keywords = [\"{key}\"]\n"
+        ),
+    );
+    let run = keyscope(dir.path(), &["scan"]);
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains(&key), "{}", run.stderr);
+}
+
 #[test]
 fn custom_rules_in_the_config_are_applied() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,8 +31,28 @@ fn main() -> std::process::ExitCode {
     match cmd::run(cli.command) {
         Ok(exit) => exit.into(),
         Err(report) => {
-            eprintln!("{report:?}");
+            eprintln!("{}", render(&report));
             Exit::Error.into()
         }
+    }
+}
+
+/// An error report as the user sees it, with any key it quotes masked. Config files, rule files
+/// and policy stores are the user's, and a key pasted into one (or given as a misspelt setting's
+/// value) would otherwise reach the terminal whole, in the snippet or in the parser's message.
+/// Lines are not wrapped, so a key in a message stays in one piece for the masking to find.
+fn render(report: &miette::Report) -> String {
+    struct Shown<'a>(&'a miette::MietteHandler, &'a dyn miette::Diagnostic);
+    impl std::fmt::Debug for Shown<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            miette::ReportHandler::debug(self.0, self.1, f)
+        }
+    }
+    let handler = miette::MietteHandlerOpts::new().wrap_lines(false).build();
+    let text = format!("{:?}", Shown(&handler, report.as_ref()));
+    match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Engine::new) {
+        Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
+        // The built-in rules are checked by the tests; without them there is nothing to mask by.
+        _ => text,
     }
 }

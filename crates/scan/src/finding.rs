@@ -7,7 +7,7 @@ use keyscope_rules::{Rule, RuleKind, Severity};
 use keyscope_sources::CommitInfo;
 use sha2::{Digest, Sha256};
 
-use crate::engine::Match;
+use crate::engine::{Engine, Match};
 
 /// Domain separator for fingerprints, so they cannot be looked up in a table of plain hashes
 /// of known keys, and so a later format can change it.
@@ -97,6 +97,35 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
         String::new()
     };
     format!("{shown_prefix}…{tail}")
+}
+
+/// `text` with every secret that `engine` finds in it masked in place: the rule's public prefix
+/// and the last four characters stay (as in [`redact`]), every other character becomes `*`. The
+/// text keeps its length and line structure, so it can stand in for a user's file in an error
+/// report without moving anything the report points at.
+pub fn mask_secrets(engine: &Engine, text: &str) -> String {
+    let rules = engine.rules().rules();
+    let mut masked = text.to_owned();
+    for m in engine.scan(text.as_bytes()) {
+        let rule = &rules[m.rule];
+        if rule.kind() != RuleKind::Secret {
+            continue;
+        }
+        let Some(found) = text.get(m.span.clone()) else {
+            continue;
+        };
+        let keep_start = rule
+            .prefix()
+            .filter(|p| !m.base64 && found.starts_with(p) && p.len() * 2 <= found.len())
+            .map_or(0, str::len);
+        let keep_end = if found.len() >= 16 { 4 } else { 0 };
+        let hidden = m.span.start + keep_start..m.span.end - keep_end;
+        if let Some(part) = text.get(hidden.clone()) {
+            // One `*` per byte: offsets after the secret do not move.
+            masked.replace_range(hidden, &"*".repeat(part.len()));
+        }
+    }
+    masked
 }
 
 /// The salted fingerprint of a secret.
@@ -279,6 +308,39 @@ mod tests {
             redact(b"sk-abcdefghijklmnop", Some("sk-abcdefghijk")),
             "…mnop"
         );
+    }
+
+    #[test]
+    fn masking_keeps_length_prefix_and_last_four() {
+        let rules = keyscope_rules::RuleSet::from_toml(
+            "demo.toml",
+            r#"
+[[rules]]
+id = "demo-key"
+provider = "demo"
+name = "Demo key"
+description = "A demo."
+severity = "high"
+pattern = 'demo_[A-Za-z0-9]{24}'
+keywords = ["demo_"]
+prefix = "demo_"
+"#,
+        )
+        .unwrap();
+        let engine = Engine::new(rules).unwrap();
+        let key = "demo_q8Zr3LwX0pVt7KcN2bYh5MfJ";
+        let text = format!("line 1\n  × bad value `{key}`\n 2 │ token = \"{key}\" # é\n");
+        let masked = mask_secrets(&engine, &text);
+        assert_eq!(masked.len(), text.len());
+        assert!(!masked.contains(key), "{masked}");
+        assert_eq!(
+            masked.matches("demo_********************5MfJ").count(),
+            2,
+            "{masked}"
+        );
+        assert!(masked.ends_with("\" # é\n"));
+        // Nothing found, nothing changed.
+        assert_eq!(mask_secrets(&engine, "plain text"), "plain text");
     }
 
     #[test]

@@ -33,7 +33,7 @@ mod history;
 mod prefilter;
 
 pub use engine::{Engine, EngineError, Match};
-pub use finding::{Finding, Location, Snippet, fingerprint, redact};
+pub use finding::{Finding, Location, Snippet, fingerprint, mask_secrets, redact};
 pub use history::{COMMIT_MESSAGE_PATH, GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
