@@ -175,6 +175,11 @@ fn a_config_error_never_shows_a_pasted_key() {
     let run = keyscope(dir.path(), &["scan"]);
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains(&key), "{}", run.stderr);
+    // And a key typed as a command-line value that clap refuses.
+    let run = keyscope(dir.path(), &["scan", "--format", &key]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("invalid value"), "{}", run.stderr);
+    assert!(!run.stderr.contains(&key), "{}", run.stderr);
 }
 
 #[test]

@@ -18,14 +18,14 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            return if err.use_stderr() {
-                Exit::Error
-            } else {
-                Exit::Clean
-            }
-            .into();
+        Err(err) if err.use_stderr() => {
+            // A mistyped command line can carry a key as an argument.
+            eprint!("{}", mask(err.render().to_string()));
+            return Exit::Error.into();
+        }
+        Err(help) => {
+            let _ = help.print();
+            return Exit::Clean.into();
         }
     };
     match cmd::run(cli.command) {
@@ -49,7 +49,11 @@ fn render(report: &miette::Report) -> String {
         }
     }
     let handler = miette::MietteHandlerOpts::new().wrap_lines(false).build();
-    let text = format!("{:?}", Shown(&handler, report.as_ref()));
+    mask(format!("{:?}", Shown(&handler, report.as_ref())))
+}
+
+/// `text` with every key the built-in rules find in it masked.
+fn mask(text: String) -> String {
     match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Engine::new) {
         Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
         // The built-in rules are checked by the tests; without them there is nothing to mask by.
