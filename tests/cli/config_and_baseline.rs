@@ -95,6 +95,42 @@ fn config_is_found_upwards_and_applies_excludes_and_rule_switches() {
     assert_eq!(findings(&run.stdout).len(), 3, "{}", run.stdout);
 }
 
+/// The config's `exclude` globs are written from its own directory, like a `.gitignore`: they
+/// hold whether the scan starts at the top, in a subdirectory, or names one.
+#[test]
+fn config_excludes_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), ".keyscope.toml", "exclude = [\"src/gen/**\"]\n");
+    write(
+        dir.path(),
+        "src/gen/client.py",
+        &format!("k = \"{}\"\n", groq_key(8)),
+    );
+    write(
+        dir.path(),
+        "src/app.py",
+        &format!("k = \"{}\"\n", groq_key(9)),
+    );
+    let paths = |run: &crate::Run| -> Vec<String> {
+        findings(&run.stdout)
+            .into_iter()
+            .map(|(_, path, _)| path)
+            .collect()
+    };
+    let run = keyscope(dir.path(), &["scan", "--format", "json"]);
+    assert_eq!(paths(&run), vec!["src/app.py".to_owned()], "{}", run.stderr);
+    let run = keyscope(dir.path(), &["scan", "--format", "json", "src"]);
+    assert_eq!(paths(&run), vec!["src/app.py".to_owned()], "{}", run.stderr);
+    let run = keyscope(&dir.path().join("src"), &["scan", "--format", "json"]);
+    assert_eq!(paths(&run), vec!["app.py".to_owned()], "{}", run.stderr);
+    // `--exclude` stays relative to the scanned directory.
+    let run = keyscope(
+        &dir.path().join("src"),
+        &["scan", "--format", "json", "--exclude", "app.py"],
+    );
+    assert_eq!(paths(&run), Vec::<String>::new(), "{}", run.stdout);
+}
+
 #[test]
 fn config_show_names_the_origin_of_each_value() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 //! every effective value remembers where it came from, for `keyscope config show`.
 //!
 //! ```toml
-//! exclude = ["vendor/**", "fixtures/**"]   # gitignore-style globs, relative to the scan root
+//! exclude = ["vendor/**", "fixtures/**"]   # gitignore-style globs, relative to this file
 //! max_file_size = "16M"                    # bytes, or with a K, M or G suffix
 //! disable_rules = ["aws-access-key-id"]
 //! enable_rules = ["flat-key/direct-provider-call"]

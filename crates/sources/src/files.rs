@@ -19,7 +19,8 @@ pub struct FileSourceBuilder {
     honor_ignore_files: bool,
     max_file_size: u64,
     threads: usize,
-    excludes: Vec<String>,
+    /// Globs, each with the directory it is relative to (`None`: each walked root).
+    excludes: Vec<(Option<PathBuf>, String)>,
 }
 
 impl Default for FileSourceBuilder {
@@ -59,28 +60,60 @@ impl FileSourceBuilder {
         self
     }
 
-    /// Excludes paths matching a gitignore-style glob (`vendor/**`, `*.min.js`).
+    /// Excludes paths matching a gitignore-style glob (`vendor/**`, `*.min.js`), relative to each
+    /// walked directory (the command line's `--exclude`).
     pub fn exclude(mut self, glob: impl Into<String>) -> Self {
-        self.excludes.push(glob.into());
+        self.excludes.push((None, glob.into()));
+        self
+    }
+
+    /// Excludes paths matching a gitignore-style glob relative to `base`, wherever the walk starts:
+    /// a config file's globs are written from its own directory, as in a `.gitignore`, and keep
+    /// their meaning when a scan starts in a subdirectory or names one.
+    pub fn exclude_under(mut self, base: impl Into<PathBuf>, glob: impl Into<String>) -> Self {
+        self.excludes.push((Some(base.into()), glob.into()));
         self
     }
 
     /// Builds the source, checking the exclude globs.
     pub fn build(self) -> Result<FileSource, SourceError> {
-        // Excludes are gitignore lines matched against paths relative to the walked root.
-        let mut excludes = GitignoreBuilder::new("");
-        for glob in &self.excludes {
-            excludes
-                .add_line(None, glob)
-                .map_err(|e| SourceError::Exclude {
-                    pattern: glob.clone(),
-                    message: e.to_string(),
-                })?;
+        // Excludes are gitignore lines matched against paths relative to their base: the walked
+        // root, or a directory given with the glob (compared in canonical form).
+        let mut groups: Vec<(Option<PathBuf>, Vec<&str>)> = Vec::new();
+        for (base, glob) in &self.excludes {
+            let base = match base {
+                None => None,
+                Some(dir) => {
+                    Some(
+                        std::fs::canonicalize(dir).map_err(|e| SourceError::Exclude {
+                            pattern: glob.clone(),
+                            message: format!("cannot resolve `{}`: {e}", dir.display()),
+                        })?,
+                    )
+                }
+            };
+            match groups.iter_mut().find(|(b, _)| *b == base) {
+                Some((_, globs)) => globs.push(glob),
+                None => groups.push((base, vec![glob])),
+            }
         }
-        let excludes = excludes.build().map_err(|e| SourceError::Exclude {
-            pattern: self.excludes.join(", "),
-            message: e.to_string(),
-        })?;
+        let mut excludes = Vec::new();
+        for (base, globs) in groups {
+            let mut builder = GitignoreBuilder::new("");
+            for glob in &globs {
+                builder
+                    .add_line(None, glob)
+                    .map_err(|e| SourceError::Exclude {
+                        pattern: (*glob).to_owned(),
+                        message: e.to_string(),
+                    })?;
+            }
+            let set = builder.build().map_err(|e| SourceError::Exclude {
+                pattern: globs.join(", "),
+                message: e.to_string(),
+            })?;
+            excludes.push((base, set));
+        }
         let paths = if self.paths.is_empty() {
             vec![PathBuf::from(".")]
         } else {
@@ -103,7 +136,8 @@ pub struct FileSource {
     honor_ignore_files: bool,
     max_file_size: u64,
     threads: usize,
-    excludes: Gitignore,
+    /// Each set of globs with its base directory (canonical; `None`: the walked root).
+    excludes: Vec<(Option<PathBuf>, Gitignore)>,
 }
 
 /// Counters shared by the walker threads.
@@ -188,8 +222,13 @@ impl FileSource {
             .hidden(false)
             .require_git(false)
             .threads(self.threads);
-        let roots: Vec<PathBuf> = std::iter::once(first.to_path_buf())
+        // Each root with its canonical form, to place walked paths under an exclude's base.
+        let roots: Vec<(PathBuf, PathBuf)> = std::iter::once(first.to_path_buf())
             .chain(rest.iter().cloned())
+            .map(|root| {
+                let canonical = std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone());
+                (root, canonical)
+            })
             .collect();
         let excludes = self.excludes.clone();
         builder.filter_entry(move |e| {
@@ -200,14 +239,29 @@ impl FileSource {
                 return true;
             }
             let is_dir = e.file_type().is_some_and(|t| t.is_dir());
-            let relative = roots
+            let Some((canonical_root, relative)) = roots
                 .iter()
-                .find_map(|root| e.path().strip_prefix(root).ok())
-                .unwrap_or(e.path());
-            relative.as_os_str().is_empty()
-                || !excludes
+                .find_map(|(root, canonical)| Some((canonical, e.path().strip_prefix(root).ok()?)))
+            else {
+                return true;
+            };
+            if relative.as_os_str().is_empty() {
+                return true;
+            }
+            !excludes.iter().any(|(base, set)| match base {
+                None => set
                     .matched_path_or_any_parents(relative, is_dir)
-                    .is_ignore()
+                    .is_ignore(),
+                Some(base) => {
+                    let absolute = canonical_root.join(relative);
+                    match absolute.strip_prefix(base) {
+                        Ok(path) if !path.as_os_str().is_empty() => {
+                            set.matched_path_or_any_parents(path, is_dir).is_ignore()
+                        }
+                        _ => false,
+                    }
+                }
+            })
         });
         builder.build_parallel().run(|| {
             let mut buf = Vec::new();
@@ -392,5 +446,48 @@ mod tests {
             .unwrap();
         let (seen, _) = collect(&source);
         assert_eq!(seen, vec![dir.path().join("b.js")]);
+    }
+
+    /// A config file's globs are relative to its directory: they hold when the scan starts in a
+    /// subdirectory, and do not reach outside that directory.
+    #[test]
+    fn excludes_under_a_base_hold_from_any_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        for file in [
+            "repo/src/gen/a.py",
+            "repo/src/b.py",
+            "repo/gen/c.py",
+            "other/src/gen/d.py",
+        ] {
+            let path = dir.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "x").unwrap();
+        }
+        let scan = |root: PathBuf| {
+            let source = FileSource::builder()
+                .path(root)
+                .exclude_under(&repo, "src/gen/**")
+                .build()
+                .unwrap();
+            collect(&source).0
+        };
+        assert_eq!(scan(repo.join("src")), vec![repo.join("src/b.py")]);
+        assert_eq!(
+            scan(repo.clone()),
+            vec![repo.join("gen/c.py"), repo.join("src/b.py")]
+        );
+        // A root outside the base: its own `src/gen` is not the config's.
+        assert_eq!(
+            scan(dir.path().join("other")),
+            vec![dir.path().join("other/src/gen/d.py")]
+        );
+        // The base must exist.
+        assert!(
+            FileSource::builder()
+                .exclude_under(dir.path().join("missing"), "x")
+                .build()
+                .is_err()
+        );
     }
 }

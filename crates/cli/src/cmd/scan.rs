@@ -1,7 +1,7 @@
 //! `keyscope scan`: find leaked keys in files, directories or standard input.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use keyscope_report::{ScanReport, human, json, sarif};
 use keyscope_scan::baseline::Baseline;
@@ -67,7 +67,8 @@ pub struct Args {
     /// Write the findings as a baseline to `--output` instead of a report.
     #[arg(skip)]
     pub(crate) write_baseline: bool,
-    /// Exclude paths matching this gitignore-style glob (repeatable).
+    /// Exclude paths matching this gitignore-style glob, relative to each scanned directory
+    /// (repeatable). The config file's `exclude` globs are relative to the config file.
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
     /// Add the rules of this TOML file to the built-in ones (repeatable).
@@ -117,14 +118,18 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
         for path in paths {
             builder = builder.path(path);
         }
-        for glob in args
-            .settings
-            .config
-            .exclude
-            .value
-            .iter()
-            .chain(&args.exclude)
-        {
+        // The config's globs are relative to its directory; `--exclude` to each scanned one.
+        let config = &args.settings.config;
+        if let Some(file) = &config.file {
+            let base = file
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            for glob in &config.exclude.value {
+                builder = builder.exclude_under(base, glob.clone());
+            }
+        }
+        for glob in &args.exclude {
             builder = builder.exclude(glob.clone());
         }
         let source = builder.build().into_diagnostic()?;
