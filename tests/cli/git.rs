@@ -428,6 +428,60 @@ fn staged_reports_only_keys_the_commit_would_add() {
     assert!(findings(&report).is_empty());
 }
 
+/// The config's `exclude` globs hold in the pre-commit and pull-request modes: a fixture key
+/// under an excluded directory neither blocks a commit nor fails a range, alone or next to a
+/// real one; and a key committed both inside and outside is placed only outside.
+#[test]
+fn staged_and_range_honor_the_config_excludes() {
+    let dir = repo();
+    let base = commit_file(
+        dir.path(),
+        ".keyscope.toml",
+        "exclude = [\"fixtures/**\"]\n",
+        "config",
+        2,
+    );
+    std::fs::create_dir_all(dir.path().join("fixtures")).unwrap();
+    std::fs::write(dir.path().join("fixtures/keys.env"), config_line(30)).unwrap();
+    git(dir.path(), &["add", "fixtures/keys.env"]);
+    let (run, report) = scan(dir.path(), &["--staged"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(findings(&report).is_empty());
+
+    std::fs::write(dir.path().join("app.py"), config_line(31)).unwrap();
+    std::fs::write(dir.path().join("copy.py"), config_line(30)).unwrap();
+    git(dir.path(), &["add", "app.py", "copy.py"]);
+    let (run, report) = scan(dir.path(), &["--staged"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let mut paths: Vec<&str> = findings(&report)
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["app.py", "copy.py"]);
+
+    let head = commit(dir.path(), "fixtures and app", 3);
+    let (run, report) = scan(dir.path(), &["--range", &format!("{base}..HEAD")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let mut places: Vec<Vec<(String, Option<String>)>> =
+        findings(&report).iter().map(locations).collect();
+    places.sort();
+    assert_eq!(
+        places,
+        vec![
+            vec![("app.py".to_owned(), Some(head.clone()))],
+            vec![("copy.py".to_owned(), Some(head))],
+        ]
+    );
+    // Without the config, the fixture is found too.
+    let (_, report) = scan(
+        dir.path(),
+        &["--isolated", "--range", &format!("{base}..HEAD")],
+    );
+    let all: usize = findings(&report).iter().map(|f| locations(f).len()).sum();
+    assert_eq!(all, 3);
+}
+
 #[test]
 fn staged_honors_git_index_file() {
     let dir = repo();

@@ -3,11 +3,12 @@
 //! committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use keyscope_sources::{
-    CommitInfo, GitError, GitObject, GitRepo, ObjectId, SweepOptions, WalkStats,
+    CommitInfo, Excludes, GitError, GitObject, GitRepo, ObjectId, SweepOptions, WalkStats,
 };
 
 use crate::{Engine, Finding, Location, ScanOutcome, finding, sort_findings};
@@ -132,12 +133,30 @@ pub fn scan_history(
     Ok(result)
 }
 
+/// Whether a repository path is excluded by `excludes` (relative to the working tree, or to their
+/// bases). A bare repository has no working tree for a base to be under: only globs without a
+/// base apply.
+fn excluded(excludes: &Excludes, workdir: Option<&Path>, path: &str) -> bool {
+    !excludes.is_empty()
+        && excludes.excludes(workdir.unwrap_or(Path::new("")), Path::new(path), false)
+}
+
 /// Scans what the index would commit: each staged file whose blob differs from HEAD's. Unless
 /// `all` is set, a secret that HEAD's version of the same path already holds is not reported.
-pub fn scan_staged(engine: &Engine, repo: &GitRepo, all: bool) -> Result<GitOutcome, GitError> {
+/// Paths that `excludes` names are not read.
+pub fn scan_staged(
+    engine: &Engine,
+    repo: &GitRepo,
+    all: bool,
+    excludes: &Excludes,
+) -> Result<GitOutcome, GitError> {
     let started = Instant::now();
     let mut result = GitOutcome::default();
+    let workdir = repo.workdir();
     for change in repo.staged()? {
+        if excluded(excludes, workdir.as_deref(), &change.path) {
+            continue;
+        }
         let data = match repo.read_blob(change.staged) {
             Ok(data) => data,
             Err(e) => {
@@ -177,21 +196,36 @@ pub fn scan_staged(engine: &Engine, repo: &GitRepo, all: bool) -> Result<GitOutc
     Ok(result)
 }
 
-/// Scans the blobs and commit messages that the commits of `BASE..HEAD` introduce.
+/// Scans the blobs and commit messages that the commits of `BASE..HEAD` introduce. A blob is
+/// placed only at the paths `excludes` does not name, and not read if it names them all.
 pub fn scan_range(
     engine: &Engine,
     repo: &GitRepo,
     spec: &str,
     max_blob_size: u64,
+    excludes: &Excludes,
 ) -> Result<GitOutcome, GitError> {
     let started = Instant::now();
     let changes = repo.range(spec)?;
-    let intros: HashMap<ObjectId, &[keyscope_sources::Introduction]> = changes
+    let workdir = repo.workdir();
+    let intros: HashMap<ObjectId, Vec<&keyscope_sources::Introduction>> = changes
         .blobs
         .iter()
-        .map(|(id, list)| (*id, list.as_slice()))
+        .map(|(id, list)| {
+            let kept: Vec<_> = list
+                .iter()
+                .filter(|intro| !excluded(excludes, workdir.as_deref(), &intro.path))
+                .collect();
+            (*id, kept)
+        })
+        .filter(|(_, kept)| !kept.is_empty())
         .collect();
-    let ids: Vec<ObjectId> = changes.blobs.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<ObjectId> = changes
+        .blobs
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| intros.contains_key(id))
+        .collect();
     let placed = Mutex::new(Vec::new());
     let stats = repo.for_each_blob(&ids, max_blob_size, |id, data| {
         let matches = engine.scan(data);
@@ -201,7 +235,7 @@ pub fn scan_range(
         let found = finding::findings(engine.rules().rules(), "", data, &matches);
         let mut out = Vec::new();
         for f in found {
-            for intro in intros.get(&id).copied().unwrap_or_default() {
+            for intro in intros.get(&id).map_or(&[][..], Vec::as_slice) {
                 let mut f = f.clone();
                 f.location.path = intro.path.clone();
                 f.location.commit = Some(intro.commit.clone());

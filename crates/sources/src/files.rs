@@ -77,10 +77,35 @@ impl FileSourceBuilder {
 
     /// Builds the source, checking the exclude globs.
     pub fn build(self) -> Result<FileSource, SourceError> {
-        // Excludes are gitignore lines matched against paths relative to their base: the walked
-        // root, or a directory given with the glob (compared in canonical form).
+        let excludes = Excludes::new(&self.excludes)?;
+        let paths = if self.paths.is_empty() {
+            vec![PathBuf::from(".")]
+        } else {
+            self.paths.clone()
+        };
+        Ok(FileSource {
+            paths,
+            honor_ignore_files: self.honor_ignore_files,
+            max_file_size: self.max_file_size,
+            threads: self.threads,
+            excludes,
+        })
+    }
+}
+
+/// Gitignore-style exclude globs, each relative either to the scanned root (the command line's
+/// `--exclude`) or to a base directory given with it (a config file's directory).
+#[derive(Debug, Clone, Default)]
+pub struct Excludes {
+    /// Each set of globs with its base directory (canonical; `None`: the scanned root).
+    sets: Vec<(Option<PathBuf>, Gitignore)>,
+}
+
+impl Excludes {
+    /// Compiles `(base, glob)` pairs; a base must exist (it is resolved to its canonical form).
+    pub fn new(globs: &[(Option<PathBuf>, String)]) -> Result<Excludes, SourceError> {
         let mut groups: Vec<(Option<PathBuf>, Vec<&str>)> = Vec::new();
-        for (base, glob) in &self.excludes {
+        for (base, glob) in globs {
             let base = match base {
                 None => None,
                 Some(dir) => {
@@ -97,7 +122,7 @@ impl FileSourceBuilder {
                 None => groups.push((base, vec![glob])),
             }
         }
-        let mut excludes = Vec::new();
+        let mut sets = Vec::new();
         for (base, globs) in groups {
             let mut builder = GitignoreBuilder::new("");
             for glob in &globs {
@@ -112,19 +137,36 @@ impl FileSourceBuilder {
                 pattern: globs.join(", "),
                 message: e.to_string(),
             })?;
-            excludes.push((base, set));
+            sets.push((base, set));
         }
-        let paths = if self.paths.is_empty() {
-            vec![PathBuf::from(".")]
-        } else {
-            self.paths.clone()
-        };
-        Ok(FileSource {
-            paths,
-            honor_ignore_files: self.honor_ignore_files,
-            max_file_size: self.max_file_size,
-            threads: self.threads,
-            excludes,
+        Ok(Excludes { sets })
+    }
+
+    /// Whether there are no globs.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    /// Whether `relative`, a path under the scanned root whose canonical form is
+    /// `canonical_root`, is excluded (it, or a directory above it, matches a glob). A glob with a
+    /// base applies only to paths under that base.
+    pub fn excludes(&self, canonical_root: &Path, relative: &Path, is_dir: bool) -> bool {
+        if relative.as_os_str().is_empty() {
+            return false;
+        }
+        self.sets.iter().any(|(base, set)| match base {
+            None => set
+                .matched_path_or_any_parents(relative, is_dir)
+                .is_ignore(),
+            Some(base) => {
+                let absolute = canonical_root.join(relative);
+                match absolute.strip_prefix(base) {
+                    Ok(path) if !path.as_os_str().is_empty() => {
+                        set.matched_path_or_any_parents(path, is_dir).is_ignore()
+                    }
+                    _ => false,
+                }
+            }
         })
     }
 }
@@ -136,8 +178,7 @@ pub struct FileSource {
     honor_ignore_files: bool,
     max_file_size: u64,
     threads: usize,
-    /// Each set of globs with its base directory (canonical; `None`: the walked root).
-    excludes: Vec<(Option<PathBuf>, Gitignore)>,
+    excludes: Excludes,
 }
 
 /// Counters shared by the walker threads.
@@ -245,23 +286,7 @@ impl FileSource {
             else {
                 return true;
             };
-            if relative.as_os_str().is_empty() {
-                return true;
-            }
-            !excludes.iter().any(|(base, set)| match base {
-                None => set
-                    .matched_path_or_any_parents(relative, is_dir)
-                    .is_ignore(),
-                Some(base) => {
-                    let absolute = canonical_root.join(relative);
-                    match absolute.strip_prefix(base) {
-                        Ok(path) if !path.as_os_str().is_empty() => {
-                            set.matched_path_or_any_parents(path, is_dir).is_ignore()
-                        }
-                        _ => false,
-                    }
-                }
-            })
+            !excludes.excludes(canonical_root, relative, is_dir)
         });
         builder.build_parallel().run(|| {
             let mut buf = Vec::new();

@@ -26,7 +26,7 @@
 mod files;
 mod git;
 
-pub use files::{FileSource, FileSourceBuilder};
+pub use files::{Excludes, FileSource, FileSourceBuilder};
 pub use git::{
     Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
     StagedChange, SweepOptions,

@@ -118,19 +118,11 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
         for path in paths {
             builder = builder.path(path);
         }
-        // The config's globs are relative to its directory; `--exclude` to each scanned one.
-        let config = &args.settings.config;
-        if let Some(file) = &config.file {
-            let base = file
-                .parent()
-                .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            for glob in &config.exclude.value {
-                builder = builder.exclude_under(base, glob.clone());
-            }
-        }
-        for glob in &args.exclude {
-            builder = builder.exclude(glob.clone());
+        for (base, glob) in exclude_globs(&args) {
+            builder = match base {
+                Some(base) => builder.exclude_under(base, glob),
+                None => builder.exclude(glob),
+            };
         }
         let source = builder.build().into_diagnostic()?;
         outcome = scan_files(&engine, &source);
@@ -250,4 +242,27 @@ fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
     }
     out.push_str(&human::summary(report));
     out
+}
+
+/// The exclude globs with the directory each is relative to: the config file's globs to the config
+/// file's directory, `--exclude` to each scanned directory (`None`; for git modes, the working
+/// tree).
+pub(crate) fn exclude_globs(args: &Args) -> Vec<(Option<PathBuf>, String)> {
+    let config = &args.settings.config;
+    let base = config.file.as_ref().map(|file| {
+        file.parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    });
+    let from_config = base.into_iter().flat_map(|base| {
+        config
+            .exclude
+            .value
+            .iter()
+            .map(move |glob| (Some(base.clone()), glob.clone()))
+    });
+    from_config
+        .chain(args.exclude.iter().map(|glob| (None, glob.clone())))
+        .collect()
 }

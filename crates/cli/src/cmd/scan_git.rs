@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyscope_scan::{Engine, GitOutcome, scan_history, scan_range, scan_staged};
-use keyscope_sources::{GitRepo, SweepOptions};
+use keyscope_sources::{Excludes, GitRepo, SweepOptions};
 use miette::IntoDiagnostic as _;
 
 use super::{Args, emit};
@@ -57,9 +57,10 @@ pub fn run(args: &Args, engine: &Engine) -> miette::Result<Exit> {
     } else {
         let repo = GitRepo::open(args.paths.first().map_or(".".as_ref(), |p| p.as_path()))
             .into_diagnostic()?;
+        let excludes = Excludes::new(&super::exclude_globs(args)).into_diagnostic()?;
         match &args.git.range {
-            Some(spec) => scan_range(engine, &repo, spec, args.max_file_size),
-            None => scan_staged(engine, &repo, args.git.all),
+            Some(spec) => scan_range(engine, &repo, spec, args.max_file_size, &excludes),
+            None => scan_staged(engine, &repo, args.git.all, &excludes),
         }
     }
     .into_diagnostic()?;

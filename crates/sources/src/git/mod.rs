@@ -233,6 +233,12 @@ impl GitRepo {
         &self.path
     }
 
+    /// The repository's working tree in canonical form; `None` for a bare repository.
+    pub fn workdir(&self) -> Option<PathBuf> {
+        let local = self.repo.to_thread_local();
+        std::fs::canonicalize(local.workdir()?).ok()
+    }
+
     /// Whether the repository is a shallow clone (its history is cut off).
     pub fn is_shallow(&self) -> bool {
         self.repo.to_thread_local().is_shallow().unwrap_or(false)
