@@ -40,11 +40,14 @@ fn found(json: &str) -> Expected {
         .collect()
 }
 
+// The fixture trees are scanned as projects of their own (`--isolated`): the repository's
+// `.keyscope.toml`, found upwards, excludes them, as it should for a scan of the repository.
+
 #[test]
 fn every_planted_key_is_found_at_its_line_and_nothing_else() {
     let run = keyscope(
         &fixture("leaks"),
-        &["scan", "--format", "json", "--no-ignore"],
+        &["scan", "--format", "json", "--no-ignore", "--isolated"],
     );
     assert_eq!(run.code, 1, "{}", run.stderr);
     let found = found(&run.stdout);
@@ -80,7 +83,7 @@ fn every_built_in_rule_has_a_planted_key() {
 fn look_alikes_and_placeholders_are_quiet() {
     let run = keyscope(
         &fixture("clean"),
-        &["scan", "--format", "json", "--no-ignore"],
+        &["scan", "--format", "json", "--no-ignore", "--isolated"],
     );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(found(&run.stdout).is_empty());
@@ -149,7 +152,7 @@ fn no_output_format_shows_a_secret() {
     for format in ["human", "json", "sarif"] {
         let run = keyscope(
             &fixture("leaks"),
-            &["scan", "--format", format, "--no-ignore"],
+            &["scan", "--format", format, "--no-ignore", "--isolated"],
         );
         assert_eq!(run.code, 1);
         assert_nothing_leaks(&run.stdout, &secrets, format);
@@ -162,6 +165,7 @@ fn no_output_format_shows_a_secret() {
                 "--format",
                 format,
                 "--no-ignore",
+                "--isolated",
                 "-o",
                 out.to_str().unwrap(),
             ],
