@@ -63,8 +63,8 @@ fn validate_the_default_store() {
     assert!(stdout(&output).contains("is valid"), "{}", stdout(&output));
 }
 
-#[test]
-fn validate_reports_a_broken_store_with_its_span() {
+/// Runs `policy validate` on a copy of the default store whose `scopes.toml` went through `edit`.
+fn validate_edited_scopes(edit: impl FnOnce(String) -> String) -> Output {
     let dir = tempfile::tempdir().unwrap();
     for name in [
         "schema.cedarschema",
@@ -75,12 +75,8 @@ fn validate_reports_a_broken_store_with_its_span() {
         std::fs::copy(store().join(name), dir.path().join(name)).unwrap();
     }
     let scopes = std::fs::read_to_string(dir.path().join("scopes.toml")).unwrap();
-    std::fs::write(
-        dir.path().join("scopes.toml"),
-        scopes.replace("\"10.20.0.0/16\"", "\"10.20.0.0/99\""),
-    )
-    .unwrap();
-    let output = keyscope(
+    std::fs::write(dir.path().join("scopes.toml"), edit(scopes)).unwrap();
+    keyscope(
         &[
             "policy",
             "validate",
@@ -88,7 +84,13 @@ fn validate_reports_a_broken_store_with_its_span() {
             dir.path().to_str().unwrap(),
         ],
         "",
-    );
+    )
+}
+
+#[test]
+fn validate_reports_a_broken_store_with_its_span() {
+    let output =
+        validate_edited_scopes(|scopes| scopes.replace("\"10.20.0.0/16\"", "\"10.20.0.0/99\""));
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
     assert!(err.contains("invalid network `10.20.0.0/99`"), "{err}");
@@ -98,37 +100,16 @@ fn validate_reports_a_broken_store_with_its_span() {
 /// A raw key registered where its fingerprint belongs is refused, and the error does not print it.
 #[test]
 fn a_key_pasted_as_a_fingerprint_is_not_printed() {
-    let dir = tempfile::tempdir().unwrap();
-    for name in [
-        "schema.cedarschema",
-        "models.toml",
-        "scopes.toml",
-        "models.cedar",
-    ] {
-        std::fs::copy(store().join(name), dir.path().join(name)).unwrap();
-    }
     // Synthetic, Groq-shaped.
     let key = format!(
         "gsk_{}",
         "kD7DPxW3TuKgyEQRgbpgRGXhsNsEehcGaWthZRKb2Vz4apm0wpmd"
     );
-    let scopes = std::fs::read_to_string(dir.path().join("scopes.toml")).unwrap();
-    let (before, after) = scopes.split_once("fingerprint = \"sha256:").unwrap();
-    let (_, rest) = after.split_once('"').unwrap();
-    std::fs::write(
-        dir.path().join("scopes.toml"),
-        format!("{before}fingerprint = \"{key}\"{rest}"),
-    )
-    .unwrap();
-    let output = keyscope(
-        &[
-            "policy",
-            "validate",
-            "--store",
-            dir.path().to_str().unwrap(),
-        ],
-        "",
-    );
+    let output = validate_edited_scopes(|scopes| {
+        let (before, after) = scopes.split_once("fingerprint = \"sha256:").unwrap();
+        let (_, rest) = after.split_once('"').unwrap();
+        format!("{before}fingerprint = \"{key}\"{rest}")
+    });
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
     assert!(err.contains("invalid fingerprint"), "{err}");
