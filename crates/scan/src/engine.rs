@@ -298,7 +298,7 @@ fn merged_windows(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const RULES: &str = r#"
@@ -310,6 +310,7 @@ description = "A demo."
 severity = "high"
 pattern = 'demo_[A-Za-z0-9]{24}'
 keywords = ["demo_"]
+prefix = "demo_"
 
 [[rules]]
 id = "near-key"
@@ -322,11 +323,13 @@ keywords = ["secret="]
 context = { patterns = ['DEMO_ID'], lines = 1 }
 "#;
 
-    fn engine() -> Engine {
+    /// An engine with two demo rules: `demo-key` (prefix `demo_`) and a context rule.
+    pub(crate) fn engine() -> Engine {
         Engine::new(RuleSet::from_toml("demo.toml", RULES).unwrap()).unwrap()
     }
 
-    const KEY: &str = "demo_q8Zr3LwX0pVt7KcN2bYh5MfJ";
+    /// A `demo-key` secret.
+    pub(crate) const KEY: &str = "demo_q8Zr3LwX0pVt7KcN2bYh5MfJ";
 
     #[test]
     fn finds_a_key_and_reports_its_span() {

@@ -312,23 +312,8 @@ mod tests {
 
     #[test]
     fn masking_keeps_length_prefix_and_last_four() {
-        let rules = keyscope_rules::RuleSet::from_toml(
-            "demo.toml",
-            r#"
-[[rules]]
-id = "demo-key"
-provider = "demo"
-name = "Demo key"
-description = "A demo."
-severity = "high"
-pattern = 'demo_[A-Za-z0-9]{24}'
-keywords = ["demo_"]
-prefix = "demo_"
-"#,
-        )
-        .unwrap();
-        let engine = Engine::new(rules).unwrap();
-        let key = "demo_q8Zr3LwX0pVt7KcN2bYh5MfJ";
+        let engine = crate::engine::tests::engine();
+        let key = crate::engine::tests::KEY;
         let text = format!("line 1\n  × bad value `{key}`\n 2 │ token = \"{key}\" # é\n");
         let masked = mask_secrets(&engine, &text);
         assert_eq!(masked.len(), text.len());
