@@ -3,6 +3,8 @@
 mod cmd;
 mod exit;
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
 
 use crate::exit::Exit;
@@ -20,7 +22,13 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(err) if err.use_stderr() => {
             // A mistyped command line can carry a key as an argument.
-            eprint!("{}", mask(err.render().to_string()));
+            let styled = err.render();
+            let text = if std::io::stderr().is_terminal() {
+                styled.ansi().to_string()
+            } else {
+                styled.to_string()
+            };
+            eprint!("{}", mask(text));
             return Exit::Error.into();
         }
         Err(help) => {

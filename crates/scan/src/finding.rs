@@ -102,16 +102,19 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
 /// `text` with every secret that `engine` finds in it masked in place: the rule's public prefix
 /// and the last four characters stay (as in [`redact`]), every other character becomes `*`. The
 /// text keeps its length and line structure, so it can stand in for a user's file in an error
-/// report without moving anything the report points at.
+/// report without moving anything the report points at. Terminal escape sequences (colours,
+/// links) are set aside for the search: a colour code right before a key would otherwise hide
+/// the word boundary most rules need.
 pub fn mask_secrets(engine: &Engine, text: &str) -> String {
+    let (visible, positions) = without_escapes(text);
     let rules = engine.rules().rules();
-    let mut masked = text.to_owned();
-    for m in engine.scan(text.as_bytes()) {
+    let mut masked = text.as_bytes().to_vec();
+    for m in engine.scan(visible.as_bytes()) {
         let rule = &rules[m.rule];
         if rule.kind() != RuleKind::Secret {
             continue;
         }
-        let Some(found) = text.get(m.span.clone()) else {
+        let Some(found) = visible.get(m.span.clone()) else {
             continue;
         };
         let keep_start = rule
@@ -120,12 +123,55 @@ pub fn mask_secrets(engine: &Engine, text: &str) -> String {
             .map_or(0, str::len);
         let keep_end = if found.len() >= 16 { 4 } else { 0 };
         let hidden = m.span.start + keep_start..m.span.end - keep_end;
-        if let Some(part) = text.get(hidden.clone()) {
-            // One `*` per byte: offsets after the secret do not move.
-            masked.replace_range(hidden, &"*".repeat(part.len()));
+        // Whole characters only: every byte of each becomes one `*`, so the result stays UTF-8
+        // and offsets after the secret do not move.
+        if visible.get(hidden.clone()).is_some() {
+            for i in hidden {
+                masked[positions[i]] = b'*';
+            }
         }
     }
-    masked
+    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `text` without its terminal escape sequences (CSI such as colours, OSC such as links), and
+/// for each byte left, its offset in `text`.
+fn without_escapes(text: &str) -> (String, Vec<usize>) {
+    const ESC: u8 = 0x1b;
+    let bytes = text.as_bytes();
+    let mut visible = Vec::with_capacity(bytes.len());
+    let mut positions = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != ESC {
+            visible.push(bytes[i]);
+            positions.push(i);
+            i += 1;
+            continue;
+        }
+        i += match bytes.get(i + 1) {
+            // CSI: parameters, then one final byte in @..~.
+            Some(b'[') => bytes[i + 2..]
+                .iter()
+                .position(|b| (0x40..=0x7e).contains(b))
+                .map_or(bytes.len() - i, |end| end + 3),
+            // OSC: up to BEL or ESC \.
+            Some(b']') => {
+                let rest = &bytes[i + 2..];
+                match rest.iter().position(|&b| b == 0x07 || b == ESC) {
+                    Some(end) if rest[end] == ESC => end + 4,
+                    Some(end) => end + 3,
+                    None => bytes.len() - i,
+                }
+            }
+            Some(_) => 2,
+            None => 1,
+        };
+    }
+    // Only ASCII escape bytes were taken out, so what is left is still UTF-8.
+    let visible = String::from_utf8(visible)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (visible, positions)
 }
 
 /// The salted fingerprint of a secret.
@@ -324,6 +370,19 @@ mod tests {
             "{masked}"
         );
         assert!(masked.ends_with("\" # é\n"));
+        // A colour code right before the key (clap's style for a refused value) hides no key,
+        // and the codes themselves stay.
+        let coloured = format!(
+            "invalid value '\x1b[33m{key}\x1b[0m' \x1b]8;;file:///x\x1b\\link\x1b]8;;\x1b\\"
+        );
+        let masked = mask_secrets(&engine, &coloured);
+        assert_eq!(masked.len(), coloured.len());
+        assert!(!masked.contains(key), "{masked}");
+        assert!(
+            masked.contains("'\x1b[33mdemo_********************5MfJ\x1b[0m'"),
+            "{masked}"
+        );
+        assert!(masked.ends_with("link\x1b]8;;\x1b\\"));
         // Nothing found, nothing changed.
         assert_eq!(mask_secrets(&engine, "plain text"), "plain text");
     }
