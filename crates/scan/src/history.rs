@@ -137,8 +137,7 @@ pub fn scan_history(
 /// bases). A bare repository has no working tree for a base to be under: only globs without a
 /// base apply.
 fn excluded(excludes: &Excludes, workdir: Option<&Path>, path: &str) -> bool {
-    !excludes.is_empty()
-        && excludes.excludes(workdir.unwrap_or(Path::new("")), Path::new(path), false)
+    excludes.excludes(workdir.unwrap_or(Path::new("")), Path::new(path), false)
 }
 
 /// Scans what the index would commit: each staged file whose blob differs from HEAD's. Unless
