@@ -3,7 +3,7 @@
 //! `cedar_policy::Authorizer::is_authorized` call on the same request; then the throughput of
 //! reserve+commit cycles through the SQLite ledger (WAL, file on disk).
 //!
-//! `cargo bench -p keyscope-policy --bench decide_latency`
+//! `cargo bench -p keyscope-policy --bench decide_latency` (`-- --ledger-only` for the ledger alone)
 
 #![expect(
     clippy::unwrap_used,
@@ -60,6 +60,10 @@ fn main() {
     let setup = Instant::now();
     let engine = common::engine();
     let loaded = setup.elapsed();
+    if std::env::args().any(|a| a == "--ledger-only") {
+        print_ledger_runs(&engine);
+        return;
+    }
     let request = common::request();
     let bare = common::bare_cedar_request(&engine);
     let authorizer = cedar_policy::Authorizer::new();
@@ -84,16 +88,6 @@ fn main() {
         ));
     }));
     let cedar_cpu = per_call(cpu);
-
-    let dir = tempfile::tempdir().unwrap();
-    let shared = ledger_cycles(
-        &engine,
-        &Ledger::open(&dir.path().join("shared.sqlite")).unwrap(),
-    );
-    let exclusive = ledger_cycles(
-        &engine,
-        &Ledger::open_exclusive(&dir.path().join("exclusive.sqlite")).unwrap(),
-    );
 
     println!(
         "store: {} scopes, {} models, loaded in {:.1} ms",
@@ -133,17 +127,46 @@ fn main() {
         keyscope[2].as_secs_f64() / cedar[2].as_secs_f64()
     );
     println!();
+    print_ledger_runs(&engine);
+}
+
+/// Runs the shared, then the exclusive ledger and prints both, with the load average.
+fn print_ledger_runs(engine: &keyscope_policy::Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.sqlite");
+    let shared = Ledger::open(&path).unwrap();
+    let shared_run = ledger_cycles(engine, &shared, &shared);
+    let exclusive = Ledger::open_exclusive(&dir.path().join("exclusive.sqlite")).unwrap();
+    let exclusive_run = ledger_cycles(engine, &exclusive, &exclusive);
+    // Reserve through one connection and commit through another, as when a gateway reserves
+    // and a second process commits: every transaction follows another connection's write.
+    let turns = ledger_cycles(
+        engine,
+        &Ledger::open(&dir.path().join("turns.sqlite")).unwrap(),
+        &Ledger::open(&dir.path().join("turns.sqlite")).unwrap(),
+    );
     for (name, run) in [
-        ("shared (`Ledger::open`)", shared),
-        ("exclusive (`Ledger::open_exclusive`)", exclusive),
+        ("shared (`Ledger::open`)", shared_run),
+        ("exclusive (`Ledger::open_exclusive`)", exclusive_run),
+        ("shared, two connections taking turns", turns),
     ] {
         println!(
-            "ledger {name}: {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second; per cycle p50 {} µs, p99 {} µs",
-            run.wall_per_second,
-            run.cpu_per_second,
-            us(run.p50),
-            us(run.p99)
+            "ledger {name}: {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second",
+            run.wall_per_second, run.cpu_per_second,
         );
+        for (part, p) in [
+            ("cycle", run.cycle),
+            ("reserve", run.reserve),
+            ("commit", run.commit),
+        ] {
+            println!(
+                "    {part} µs: p50 {} p90 {} p99 {} p99.9 {}",
+                us(p[0]),
+                us(p[1]),
+                us(p[2]),
+                us(p[3])
+            );
+        }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -158,11 +181,19 @@ fn main() {
 struct LedgerRun {
     wall_per_second: f64,
     cpu_per_second: f64,
-    p50: Duration,
-    p99: Duration,
+    /// p50, p90, p99, p99.9 of whole cycles, of reservations alone and of commits alone.
+    cycle: [Duration; 4],
+    reserve: [Duration; 4],
+    commit: [Duration; 4],
 }
 
-fn ledger_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger) -> LedgerRun {
+/// Reserves through `reserving` and commits through `committing` (the same ledger, or two
+/// connections to one file).
+fn ledger_cycles(
+    engine: &keyscope_policy::Engine,
+    reserving: &Ledger,
+    committing: &Ledger,
+) -> LedgerRun {
     let usage = Usage {
         input_tokens: 1_000,
         output_tokens: 500,
@@ -170,6 +201,8 @@ fn ledger_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger) -> LedgerRun
     };
     let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
     let mut i = 0usize;
+    let mut reserves = Vec::with_capacity(CYCLES * 2);
+    let mut commits = Vec::with_capacity(CYCLES * 2);
     let cpu = thread_cpu();
     let start = Instant::now();
     let cycles = time_each(CYCLES, || {
@@ -177,20 +210,26 @@ fn ledger_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger) -> LedgerRun
         let id = format!("r{i}");
         i += 1;
         request.request_id = Some(id.clone());
+        let reserving_at = Instant::now();
         let decision = engine
-            .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
+            .decide_with_ledger(&request, reserving, LedgerMode::Reserve)
             .unwrap();
+        let committing_at = Instant::now();
         assert!(decision.allowed, "{:?}", decision.reasons);
-        black_box(ledger.commit(&id, &usage, now).unwrap());
+        black_box(committing.commit(&id, &usage, now).unwrap());
+        reserves.push(committing_at - reserving_at);
+        commits.push(committing_at.elapsed());
     });
     let elapsed = start.elapsed();
     let total = (CYCLES + CYCLES / 10) as f64;
     let cpu = cpu.zip(thread_cpu()).map_or(elapsed, |(a, b)| b - a);
-    let cycle = percentiles(cycles);
+    // The warm-up's samples are left out, as `time_each` leaves out its cycles.
+    let warm_up = CYCLES / 10;
     LedgerRun {
         wall_per_second: total / elapsed.as_secs_f64(),
         cpu_per_second: total / cpu.as_secs_f64(),
-        p50: cycle[0],
-        p99: cycle[2],
+        cycle: percentiles(cycles),
+        reserve: percentiles(reserves.split_off(warm_up)),
+        commit: percentiles(commits.split_off(warm_up)),
     }
 }
