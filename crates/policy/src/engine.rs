@@ -157,12 +157,12 @@ impl Engine {
         };
         let day = prepared.now.day_key();
         let month = prepared.now.month_key();
-        ledger.write(|tx| {
+        ledger.write(|txn| {
             if ledger.sweep_due(prepared.now) {
-                ledger::sweep(tx, prepared.now)?;
+                ledger::sweep(txn, prepared.now)?;
             }
             if let Some(id) = reserve_id
-                && let Some(row) = ledger::find(tx, id)?
+                && let Some(row) = ledger::find(txn, id)?
             {
                 let mut decision = self.base(request, prepared.now);
                 self.fill_resolved(&mut decision, &prepared);
@@ -201,7 +201,7 @@ impl Engine {
                 .filter(|s| s.rate.is_limited())
                 .map(|s| s.id.as_str())
                 .collect();
-            let figures = ledger::usage(tx, &limited, &rated, prepared.now, &day, &month)?;
+            let figures = ledger::usage(txn, &limited, &rated, prepared.now, &day, &month)?;
             let usage: Vec<ScopeUsage> = prepared
                 .chain
                 .iter()
@@ -227,7 +227,7 @@ impl Engine {
                     tokens: prepared.total_tokens,
                     price: prepared.model.price,
                 };
-                let expires = ledger::insert_hold(tx, &hold, ledger.hold_ttl_seconds())?;
+                let expires = ledger::insert_hold(txn, &hold, ledger.hold_ttl_seconds())?;
                 decision.reservation = Some(Reservation {
                     request_id: id.to_owned(),
                     held_micros: held,
@@ -268,7 +268,7 @@ impl Engine {
             tokens: record.tokens,
             price: None,
         };
-        ledger.write(|tx| ledger::insert_committed(tx, &hold))
+        ledger.write(|txn| ledger::insert_committed(txn, &hold))
     }
 
     fn base(&self, request: &Request, now: Timestamp) -> Decision {

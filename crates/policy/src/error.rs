@@ -195,6 +195,10 @@ pub enum LedgerError {
     #[error("unknown scope `{0}`")]
     #[diagnostic(code(keyscope::ledger::unknown_scope))]
     UnknownScope(String),
+    /// Spend recorded under a request id the ledger already has.
+    #[error("request id `{0}` is already in the ledger")]
+    #[diagnostic(code(keyscope::ledger::duplicate_request))]
+    DuplicateRequest(String),
     /// A commit for a reservation that was released.
     #[error("request `{0}` was released; it cannot be committed")]
     #[diagnostic(code(keyscope::ledger::released))]

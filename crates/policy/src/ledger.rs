@@ -6,11 +6,16 @@
 //! same write transaction, so two processes or threads can never both spend the last dollar, and
 //! a team cap covers its applications without summing rows at decision time. A commit replaces
 //! the hold with the actual cost, a release drops it, and a hold past its TTL is swept by the next
-//! write. Live holds sit in a small table of their own and move to `requests` when settled, so
-//! the two transactions of a request each write a few hot pages and `requests` once. Windows are
-//! UTC calendar days (`2026-11-22`) and months (`2026-11`), keyed by date, so nothing has to
-//! reset them. Rate limits count requests and tokens per calendar minute in the
+//! write. Windows are UTC calendar days (`2026-11-22`) and months (`2026-11`), keyed by date, so
+//! nothing has to reset them. Rate limits count requests and tokens per calendar minute in the
 //! same database.
+//!
+//! Each request's two transactions write one row each, on a small hot table: a reservation
+//! inserts its row into `recent`, and the commit (or release, or expiry) settles that row in
+//! place. The running totals are not rewritten by every request: each connection keeps them in
+//! memory, derived from the rows of `recent` and from `totals`, into which a fold moves the
+//! settled rows every few dozen requests (see [`totals`]). Folded rows go to `requests`, the
+//! permanent record.
 //!
 //! Durability: WAL with `synchronous=NORMAL` survives a killed process (tested); a power loss may
 //! roll back the last transactions but never corrupts the file.
@@ -31,11 +36,16 @@ use crate::error::LedgerError;
 use crate::money::token_cost;
 use crate::time::Timestamp;
 
+mod totals;
+
+use totals::{Amounts, FOLD_AT, Totals, read_amounts};
+
 /// How long a hold lives when neither committed nor released, by default: 15 minutes.
 pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
 
-/// A request row: `holds` (live) and `requests` (settled) have the same columns in the same order,
-/// so a row moves between them with `SELECT *`; only the states they accept differ.
+/// A request row: `recent` (live holds, and requests settled since the last fold) and `requests`
+/// (folded) have the same columns in the same order, so a row moves between them with
+/// `SELECT *`.
 macro_rules! request_table {
     ($name:literal, $states:literal) => {
         concat!(
@@ -87,15 +97,13 @@ macro_rules! insert_request_sql {
 
 const SCHEMA: &str = concat!(
     request_table!("requests", "'held', 'committed', 'released', 'expired'"),
-    request_table!("holds", "'held'"),
+    request_table!("recent", "'held', 'committed', 'released', 'expired'"),
     "
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL,
     period TEXT NOT NULL,
     committed_micros INTEGER NOT NULL DEFAULT 0,
-    held_micros INTEGER NOT NULL DEFAULT 0,
     committed_tokens INTEGER NOT NULL DEFAULT 0,
-    held_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, period)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rates (
@@ -109,27 +117,58 @@ CREATE TABLE IF NOT EXISTS rates (
 );
 
 /// The schema version [`SCHEMA`] writes. Version 1 kept live holds in `requests`, found through
-/// a partial index on their expiry.
-const SCHEMA_VERSION: i64 = 2;
+/// a partial index on their expiry; version 2 kept them in a table `holds` and moved each row
+/// to `requests` when settled. Both stored held amounts in `totals` and rewrote its rows in every
+/// transaction.
+const SCHEMA_VERSION: i64 = 3;
 
-/// From version 1: live holds move to their own table (same columns, same order).
+/// From version 1: live holds move from `requests` to `recent`.
 const MIGRATE_FROM_1: &str = "
-INSERT INTO holds SELECT * FROM requests WHERE state = 'held';
+INSERT INTO recent SELECT * FROM requests WHERE state = 'held';
 DELETE FROM requests WHERE state = 'held';
 DROP INDEX IF EXISTS requests_live_holds;
+";
+
+/// From version 2: live holds move from `holds` to `recent`.
+const MIGRATE_FROM_2: &str = "
+INSERT INTO recent SELECT * FROM holds;
+DROP TABLE holds;
+";
+
+/// From versions 1 and 2: held amounts are summed from `recent`, not stored; the committed ones
+/// stay.
+const MIGRATE_TOTALS: &str = "
+ALTER TABLE totals DROP COLUMN held_micros;
+ALTER TABLE totals DROP COLUMN held_tokens;
 ";
 
 /// The durable budget ledger. Thread-safe; several processes may share one file.
 #[derive(Debug)]
 pub struct Ledger {
-    conn: Mutex<Connection>,
+    inner: Mutex<Inner>,
     hold_ttl_seconds: i64,
+    /// Settled rows a write leaves in `recent` before folding them ([`FOLD_AT`]).
+    fold_at: u64,
     /// The earliest time the next write sweeps expired holds (Unix seconds): at most one sweep
     /// per second, not one per reservation.
     next_sweep: AtomicI64,
     /// Runs the WAL checkpoints (and their fsyncs) off the reservation path; `None` for
     /// in-memory and exclusive ledgers, which checkpoint inline.
     _checkpointer: Option<Checkpointer>,
+}
+
+/// The connection and the running totals derived through it, locked together.
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    totals: Totals,
+}
+
+/// A transaction of the ledger: the SQLite transaction and the running totals in memory, which
+/// the ledger's operations keep in step with the rows they write.
+pub(crate) struct Txn<'c> {
+    tx: Transaction<'c>,
+    totals: &'c mut Totals,
 }
 
 /// How often the background checkpointer copies the WAL into the database file.
@@ -295,7 +334,9 @@ fn from_i64(value: i64) -> Result<u64, LedgerError> {
 
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, shared: other threads and processes
-    /// (the CLI's `usage commit`, another service) may open it too.
+    /// (the CLI's `usage commit`, another service) may open it too. A write that follows
+    /// another connection's write first rebuilds this connection's running totals from the
+    /// short `recent` table, so connections that take turns pay for that on every write.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         Self::open_with(path, false)
     }
@@ -350,18 +391,34 @@ impl Ledger {
             });
         }
         tx.execute_batch(SCHEMA)?;
-        if version == 1 {
-            tx.execute_batch(MIGRATE_FROM_1)?;
+        match version {
+            1 => tx.execute_batch(MIGRATE_FROM_1)?,
+            2 => tx.execute_batch(MIGRATE_FROM_2)?,
+            _ => {}
+        }
+        if version == 1 || version == 2 {
+            tx.execute_batch(MIGRATE_TOTALS)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
-            conn: Mutex::new(conn),
+            inner: Mutex::new(Inner {
+                conn,
+                totals: Totals::default(),
+            }),
             hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
+            fold_at: FOLD_AT,
             next_sweep: AtomicI64::new(i64::MIN),
             _checkpointer: None,
         })
+    }
+
+    /// Folds every `rows` settled requests instead of [`FOLD_AT`]: tests reach a fold quickly.
+    #[cfg(test)]
+    fn with_fold_at(mut self, rows: u64) -> Self {
+        self.fold_at = rows;
+        self
     }
 
     /// Sets how long an unsettled hold lives.
@@ -396,13 +453,40 @@ impl Ledger {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when `f` succeeds.
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<T, LedgerError>,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        let mut conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+        self.transact(TransactionBehavior::Immediate, |txn| {
+            let value = f(txn)?;
+            txn.totals.fold_if_due(&txn.tx, self.fold_at)?;
+            Ok(value)
+        })
+    }
+
+    /// Runs `f` in one transaction of the given kind, with the running totals brought up to
+    /// date first. When anything fails the totals in memory are thrown away: the transaction
+    /// rolls back, and the next one rebuilds them from the tables.
+    fn transact<T>(
+        &self,
+        behavior: TransactionBehavior,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let mut inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
+        let Inner { conn, totals } = &mut *inner;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(behavior)?;
+            totals.refresh(&tx)?;
+            let mut txn = Txn {
+                tx,
+                totals: &mut *totals,
+            };
+            let value = f(&mut txn)?;
+            txn.tx.commit()?;
+            Ok(value)
+        })();
+        if result.is_err() {
+            totals.invalidate();
+        }
+        result
     }
 
     /// Replaces the hold of `request_id` with its actual cost. Idempotent: a retried commit
@@ -414,8 +498,8 @@ impl Ledger {
         usage: &Usage,
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
-        self.write(|tx| {
-            let row = find(tx, request_id)?
+        self.write(|txn| {
+            let row = find(txn, request_id)?
                 .ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
             match row.state.as_str() {
                 "committed" => {
@@ -441,13 +525,23 @@ impl Ledger {
                 .checked_add(usage.cached_input_tokens)
                 .and_then(|t| t.checked_add(usage.output_tokens))
                 .ok_or_else(overflow)?;
-            let mut delta = Delta::commit(cost, tokens, request_id)?;
-            let held = row.state == "held";
-            if held {
-                delta =
-                    delta.plus(Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus());
+            if row.state == "held" {
+                txn.totals
+                    .hold(&row.chain, &row.day, &row.month, row.held.negated());
+                txn.totals.settled();
             }
-            shift(tx, &row.chain, &row.day, &row.month, delta)?;
+            let charged = Amounts {
+                micros: to_i64(cost, request_id)?,
+                tokens: to_i64(tokens, request_id)?,
+            };
+            // An expired request was settled already; the money was spent all the same.
+            if row.recent {
+                txn.totals
+                    .charge_unfolded(&row.chain, &row.day, &row.month, charged);
+            } else {
+                txn.totals
+                    .charge_folded(&txn.tx, &row.chain, &row.day, &row.month, charged)?;
+            }
             let settled = Settled {
                 state: "committed",
                 cost_micros: to_i64(cost, request_id)?,
@@ -456,44 +550,39 @@ impl Ledger {
                 output_tokens: to_i64(usage.output_tokens, request_id)?,
                 at: now.unix(),
             };
-            // An expired request was moved by the sweep; the money was spent all the same.
-            settle(tx, request_id, held, &settled)?;
+            settle(txn, request_id, row.recent, &settled)?;
             Ok(Settlement::Committed { cost_micros: cost })
         })
     }
 
     /// Drops the hold of `request_id`. Idempotent; a committed request cannot be released.
     pub fn release(&self, request_id: &str, now: Timestamp) -> Result<Settlement, LedgerError> {
-        self.write(|tx| {
-            let row = find(tx, request_id)?
+        self.write(|txn| {
+            let row = find(txn, request_id)?
                 .ok_or_else(|| LedgerError::UnknownRequest(request_id.to_owned()))?;
             match row.state.as_str() {
                 "committed" => return Err(LedgerError::AlreadyCommitted(request_id.to_owned())),
                 "released" => return Ok(Settlement::AlreadyReleased),
                 "held" => {
-                    let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
-                    shift(tx, &row.chain, &row.day, &row.month, delta)?;
-                    settle(
-                        tx,
-                        request_id,
-                        true,
-                        &Settled::without_cost("released", now),
-                    )?;
+                    txn.totals
+                        .hold(&row.chain, &row.day, &row.month, row.held.negated());
+                    txn.totals.settled();
                 }
-                _ => settle(
-                    tx,
-                    request_id,
-                    false,
-                    &Settled::without_cost("released", now),
-                )?,
+                _ => {}
             }
+            settle(
+                txn,
+                request_id,
+                row.recent,
+                &Settled::without_cost("released", now),
+            )?;
             Ok(Settlement::Released)
         })
     }
 
     /// Expires the holds whose TTL has passed at `now`; returns how many.
     pub fn expire_holds(&self, now: Timestamp) -> Result<u64, LedgerError> {
-        self.write(|tx| sweep(tx, now))
+        self.write(|txn| sweep(txn, now))
     }
 
     /// Committed spend (and live holds) grouped by scope, model or day, from `since` (a UTC day
@@ -519,11 +608,12 @@ impl Ledger {
                     SUM(state = 'held'),
                     COALESCE(SUM(CASE WHEN state = 'held' THEN held_micros END), 0)
              FROM (SELECT {fields} FROM requests WHERE day >= ?1 AND state = 'committed'
-                   UNION ALL SELECT {fields} FROM holds WHERE day >= ?1)
+                   UNION ALL SELECT {fields} FROM recent
+                   WHERE day >= ?1 AND state IN ('held', 'committed'))
              GROUP BY {column} ORDER BY {column}"
         );
-        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
-        let mut statement = conn.prepare(&sql)?;
+        let inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
+        let mut statement = inner.conn.prepare(&sql)?;
         let rows = statement.query_map([since.unwrap_or("")], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -556,24 +646,20 @@ impl Ledger {
     /// The running totals of `scope` (the scope and everything under it) in `period`
     /// (`YYYY-MM-DD` or `YYYY-MM`): committed and held micro-dollars.
     pub fn window_totals(&self, scope: &str, period: &str) -> Result<(u64, u64), LedgerError> {
-        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
-        let (committed, held): (i64, i64) = conn
-            .query_row(
-                "SELECT committed_micros, held_micros FROM totals WHERE scope = ?1 AND period = ?2",
-                params![scope, period],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?
-            .unwrap_or((0, 0));
-        Ok((from_i64(committed)?, from_i64(held)?))
+        self.transact(TransactionBehavior::Deferred, |txn| {
+            let committed = txn.totals.committed(&txn.tx, scope, period)?;
+            let held = txn.totals.held(scope, period);
+            Ok((from_i64(committed.micros)?, from_i64(held.micros)?))
+        })
     }
 
     /// The state of a request: `held`, `committed`, `released` or `expired`.
     pub fn request_state(&self, request_id: &str) -> Result<Option<String>, LedgerError> {
-        let conn = self.conn.lock().map_err(|_| LedgerError::Poisoned)?;
-        Ok(conn
+        let inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
+        Ok(inner
+            .conn
             .query_row(
-                "SELECT state FROM holds WHERE request_id = ?1
+                "SELECT state FROM recent WHERE request_id = ?1
                  UNION ALL SELECT state FROM requests WHERE request_id = ?1",
                 [request_id],
                 |r| r.get(0),
@@ -585,22 +671,22 @@ impl Ledger {
 #[derive(Debug)]
 pub(crate) struct RequestRow {
     pub(crate) state: String,
-    chain: Vec<String>,
+    /// Whether the row is in `recent` (else in `requests`, folded).
+    recent: bool,
+    /// The scope and its ancestors, newline-separated as stored.
+    chain: String,
     day: String,
     month: String,
-    held_micros: u64,
-    held_tokens: u64,
+    held: Amounts,
     cost_micros: u64,
     price: Option<Price>,
     pub(crate) expires_at: i64,
 }
 
-pub(crate) fn find(
-    tx: &Transaction<'_>,
-    request_id: &str,
-) -> Result<Option<RequestRow>, LedgerError> {
-    // A live hold, else a settled request.
+pub(crate) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>, LedgerError> {
+    // A live hold or a recently settled request, else a folded one.
     let mut raw = None;
+    let mut recent = true;
     macro_rules! find_in {
         ($name:literal) => {
             concat!(
@@ -612,8 +698,9 @@ pub(crate) fn find(
             )
         };
     }
-    for sql in [find_in!("holds"), find_in!("requests")] {
-        raw = tx
+    for sql in [find_in!("recent"), find_in!("requests")] {
+        raw = txn
+            .tx
             .prepare_cached(sql)?
             .query_row([request_id], |r| {
                 Ok((
@@ -630,6 +717,7 @@ pub(crate) fn find(
         if raw.is_some() {
             break;
         }
+        recent = false;
     }
     let Some((state, chain, day, month, amounts, prices, expires_at)) = raw else {
         return Ok(None);
@@ -644,60 +732,15 @@ pub(crate) fn find(
     };
     Ok(Some(RequestRow {
         state,
-        chain: chain.split('\n').map(str::to_owned).collect(),
+        recent,
+        chain,
         day,
         month,
-        held_micros: from_i64(amounts[0])?,
-        held_tokens: from_i64(amounts[1])?,
+        held: read_amounts(amounts[0], amounts[1])?,
         cost_micros: from_i64(amounts[2])?,
         price,
         expires_at,
     }))
-}
-
-/// A change to the running totals of a chain, in both windows.
-#[derive(Debug, Clone, Copy, Default)]
-struct Delta {
-    held_micros: i64,
-    held_tokens: i64,
-    committed_micros: i64,
-    committed_tokens: i64,
-}
-
-impl Delta {
-    fn hold(micros: u64, tokens: u64, request_id: &str) -> Result<Self, LedgerError> {
-        Ok(Self {
-            held_micros: to_i64(micros, request_id)?,
-            held_tokens: to_i64(tokens, request_id)?,
-            ..Self::default()
-        })
-    }
-
-    fn commit(micros: u64, tokens: u64, request_id: &str) -> Result<Self, LedgerError> {
-        Ok(Self {
-            committed_micros: to_i64(micros, request_id)?,
-            committed_tokens: to_i64(tokens, request_id)?,
-            ..Self::default()
-        })
-    }
-
-    fn minus(self) -> Self {
-        Self {
-            held_micros: -self.held_micros,
-            held_tokens: -self.held_tokens,
-            committed_micros: -self.committed_micros,
-            committed_tokens: -self.committed_tokens,
-        }
-    }
-
-    fn plus(self, other: Self) -> Self {
-        Self {
-            held_micros: self.held_micros + other.held_micros,
-            held_tokens: self.held_tokens + other.held_tokens,
-            committed_micros: self.committed_micros + other.committed_micros,
-            committed_tokens: self.committed_tokens + other.committed_tokens,
-        }
-    }
 }
 
 /// `?a, ?b, ...` for `count` parameters numbered from `first`.
@@ -708,59 +751,36 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Applies `delta` to the day and month totals of every scope of `chain`, in one statement.
-fn shift(
-    tx: &Transaction<'_>,
-    chain: &[impl AsRef<str>],
-    day: &str,
-    month: &str,
-    delta: Delta,
-) -> Result<(), LedgerError> {
-    let rows: Vec<String> = (0..chain.len())
-        .flat_map(|i| {
-            let scope = 7 + i;
-            [
-                format!("(?{scope}, ?5, ?1, ?2, ?3, ?4)"),
-                format!("(?{scope}, ?6, ?1, ?2, ?3, ?4)"),
-            ]
-        })
-        .collect();
-    let sql = format!(
-        "INSERT INTO totals (scope, period, held_micros, held_tokens, committed_micros, committed_tokens)
-         VALUES {}
-         ON CONFLICT (scope, period) DO UPDATE SET
-            held_micros = held_micros + excluded.held_micros,
-            held_tokens = held_tokens + excluded.held_tokens,
-            committed_micros = committed_micros + excluded.committed_micros,
-            committed_tokens = committed_tokens + excluded.committed_tokens",
-        rows.join(", ")
-    );
-    let mut values: Vec<Value> = vec![
-        Value::Integer(delta.held_micros),
-        Value::Integer(delta.held_tokens),
-        Value::Integer(delta.committed_micros),
-        Value::Integer(delta.committed_tokens),
-        Value::Text(day.to_owned()),
-        Value::Text(month.to_owned()),
-    ];
-    values.extend(chain.iter().map(|s| Value::Text(s.as_ref().to_owned())));
-    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-    Ok(())
-}
-
 /// Expires every hold whose TTL has passed.
-pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerError> {
-    // `holds` holds only the live ones: a scan of it is short.
-    let expired: Vec<String> = tx
-        .prepare_cached("SELECT request_id FROM holds WHERE expires_at <= ?1")?
-        .query_map([now.unix()], |r| r.get(0))?
+pub(crate) fn sweep(txn: &mut Txn<'_>, now: Timestamp) -> Result<u64, LedgerError> {
+    // `recent` is short: the live holds and at most a fold's worth of settled rows.
+    let expired: Vec<(String, String, String, String, i64, i64)> = txn
+        .tx
+        .prepare_cached(
+            "SELECT request_id, chain, day, month, held_micros, held_tokens FROM recent
+             WHERE state = 'held' AND expires_at <= ?1",
+        )?
+        .query_map([now.unix()], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
         .collect::<Result<_, _>>()?;
-    for request_id in &expired {
-        if let Some(row) = find(tx, request_id)? {
-            let delta = Delta::hold(row.held_micros, row.held_tokens, request_id)?.minus();
-            shift(tx, &row.chain, &row.day, &row.month, delta)?;
-        }
-        settle(tx, request_id, true, &Settled::without_cost("expired", now))?;
+    for (request_id, chain, day, month, micros, tokens) in &expired {
+        let held = read_amounts(*micros, *tokens)?;
+        txn.totals.hold(chain, day, month, held.negated());
+        txn.totals.settled();
+        settle(
+            txn,
+            request_id,
+            true,
+            &Settled::without_cost("expired", now),
+        )?;
     }
     Ok(expired.len() as u64)
 }
@@ -768,54 +788,42 @@ pub(crate) fn sweep(tx: &Transaction<'_>, now: Timestamp) -> Result<u64, LedgerE
 /// Spend of each of `scopes` in the windows of `time`, in the order given. Requests and tokens
 /// per minute are read only for the scopes in `rated` (those with a rate limit).
 pub(crate) fn usage(
-    tx: &Transaction<'_>,
+    txn: &mut Txn<'_>,
     scopes: &[&str],
     rated: &[&str],
     time: Timestamp,
     day: &str,
     month: &str,
 ) -> Result<Vec<ScopeUsage>, LedgerError> {
-    let mut out = vec![ScopeUsage::default(); scopes.len()];
-    if scopes.is_empty() {
-        return Ok(out);
-    }
-    let position = |scope: &str| scopes.iter().position(|s| *s == scope);
-    let sql = format!(
-        "SELECT scope, period, committed_micros, held_micros, committed_tokens, held_tokens
-         FROM totals WHERE period IN (?1, ?2) AND scope IN ({})",
-        placeholders(3, scopes.len())
-    );
-    let mut values = vec![Value::Text(day.to_owned()), Value::Text(month.to_owned())];
-    values.extend(scopes.iter().map(|s| Value::Text((*s).to_owned())));
-    let mut statement = tx.prepare_cached(&sql)?;
-    let mut rows = statement.query(params_from_iter(values))?;
-    while let Some(row) = rows.next()? {
-        let scope: String = row.get(0)?;
-        let period: String = row.get(1)?;
-        let window = WindowUsage {
-            committed_micros: from_i64(row.get(2)?)?,
-            held_micros: from_i64(row.get(3)?)?,
-            committed_tokens: from_i64(row.get(4)?)?,
-            held_tokens: from_i64(row.get(5)?)?,
+    let mut out = Vec::with_capacity(scopes.len());
+    for scope in scopes {
+        let mut window = |period: &str| -> Result<WindowUsage, LedgerError> {
+            let committed = txn.totals.committed(&txn.tx, scope, period)?;
+            let held = txn.totals.held(scope, period);
+            Ok(WindowUsage {
+                committed_micros: from_i64(committed.micros)?,
+                held_micros: from_i64(held.micros)?,
+                committed_tokens: from_i64(committed.tokens)?,
+                held_tokens: from_i64(held.tokens)?,
+            })
         };
-        if let Some(i) = position(&scope) {
-            if period == day {
-                out[i].day = window;
-            } else {
-                out[i].month = window;
-            }
-        }
+        out.push(ScopeUsage {
+            day: window(day)?,
+            month: window(month)?,
+            ..ScopeUsage::default()
+        });
     }
     if rated.is_empty() {
         return Ok(out);
     }
+    let position = |scope: &str| scopes.iter().position(|s| *s == scope);
     let sql = format!(
         "SELECT scope, requests, tokens FROM rates WHERE minute = ?1 AND scope IN ({})",
         placeholders(2, rated.len())
     );
     let mut values = vec![Value::Integer(time.minute_key())];
     values.extend(rated.iter().map(|s| Value::Text((*s).to_owned())));
-    let mut statement = tx.prepare_cached(&sql)?;
+    let mut statement = txn.tx.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(values))?;
     while let Some(row) = rows.next()? {
         let scope: String = row.get(0)?;
@@ -850,17 +858,31 @@ impl Settled {
     }
 }
 
-/// Settles a request: a live hold (`held`) moves into `requests`, a request already there (one
-/// that expired) is updated in place. A reservation and its settlement each touch the small, hot
-/// `holds` table and the totals, and `requests` is written once per request: fewer pages per
-/// transaction than updating a row of the large table twice and an index of live holds with it.
+/// Records how a request was settled, in place, in `recent` or (a request that expired and was
+/// folded) in `requests`. The caller keeps the running totals in step.
 fn settle(
-    tx: &Transaction<'_>,
+    txn: &Txn<'_>,
     request_id: &str,
-    held: bool,
+    recent: bool,
     settled: &Settled,
 ) -> Result<(), LedgerError> {
-    let values = params![
+    macro_rules! settle_in {
+        ($name:literal) => {
+            concat!(
+                "UPDATE ",
+                $name,
+                " SET state = ?2, cost_micros = ?3, input_tokens = ?4,
+                 cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
+                 WHERE request_id = ?1"
+            )
+        };
+    }
+    let sql = if recent {
+        settle_in!("recent")
+    } else {
+        settle_in!("requests")
+    };
+    txn.tx.prepare_cached(sql)?.execute(params![
         request_id,
         settled.state,
         settled.cost_micros,
@@ -868,92 +890,66 @@ fn settle(
         settled.cached_input_tokens,
         settled.output_tokens,
         settled.at
-    ];
-    if !held {
-        tx.prepare_cached(
-            "UPDATE requests SET state = ?2, cost_micros = ?3, input_tokens = ?4,
-             cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
-             WHERE request_id = ?1",
-        )?
-        .execute(values)?;
-        return Ok(());
-    }
-    tx.prepare_cached(
-        "INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute, state,
-            held_micros, held_tokens, cost_micros, input_tokens, cached_input_tokens,
-            output_tokens, price_input, price_output, price_cached_input, created_at, expires_at,
-            settled_at)
-         SELECT request_id, key_id, scope, chain, model, day, month, minute, ?2,
-            held_micros, held_tokens, ?3, ?4, ?5, ?6, price_input, price_output,
-            price_cached_input, created_at, expires_at, ?7
-         FROM holds WHERE request_id = ?1",
-    )?
-    .execute(values)?;
-    tx.prepare_cached("DELETE FROM holds WHERE request_id = ?1")?
-        .execute([request_id])?;
+    ])?;
     Ok(())
 }
 
+/// Writes the row of a new request into `recent`, held or (spend recorded outside a reservation)
+/// committed. Returns the stored chain, the day and the month.
 fn insert_request(
-    tx: &Transaction<'_>,
+    txn: &Txn<'_>,
     hold: &Hold<'_>,
     state: &str,
-    day: &str,
-    month: &str,
     expires_at: Timestamp,
-) -> Result<(), LedgerError> {
+) -> Result<(String, String, String), LedgerError> {
     let id = hold.request_id;
     let price = |f: fn(&Price) -> u64| hold.price.as_ref().map(|p| to_i64(f(p), id)).transpose();
     let micros = to_i64(hold.micros, id)?;
     let tokens = to_i64(hold.tokens, id)?;
     let committed = state == "committed";
-    let sql = if committed {
-        insert_request_sql!("requests")
-    } else {
-        insert_request_sql!("holds")
-    };
-    tx.prepare_cached(sql)?.execute(params![
-        id,
-        hold.key_id,
-        hold.chain.first().copied().unwrap_or_default(),
-        hold.chain.join("\n"),
-        hold.model,
-        day,
-        month,
-        hold.time.minute_key(),
-        state,
-        micros,
-        tokens,
-        if committed { micros } else { 0 },
-        if committed { tokens } else { 0 },
-        price(|p| p.input)?,
-        price(|p| p.output)?,
-        price(|p| p.cached_input)?,
-        hold.time.unix(),
-        expires_at.unix(),
-        committed.then_some(hold.time.unix()),
-    ])?;
-    Ok(())
+    let chain = hold.chain.join("\n");
+    let day = hold.time.day_key();
+    let month = hold.time.month_key();
+    txn.tx
+        .prepare_cached(insert_request_sql!("recent"))?
+        .execute(params![
+            id,
+            hold.key_id,
+            hold.chain.first().copied().unwrap_or_default(),
+            chain,
+            hold.model,
+            day,
+            month,
+            hold.time.minute_key(),
+            state,
+            micros,
+            tokens,
+            if committed { micros } else { 0 },
+            if committed { tokens } else { 0 },
+            price(|p| p.input)?,
+            price(|p| p.output)?,
+            price(|p| p.cached_input)?,
+            hold.time.unix(),
+            expires_at.unix(),
+            committed.then_some(hold.time.unix()),
+        ])?;
+    Ok((chain, day, month))
 }
 
 /// Writes a hold and charges it to the whole chain, day, month and minute.
 pub(crate) fn insert_hold(
-    tx: &Transaction<'_>,
+    txn: &mut Txn<'_>,
     hold: &Hold<'_>,
     ttl: i64,
 ) -> Result<Timestamp, LedgerError> {
     let id = hold.request_id;
-    let day = hold.time.day_key();
-    let month = hold.time.month_key();
     let expires_at = hold.time.saturating_add(ttl);
-    insert_request(tx, hold, "held", &day, &month, expires_at)?;
-    shift(
-        tx,
-        hold.chain,
-        &day,
-        &month,
-        Delta::hold(hold.micros, hold.tokens, id)?,
-    )?;
+    let (chain, day, month) = insert_request(txn, hold, "held", expires_at)?;
+    let amounts = Amounts {
+        micros: to_i64(hold.micros, id)?,
+        tokens: to_i64(hold.tokens, id)?,
+    };
+    txn.totals.hold(&chain, &day, &month, amounts);
     if hold.rated.is_empty() {
         return Ok(expires_at);
     }
@@ -968,25 +964,28 @@ pub(crate) fn insert_hold(
     );
     let mut values = vec![
         Value::Integer(hold.time.minute_key()),
-        Value::Integer(to_i64(hold.tokens, id)?),
+        Value::Integer(amounts.tokens),
     ];
     values.extend(hold.rated.iter().map(|s| Value::Text((*s).to_owned())));
-    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+    txn.tx
+        .prepare_cached(&sql)?
+        .execute(params_from_iter(values))?;
     Ok(expires_at)
 }
 
 /// Records spend that happened outside a reservation (imports, fixtures): a committed request.
-pub(crate) fn insert_committed(tx: &Transaction<'_>, hold: &Hold<'_>) -> Result<(), LedgerError> {
-    let day = hold.time.day_key();
-    let month = hold.time.month_key();
-    insert_request(tx, hold, "committed", &day, &month, hold.time)?;
-    shift(
-        tx,
-        hold.chain,
-        &day,
-        &month,
-        Delta::commit(hold.micros, hold.tokens, hold.request_id)?,
-    )
+pub(crate) fn insert_committed(txn: &mut Txn<'_>, hold: &Hold<'_>) -> Result<(), LedgerError> {
+    if find(txn, hold.request_id)?.is_some() {
+        return Err(LedgerError::DuplicateRequest(hold.request_id.to_owned()));
+    }
+    let (chain, day, month) = insert_request(txn, hold, "committed", hold.time)?;
+    let amounts = Amounts {
+        micros: to_i64(hold.micros, hold.request_id)?,
+        tokens: to_i64(hold.tokens, hold.request_id)?,
+    };
+    txn.totals.charge_unfolded(&chain, &day, &month, amounts);
+    txn.totals.settled();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1017,7 +1016,7 @@ mod tests {
         let chain = ["team/app", "team"];
         let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
         ledger
-            .write(|tx| insert_hold(tx, &hold("r1", &chain, 500), 60))
+            .write(|txn| insert_hold(txn, &hold("r1", &chain, 500), 60))
             .unwrap();
         assert_eq!(
             ledger.window_totals("team", "2026-11-22").unwrap(),
@@ -1061,43 +1060,64 @@ mod tests {
         );
     }
 
+    /// Also when every settled request is folded at once (`fold_at` 1): a commit that arrives
+    /// after its hold expired and was folded is charged to `totals` directly.
     #[test]
     fn release_and_expiry_drop_holds() {
-        let ledger = Ledger::open_in_memory().unwrap();
+        for fold_at in [1, FOLD_AT] {
+            let ledger = Ledger::open_in_memory().unwrap().with_fold_at(fold_at);
+            let chain = ["a"];
+            let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+            ledger
+                .write(|txn| insert_hold(txn, &hold("r1", &chain, 500), 60))
+                .unwrap();
+            ledger
+                .write(|txn| insert_hold(txn, &hold("r2", &chain, 700), 60))
+                .unwrap();
+            assert_eq!(ledger.release("r1", now).unwrap(), Settlement::Released);
+            assert_eq!(
+                ledger.release("r1", now).unwrap(),
+                Settlement::AlreadyReleased
+            );
+            assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 700));
+            assert_eq!(ledger.expire_holds(now.saturating_add(59)).unwrap(), 0);
+            assert_eq!(ledger.expire_holds(now.saturating_add(60)).unwrap(), 1);
+            assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 0));
+            assert_eq!(
+                ledger.request_state("r2").unwrap().as_deref(),
+                Some("expired")
+            );
+            let usage = Usage {
+                cost_micros: Some(42),
+                ..Usage::default()
+            };
+            assert_eq!(
+                ledger.commit("r2", &usage, now).unwrap(),
+                Settlement::Committed { cost_micros: 42 }
+            );
+            assert_eq!(ledger.window_totals("a", "2026-11").unwrap(), (42, 0));
+            assert!(matches!(
+                ledger.commit("r1", &usage, now),
+                Err(LedgerError::AlreadyReleased(_))
+            ));
+            assert_totals_match_rows(&[&ledger], &chain);
+        }
+    }
+
+    #[test]
+    fn spend_recorded_twice_under_one_id_is_refused() {
+        let ledger = Ledger::open_in_memory().unwrap().with_fold_at(1);
         let chain = ["a"];
-        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
-        ledger
-            .write(|tx| insert_hold(tx, &hold("r1", &chain, 500), 60))
-            .unwrap();
-        ledger
-            .write(|tx| insert_hold(tx, &hold("r2", &chain, 700), 60))
-            .unwrap();
-        assert_eq!(ledger.release("r1", now).unwrap(), Settlement::Released);
-        assert_eq!(
-            ledger.release("r1", now).unwrap(),
-            Settlement::AlreadyReleased
+        let record = hold("import-1", &chain, 300);
+        ledger.write(|txn| insert_committed(txn, &record)).unwrap();
+        // Folded into `requests` by now; still found.
+        let again = ledger.write(|txn| insert_committed(txn, &record));
+        assert!(
+            matches!(again, Err(LedgerError::DuplicateRequest(ref id)) if id == "import-1"),
+            "{again:?}"
         );
-        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 700));
-        assert_eq!(ledger.expire_holds(now.saturating_add(59)).unwrap(), 0);
-        assert_eq!(ledger.expire_holds(now.saturating_add(60)).unwrap(), 1);
-        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 0));
-        assert_eq!(
-            ledger.request_state("r2").unwrap().as_deref(),
-            Some("expired")
-        );
-        let usage = Usage {
-            cost_micros: Some(42),
-            ..Usage::default()
-        };
-        assert_eq!(
-            ledger.commit("r2", &usage, now).unwrap(),
-            Settlement::Committed { cost_micros: 42 }
-        );
-        assert_eq!(ledger.window_totals("a", "2026-11").unwrap(), (42, 0));
-        assert!(matches!(
-            ledger.commit("r1", &usage, now),
-            Err(LedgerError::AlreadyReleased(_))
-        ));
+        assert_eq!(ledger.window_totals("a", "2026-11").unwrap(), (300, 0));
+        assert_totals_match_rows(&[&ledger], &chain);
     }
 
     /// The background thread copies the WAL into the database file without any write asking
@@ -1112,7 +1132,7 @@ mod tests {
         let ids: Vec<String> = (0..200).map(|i| format!("request-{i}")).collect();
         for id in &ids {
             ledger
-                .write(|tx| insert_hold(tx, &hold(id, &chain, 10), 60))
+                .write(|txn| insert_hold(txn, &hold(id, &chain, 10), 60))
                 .unwrap();
         }
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -1133,71 +1153,194 @@ mod tests {
         );
     }
 
-    /// A version-1 ledger (live holds in `requests`, found through an index) opens with its
-    /// holds moved to their own table: still counted, reported and committable.
-    #[test]
-    fn a_version_1_ledger_keeps_its_holds() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.sqlite");
-        {
-            let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(SCHEMA).unwrap();
-            conn.execute_batch(
-                "DROP TABLE holds;
-                 CREATE INDEX requests_live_holds ON requests (expires_at) WHERE state = 'held';
-                 INSERT INTO requests (request_id, key_id, scope, chain, model, day, month, minute,
-                     state, held_micros, held_tokens, cost_micros, price_input, price_output,
-                     price_cached_input, created_at, expires_at)
-                 VALUES
-                     ('old-held', 'k', 'a', 'a', 'm', '2026-11-22', '2026-11', 0, 'held', 500, 10,
-                      0, 1, 1, 1, 1795348800, 1795352400),
-                     ('old-done', 'k', 'a', 'a', 'm', '2026-11-22', '2026-11', 0, 'committed', 300,
-                      10, 300, 1, 1, 1, 1795348800, 1795352400);
-                 INSERT INTO totals (scope, period, committed_micros, held_micros) VALUES
-                     ('a', '2026-11-22', 300, 500), ('a', '2026-11', 300, 500);
-                 PRAGMA user_version = 1;",
-            )
-            .unwrap();
+    /// The totals every handle reports, checked against the rows themselves.
+    fn assert_totals_match_rows(ledgers: &[&Ledger], scopes: &[&str]) {
+        let rows = ledgers[0].spend(SpendGrouping::Scope, None).unwrap();
+        let committed: u64 = rows.iter().map(|r| r.cost_micros).sum();
+        let held: u64 = rows.iter().map(|r| r.held_micros).sum();
+        for ledger in ledgers {
+            for scope in scopes {
+                for period in ["2026-11-22", "2026-11"] {
+                    assert_eq!(
+                        ledger.window_totals(scope, period).unwrap(),
+                        (committed, held),
+                        "{scope} {period}"
+                    );
+                }
+            }
         }
-        let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(
-            ledger.request_state("old-held").unwrap().as_deref(),
-            Some("held")
-        );
-        let rows = ledger.spend(SpendGrouping::Scope, None).unwrap();
-        assert_eq!(
-            (
-                rows[0].requests,
-                rows[0].cost_micros,
-                rows[0].held_requests,
-                rows[0].held_micros
-            ),
-            (1, 300, 1, 500)
-        );
+    }
+
+    /// Settled requests stay in `recent` and are folded into `totals` and `requests` every few
+    /// rows; two handles on one file (as two processes) each fold in turn, and both always
+    /// report what the rows say, also after reopening.
+    #[test]
+    fn folded_and_unfolded_commits_add_up_across_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let first = Ledger::open(&path).unwrap().with_fold_at(3);
+        let second = Ledger::open(&path).unwrap().with_fold_at(3);
+        let chain = ["team/app", "team"];
         let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
-        let usage = Usage {
-            cost_micros: Some(100),
-            ..Usage::default()
-        };
-        assert_eq!(
-            ledger.commit("old-held", &usage, now).unwrap(),
-            Settlement::Committed { cost_micros: 100 }
-        );
-        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (400, 0));
-        drop(ledger);
-        let conn = Connection::open(&path).unwrap();
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        let indexes: i64 = conn
+        let ids: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let (writer, other) = if i % 2 == 0 {
+                (&first, &second)
+            } else {
+                (&second, &first)
+            };
+            writer
+                .write(|txn| insert_hold(txn, &hold(id, &chain, 1_000), 60))
+                .unwrap();
+            assert_totals_match_rows(&[writer, other], &chain);
+            let usage = Usage {
+                cost_micros: Some(100 + i as u64),
+                ..Usage::default()
+            };
+            other.commit(id, &usage, now).unwrap();
+            assert_totals_match_rows(&[writer, other], &chain);
+        }
+        let (recent, requests, folded): (i64, i64, i64) = first
+            .inner
+            .lock()
+            .unwrap()
+            .conn
             .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'requests_live_holds'",
+                "SELECT (SELECT count(*) FROM recent), (SELECT count(*) FROM requests),
+                        (SELECT committed_micros FROM totals
+                         WHERE scope = 'team' AND period = '2026-11')",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
-        assert_eq!(indexes, 0);
+        assert_eq!((recent, requests), (2, 9), "11 commits, folded every 3");
+        assert_eq!(folded, (100..109).sum::<i64>());
+        drop((first, second));
+        assert_totals_match_rows(&[&Ledger::open(&path).unwrap()], &chain);
+    }
+
+    /// A write that fails rolls back, and the totals in memory forget what it did.
+    #[test]
+    fn a_failed_write_leaves_the_totals_as_they_were() {
+        let ledger = Ledger::open_in_memory().unwrap();
+        let chain = ["a"];
+        let failed = ledger.write(|txn| {
+            insert_hold(txn, &hold("r1", &chain, 500), 60)?;
+            Err::<(), _>(LedgerError::Overflow("r1".to_owned()))
+        });
+        assert!(matches!(failed, Err(LedgerError::Overflow(_))));
+        assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (0, 0));
+        assert_eq!(ledger.request_state("r1").unwrap(), None);
+    }
+
+    /// The tables of schema versions 1 and 2 that version 3 changed: `totals` also stored held
+    /// amounts, and there was no journal.
+    const TOTALS_V2: &str = "
+        CREATE TABLE totals (
+            scope TEXT NOT NULL,
+            period TEXT NOT NULL,
+            committed_micros INTEGER NOT NULL DEFAULT 0,
+            held_micros INTEGER NOT NULL DEFAULT 0,
+            committed_tokens INTEGER NOT NULL DEFAULT 0,
+            held_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (scope, period)
+        ) WITHOUT ROWID;
+        INSERT INTO totals (scope, period, committed_micros, held_micros) VALUES
+            ('a', '2026-11-22', 300, 500), ('a', '2026-11', 300, 500);";
+
+    /// An older ledger opens migrated: in version 1 live holds sat in `requests`, found through
+    /// an index; in versions 1 and 2 `totals` also stored held amounts. The holds are still
+    /// counted, reported and committable, and the committed totals are kept.
+    #[test]
+    fn older_ledgers_keep_their_holds_and_totals() {
+        for version in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("old.sqlite");
+            {
+                let conn = Connection::open(&path).unwrap();
+                conn.execute_batch(request_table!(
+                    "requests",
+                    "'held', 'committed', 'released', 'expired'"
+                ))
+                .unwrap();
+                conn.execute_batch(TOTALS_V2).unwrap();
+                let held_in = if version == 1 {
+                    conn.execute_batch(
+                        "CREATE INDEX requests_live_holds ON requests (expires_at)
+                         WHERE state = 'held'",
+                    )
+                    .unwrap();
+                    "requests"
+                } else {
+                    conn.execute_batch(request_table!("holds", "'held'"))
+                        .unwrap();
+                    "holds"
+                };
+                let values = "('k', 'a', 'a', 'm', '2026-11-22', '2026-11', 0";
+                let columns = "(key_id, scope, chain, model, day, month, minute, request_id, state,
+                    held_micros, held_tokens, cost_micros, price_input, price_output,
+                    price_cached_input, created_at, expires_at)";
+                conn.execute_batch(&format!(
+                    "INSERT INTO {held_in} {columns} VALUES {values}, 'old-held', 'held', 500, 10,
+                         0, 1, 1, 1, 1795348800, 1795352400);
+                     INSERT INTO requests {columns} VALUES {values}, 'old-done', 'committed', 300,
+                         10, 300, 1, 1, 1, 1795348800, 1795352400);
+                     PRAGMA user_version = {version};"
+                ))
+                .unwrap();
+            }
+            let ledger = Ledger::open(&path).unwrap();
+            assert_eq!(
+                ledger.request_state("old-held").unwrap().as_deref(),
+                Some("held")
+            );
+            assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (300, 500));
+            let rows = ledger.spend(SpendGrouping::Scope, None).unwrap();
+            assert_eq!(
+                (
+                    rows[0].requests,
+                    rows[0].cost_micros,
+                    rows[0].held_requests,
+                    rows[0].held_micros
+                ),
+                (1, 300, 1, 500)
+            );
+            let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+            let usage = Usage {
+                cost_micros: Some(100),
+                ..Usage::default()
+            };
+            assert_eq!(
+                ledger.commit("old-held", &usage, now).unwrap(),
+                Settlement::Committed { cost_micros: 100 }
+            );
+            assert_eq!(ledger.window_totals("a", "2026-11-22").unwrap(), (400, 0));
+            assert_eq!(ledger.window_totals("a", "2026-11").unwrap(), (400, 0));
+            drop(ledger);
+            let conn = Connection::open(&path).unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, SCHEMA_VERSION);
+            let leftovers: i64 = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM sqlite_schema WHERE name = 'requests_live_holds')
+                          + (SELECT count(*) FROM pragma_table_info('totals')
+                             WHERE name LIKE 'held%')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(leftovers, 0);
+        }
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("newer.sqlite");
+        drop(Ledger::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(conn);
@@ -1206,8 +1349,8 @@ mod tests {
             matches!(
                 err,
                 LedgerError::NewerSchema {
-                    found: 3,
-                    supported: 2
+                    found: 4,
+                    supported: 3
                 }
             ),
             "{err}"

@@ -1,0 +1,344 @@
+//! The running totals a reservation checks, kept in memory and derived from what is stored.
+//!
+//! Nothing here is the truth; the tables are. The *held* part of a window is the sum of the
+//! live holds in `recent`. The *committed* part is the window's row in `totals` (spend folded so
+//! far) plus the committed rows of `recent` (settled since the last fold). So a reservation
+//! inserts one row and its commit updates that row, both on a small hot table, and totals rows
+//! are rewritten only when a fold moves [`FOLD_AT`] settled rows to `requests` at once.
+//!
+//! The copy in memory stays right because every write runs in a `BEGIN IMMEDIATE` transaction
+//! that first reads `PRAGMA data_version`: if another connection (a thread, the CLI, another
+//! service) wrote since, the copy is rebuilt from `recent`, which is short, and rows of `totals`
+//! are read again when needed. A write that fails throws the copy away.
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::error::LedgerError;
+
+/// How many settled rows a write leaves in `recent` before it folds them. A fold costs a few
+/// statements whatever its size; a rebuild after another connection's write reads all of
+/// `recent` again. Measured with two connections taking turns: at 1,024 rows the rebuilds cut
+/// throughput to 950 cycles/s; at 32 it is on par with rewriting the totals in every write.
+pub(super) const FOLD_AT: u64 = 32;
+
+/// Stop caching `totals` rows past this many (one per scope and day or month looked up); the
+/// cache starts again empty.
+const MAX_FOLDED_ENTRIES: usize = 100_000;
+
+/// Adds committed spend to a row of `totals`.
+const UPSERT_TOTALS: &str = "
+    INSERT INTO totals (scope, period, committed_micros, committed_tokens) VALUES (?1, ?2, ?3, ?4)
+    ON CONFLICT (scope, period) DO UPDATE SET
+        committed_micros = committed_micros + excluded.committed_micros,
+        committed_tokens = committed_tokens + excluded.committed_tokens";
+
+/// Micro-dollars and tokens of one window of one scope.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Amounts {
+    pub(super) micros: i64,
+    pub(super) tokens: i64,
+}
+
+impl Amounts {
+    pub(super) fn negated(self) -> Self {
+        Self {
+            micros: -self.micros,
+            tokens: -self.tokens,
+        }
+    }
+
+    fn plus(self, other: Self) -> Self {
+        Self {
+            micros: self.micros.saturating_add(other.micros),
+            tokens: self.tokens.saturating_add(other.tokens),
+        }
+    }
+}
+
+/// Amounts by period (`YYYY-MM-DD` or `YYYY-MM`), then scope: lookups by `&str` without
+/// building a key.
+#[derive(Debug, Default)]
+struct Windows(HashMap<String, HashMap<String, Amounts>>);
+
+impl Windows {
+    fn get(&self, scope: &str, period: &str) -> Option<Amounts> {
+        self.0.get(period)?.get(scope).copied()
+    }
+
+    /// Sets the amounts of one window.
+    fn set(&mut self, scope: &str, period: &str, amounts: Amounts) {
+        match self.0.get_mut(period) {
+            Some(scopes) => {
+                scopes.insert(scope.to_owned(), amounts);
+            }
+            None => {
+                let scopes = HashMap::from([(scope.to_owned(), amounts)]);
+                self.0.insert(period.to_owned(), scopes);
+            }
+        }
+    }
+
+    /// Adds `amounts` to the day and the month of every scope of `chain` (newline-separated, as
+    /// stored). An entry back at zero is dropped, so the map follows the live holds only.
+    fn add_chain(&mut self, chain: &str, day: &str, month: &str, amounts: Amounts) {
+        for period in [day, month] {
+            match self.0.get_mut(period) {
+                Some(scopes) => {
+                    add_to_chain(scopes, chain, amounts);
+                    if scopes.is_empty() {
+                        self.0.remove(period);
+                    }
+                }
+                None => {
+                    let mut scopes = HashMap::new();
+                    add_to_chain(&mut scopes, chain, amounts);
+                    if !scopes.is_empty() {
+                        self.0.insert(period.to_owned(), scopes);
+                    }
+                }
+            }
+        }
+    }
+
+    fn entries(&self) -> impl Iterator<Item = (&str, &str, Amounts)> {
+        self.0.iter().flat_map(|(period, scopes)| {
+            scopes
+                .iter()
+                .map(move |(scope, amounts)| (scope.as_str(), period.as_str(), *amounts))
+        })
+    }
+}
+
+fn add_to_chain(scopes: &mut HashMap<String, Amounts>, chain: &str, amounts: Amounts) {
+    for scope in chain.split('\n') {
+        match scopes.get_mut(scope) {
+            Some(entry) => {
+                *entry = entry.plus(amounts);
+                if *entry == Amounts::default() {
+                    scopes.remove(scope);
+                }
+            }
+            None if amounts != Amounts::default() => {
+                scopes.insert(scope.to_owned(), amounts);
+            }
+            None => {}
+        }
+    }
+}
+
+/// The in-memory running totals of one connection.
+#[derive(Debug, Default)]
+pub(super) struct Totals {
+    /// `PRAGMA data_version` when the copy was built; `None` before that and after a failed write.
+    version: Option<i64>,
+    /// Sums of the live holds.
+    held: Windows,
+    /// Sums of the committed rows of `recent`.
+    unfolded: Windows,
+    /// How many rows of `recent` are settled (committed, released or expired).
+    settled_rows: u64,
+    /// Rows of `totals` read so far; a window without a row is cached as zero.
+    folded: Windows,
+    folded_entries: usize,
+}
+
+/// Amounts read from a row, which keyscope never writes negative.
+pub(super) fn read_amounts(micros: i64, tokens: i64) -> Result<Amounts, LedgerError> {
+    if micros < 0 || tokens < 0 {
+        return Err(LedgerError::Corrupt(format!(
+            "negative amount {micros} µ$ / {tokens} tokens"
+        )));
+    }
+    Ok(Amounts { micros, tokens })
+}
+
+impl Totals {
+    /// Forgets the copy: the next transaction rebuilds it.
+    pub(super) fn invalidate(&mut self) {
+        self.version = None;
+    }
+
+    /// Rebuilds the copy if another connection wrote since it was built. Runs first in every
+    /// transaction: `PRAGMA data_version` starts the read and reports the state it sees.
+    pub(super) fn refresh(&mut self, tx: &Transaction<'_>) -> Result<(), LedgerError> {
+        let version: i64 = tx
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if self.version == Some(version) {
+            return Ok(());
+        }
+        *self = Self::default();
+        // Summed by SQLite: a few rows per chain and day instead of one per request.
+        let mut statement = tx.prepare_cached(
+            "SELECT chain, day, month,
+                    SUM(CASE WHEN state = 'held' THEN held_micros ELSE 0 END),
+                    SUM(CASE WHEN state = 'held' THEN held_tokens ELSE 0 END),
+                    SUM(CASE WHEN state = 'committed' THEN cost_micros ELSE 0 END),
+                    SUM(CASE WHEN state = 'committed'
+                        THEN input_tokens + cached_input_tokens + output_tokens ELSE 0 END),
+                    SUM(state != 'held')
+             FROM recent GROUP BY chain, day, month",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let chain: String = row.get(0)?;
+            let day: String = row.get(1)?;
+            let month: String = row.get(2)?;
+            let held = read_amounts(row.get(3)?, row.get(4)?)?;
+            let spent = read_amounts(row.get(5)?, row.get(6)?)?;
+            let settled: i64 = row.get(7)?;
+            self.held.add_chain(&chain, &day, &month, held);
+            self.unfolded.add_chain(&chain, &day, &month, spent);
+            self.settled_rows += u64::try_from(settled).unwrap_or_default();
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+
+    /// Micro-dollars and tokens held by live reservations of `scope` (and its descendants) in
+    /// `period`.
+    pub(super) fn held(&self, scope: &str, period: &str) -> Amounts {
+        self.held.get(scope, period).unwrap_or_default()
+    }
+
+    /// Micro-dollars and tokens committed by `scope` (and its descendants) in `period`.
+    pub(super) fn committed(
+        &mut self,
+        tx: &Transaction<'_>,
+        scope: &str,
+        period: &str,
+    ) -> Result<Amounts, LedgerError> {
+        let folded = match self.folded.get(scope, period) {
+            Some(folded) => folded,
+            None => {
+                let row = tx
+                    .prepare_cached(
+                        "SELECT committed_micros, committed_tokens FROM totals
+                         WHERE scope = ?1 AND period = ?2",
+                    )?
+                    .query_row([scope, period], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                let folded = match row {
+                    Some((micros, tokens)) => read_amounts(micros, tokens)?,
+                    None => Amounts::default(),
+                };
+                if self.folded_entries >= MAX_FOLDED_ENTRIES {
+                    self.folded = Windows::default();
+                    self.folded_entries = 0;
+                }
+                self.folded.set(scope, period, folded);
+                self.folded_entries += 1;
+                folded
+            }
+        };
+        Ok(folded.plus(self.unfolded.get(scope, period).unwrap_or_default()))
+    }
+
+    /// Counts a new hold (`amounts`) or the end of one (`amounts.negated()`) against the day and
+    /// month of every scope of `chain`. The caller writes or deletes the `holds` row.
+    pub(super) fn hold(&mut self, chain: &str, day: &str, month: &str, amounts: Amounts) {
+        self.held.add_chain(chain, day, month, amounts);
+    }
+
+    /// Counts a row of `recent` that stopped being a live hold toward the next fold.
+    pub(super) fn settled(&mut self) {
+        self.settled_rows += 1;
+    }
+
+    /// Charges spend that a row of `recent` records as committed to the day and month of every
+    /// scope of `chain`. The caller writes the row.
+    pub(super) fn charge_unfolded(
+        &mut self,
+        chain: &str,
+        day: &str,
+        month: &str,
+        amounts: Amounts,
+    ) {
+        self.unfolded.add_chain(chain, day, month, amounts);
+    }
+
+    /// Charges spend committed on a row already folded into `requests` (a request that expired
+    /// before its commit arrived) to `totals` directly: rare, so one upsert per window is fine.
+    pub(super) fn charge_folded(
+        &mut self,
+        tx: &Transaction<'_>,
+        chain: &str,
+        day: &str,
+        month: &str,
+        amounts: Amounts,
+    ) -> Result<(), LedgerError> {
+        let mut upsert = tx.prepare_cached(UPSERT_TOTALS)?;
+        for period in [day, month] {
+            for scope in chain.split('\n') {
+                upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
+                self.add_to_cached_fold(scope, period, amounts);
+            }
+        }
+        Ok(())
+    }
+
+    fn add_to_cached_fold(&mut self, scope: &str, period: &str, amounts: Amounts) {
+        if let Some(folded) = self.folded.0.get_mut(period).and_then(|s| s.get_mut(scope)) {
+            *folded = folded.plus(amounts);
+        }
+    }
+
+    /// Folds once `recent` holds `fold_at` settled rows: their committed spend goes into
+    /// `totals` (one upsert per scope and window), and the rows move to `requests`. The sums do
+    /// not change.
+    pub(super) fn fold_if_due(
+        &mut self,
+        tx: &Transaction<'_>,
+        fold_at: u64,
+    ) -> Result<(), LedgerError> {
+        if self.settled_rows < fold_at {
+            return Ok(());
+        }
+        let mut upsert = tx.prepare_cached(UPSERT_TOTALS)?;
+        for (scope, period, amounts) in self.unfolded.entries() {
+            upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
+        }
+        tx.execute_batch(
+            "INSERT INTO requests SELECT * FROM recent WHERE state != 'held';
+             DELETE FROM recent WHERE state != 'held';",
+        )?;
+        let unfolded = std::mem::take(&mut self.unfolded);
+        for (scope, period, amounts) in unfolded.entries() {
+            self.add_to_cached_fold(scope, period, amounts);
+        }
+        self.settled_rows = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_counts_in_both_windows_and_leaves_no_empty_entries() {
+        let mut windows = Windows::default();
+        let amounts = Amounts {
+            micros: 5,
+            tokens: 1,
+        };
+        windows.add_chain("team/app\nteam", "2026-11-22", "2026-11", amounts);
+        for (scope, period) in [
+            ("team/app", "2026-11-22"),
+            ("team", "2026-11-22"),
+            ("team/app", "2026-11"),
+            ("team", "2026-11"),
+        ] {
+            assert_eq!(
+                windows.get(scope, period),
+                Some(amounts),
+                "{scope} {period}"
+            );
+        }
+        assert_eq!(windows.get("team", "2026-11-21"), None);
+        windows.add_chain("team/app\nteam", "2026-11-22", "2026-11", amounts.negated());
+        assert!(windows.0.is_empty(), "{windows:?}");
+    }
+}
