@@ -168,6 +168,11 @@ fn print_ledger_runs(engine: &keyscope_policy::Engine) {
             );
         }
     }
+    let both = Ledger::open(&dir.path().join("threads.sqlite")).unwrap();
+    println!(
+        "ledger shared, one handle, two threads: {:.0} reserve+commit cycles/s wall clock",
+        threaded_cycles(engine, &both, 2)
+    );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "load average during the run: {}",
@@ -185,6 +190,35 @@ struct LedgerRun {
     cycle: [Duration; 4],
     reserve: [Duration; 4],
     commit: [Duration; 4],
+}
+
+/// Runs reserve+commit cycles from `threads` threads on one ledger handle; returns cycles/s.
+fn threaded_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger, threads: usize) -> f64 {
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 500,
+        ..Usage::default()
+    };
+    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
+    let per_thread = CYCLES / threads;
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                for i in 0..per_thread {
+                    let mut request = common::request();
+                    let id = format!("t{t}-{i}");
+                    request.request_id = Some(id.clone());
+                    let decision = engine
+                        .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
+                        .unwrap();
+                    assert!(decision.allowed, "{:?}", decision.reasons);
+                    black_box(ledger.commit(&id, &usage, now).unwrap());
+                }
+            });
+        }
+    });
+    (per_thread * threads) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Reserves through `reserving` and commits through `committing` (the same ledger, or two
