@@ -26,9 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::Value;
-use rusqlite::{
-    Connection, OptionalExtension, Transaction, TransactionBehavior, params, params_from_iter,
-};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use serde::Serialize;
 
 use crate::catalog::Price;
@@ -164,11 +162,19 @@ struct Inner {
     totals: Totals,
 }
 
-/// A transaction of the ledger: the SQLite transaction and the running totals in memory, which
-/// the ledger's operations keep in step with the rows they write.
+/// A transaction of the ledger: the connection, inside a transaction, and the running totals in
+/// memory, which the ledger's operations keep in step with the rows they write.
 pub(crate) struct Txn<'c> {
-    tx: Transaction<'c>,
+    conn: &'c Connection,
     totals: &'c mut Totals,
+}
+
+/// How a transaction begins: a write takes SQLite's write lock at once, so two writers never
+/// both read the same totals.
+#[derive(Debug, Clone, Copy)]
+enum Begin {
+    Write,
+    Read,
 }
 
 /// How often the background checkpointer copies the WAL into the database file.
@@ -455,36 +461,46 @@ impl Ledger {
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
-        self.transact(TransactionBehavior::Immediate, |txn| {
+        self.transact(Begin::Write, |txn| {
             let value = f(txn)?;
-            txn.totals.fold_if_due(&txn.tx, self.fold_at)?;
+            txn.totals.fold_if_due(txn.conn, self.fold_at)?;
             Ok(value)
         })
     }
 
     /// Runs `f` in one transaction of the given kind, with the running totals brought up to
-    /// date first. When anything fails the totals in memory are thrown away: the transaction
-    /// rolls back, and the next one rebuilds them from the tables.
+    /// date first. When anything fails the transaction rolls back and the totals in memory are
+    /// thrown away: the next transaction rebuilds them from the tables. `BEGIN` and `COMMIT`
+    /// are prepared once, not parsed for every transaction.
     fn transact<T>(
         &self,
-        behavior: TransactionBehavior,
+        begin: Begin,
         f: impl FnOnce(&mut Txn<'_>) -> Result<T, LedgerError>,
     ) -> Result<T, LedgerError> {
         let mut inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
         let Inner { conn, totals } = &mut *inner;
+        let conn = &*conn;
+        let begin = match begin {
+            Begin::Write => "BEGIN IMMEDIATE",
+            Begin::Read => "BEGIN",
+        };
+        conn.prepare_cached(begin)?.execute([])?;
         let result = (|| {
-            let tx = conn.transaction_with_behavior(behavior)?;
-            totals.refresh(&tx)?;
-            let mut txn = Txn {
-                tx,
+            totals.refresh(conn)?;
+            let value = f(&mut Txn {
+                conn,
                 totals: &mut *totals,
-            };
-            let value = f(&mut txn)?;
-            txn.tx.commit()?;
+            })?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
             Ok(value)
         })();
         if result.is_err() {
             totals.invalidate();
+            if !conn.is_autocommit() {
+                // Nothing more can be done if the rollback fails too: SQLite rolls back what
+                // was not committed when the connection closes.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
         }
         result
     }
@@ -540,7 +556,7 @@ impl Ledger {
                     .charge_unfolded(&row.chain, &row.day, &row.month, charged);
             } else {
                 txn.totals
-                    .charge_folded(&txn.tx, &row.chain, &row.day, &row.month, charged)?;
+                    .charge_folded(txn.conn, &row.chain, &row.day, &row.month, charged)?;
             }
             let settled = Settled {
                 state: "committed",
@@ -646,8 +662,8 @@ impl Ledger {
     /// The running totals of `scope` (the scope and everything under it) in `period`
     /// (`YYYY-MM-DD` or `YYYY-MM`): committed and held micro-dollars.
     pub fn window_totals(&self, scope: &str, period: &str) -> Result<(u64, u64), LedgerError> {
-        self.transact(TransactionBehavior::Deferred, |txn| {
-            let committed = txn.totals.committed(&txn.tx, scope, period)?;
+        self.transact(Begin::Read, |txn| {
+            let committed = txn.totals.committed(txn.conn, scope, period)?;
             let held = txn.totals.held(scope, period);
             Ok((from_i64(committed.micros)?, from_i64(held.micros)?))
         })
@@ -684,13 +700,14 @@ pub(crate) struct RequestRow {
 }
 
 pub(crate) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>, LedgerError> {
-    // A live hold or a recently settled request, else a folded one.
-    let mut raw = None;
-    let mut recent = true;
+    // A live hold or a recently settled request, else a folded one: one statement, which stops
+    // at the first row.
     macro_rules! find_in {
-        ($name:literal) => {
+        ($recent:literal, $name:literal) => {
             concat!(
-                "SELECT state, chain, day, month, held_micros, held_tokens, cost_micros,
+                "SELECT ",
+                $recent,
+                ", state, chain, day, month, held_micros, held_tokens, cost_micros,
                         price_input, price_output, price_cached_input, expires_at
                  FROM ",
                 $name,
@@ -698,28 +715,28 @@ pub(crate) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>
             )
         };
     }
-    for sql in [find_in!("recent"), find_in!("requests")] {
-        raw = txn
-            .tx
-            .prepare_cached(sql)?
-            .query_row([request_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    [r.get::<_, i64>(4)?, r.get(5)?, r.get(6)?],
-                    [r.get::<_, Option<i64>>(7)?, r.get(8)?, r.get(9)?],
-                    r.get::<_, i64>(10)?,
-                ))
-            })
-            .optional()?;
-        if raw.is_some() {
-            break;
-        }
-        recent = false;
-    }
-    let Some((state, chain, day, month, amounts, prices, expires_at)) = raw else {
+    let raw = txn
+        .conn
+        .prepare_cached(concat!(
+            find_in!("1", "recent"),
+            " UNION ALL ",
+            find_in!("0", "requests"),
+            " LIMIT 1"
+        ))?
+        .query_row([request_id], |r| {
+            Ok((
+                r.get::<_, bool>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?],
+                [r.get::<_, Option<i64>>(8)?, r.get(9)?, r.get(10)?],
+                r.get::<_, i64>(11)?,
+            ))
+        })
+        .optional()?;
+    let Some((recent, state, chain, day, month, amounts, prices, expires_at)) = raw else {
         return Ok(None);
     };
     let price = match prices {
@@ -755,7 +772,7 @@ fn placeholders(first: usize, count: usize) -> String {
 pub(crate) fn sweep(txn: &mut Txn<'_>, now: Timestamp) -> Result<u64, LedgerError> {
     // `recent` is short: the live holds and at most a fold's worth of settled rows.
     let expired: Vec<(String, String, String, String, i64, i64)> = txn
-        .tx
+        .conn
         .prepare_cached(
             "SELECT request_id, chain, day, month, held_micros, held_tokens FROM recent
              WHERE state = 'held' AND expires_at <= ?1",
@@ -798,7 +815,7 @@ pub(crate) fn usage(
     let mut out = Vec::with_capacity(scopes.len());
     for scope in scopes {
         let mut window = |period: &str| -> Result<WindowUsage, LedgerError> {
-            let committed = txn.totals.committed(&txn.tx, scope, period)?;
+            let committed = txn.totals.committed(txn.conn, scope, period)?;
             let held = txn.totals.held(scope, period);
             Ok(WindowUsage {
                 committed_micros: from_i64(committed.micros)?,
@@ -823,7 +840,7 @@ pub(crate) fn usage(
     );
     let mut values = vec![Value::Integer(time.minute_key())];
     values.extend(rated.iter().map(|s| Value::Text((*s).to_owned())));
-    let mut statement = txn.tx.prepare_cached(&sql)?;
+    let mut statement = txn.conn.prepare_cached(&sql)?;
     let mut rows = statement.query(params_from_iter(values))?;
     while let Some(row) = rows.next()? {
         let scope: String = row.get(0)?;
@@ -882,7 +899,7 @@ fn settle(
     } else {
         settle_in!("requests")
     };
-    txn.tx.prepare_cached(sql)?.execute(params![
+    txn.conn.prepare_cached(sql)?.execute(params![
         request_id,
         settled.state,
         settled.cost_micros,
@@ -910,7 +927,7 @@ fn insert_request(
     let chain = hold.chain.join("\n");
     let day = hold.time.day_key();
     let month = hold.time.month_key();
-    txn.tx
+    txn.conn
         .prepare_cached(insert_request_sql!("recent"))?
         .execute(params![
             id,
@@ -967,7 +984,7 @@ pub(crate) fn insert_hold(
         Value::Integer(amounts.tokens),
     ];
     values.extend(hold.rated.iter().map(|s| Value::Text((*s).to_owned())));
-    txn.tx
+    txn.conn
         .prepare_cached(&sql)?
         .execute(params_from_iter(values))?;
     Ok(expires_at)

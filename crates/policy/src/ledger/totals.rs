@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::LedgerError;
 
@@ -162,8 +162,8 @@ impl Totals {
 
     /// Rebuilds the copy if another connection wrote since it was built. Runs first in every
     /// transaction: `PRAGMA data_version` starts the read and reports the state it sees.
-    pub(super) fn refresh(&mut self, tx: &Transaction<'_>) -> Result<(), LedgerError> {
-        let version: i64 = tx
+    pub(super) fn refresh(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        let version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
         if self.version == Some(version) {
@@ -171,7 +171,7 @@ impl Totals {
         }
         *self = Self::default();
         // Summed by SQLite: a few rows per chain and day instead of one per request.
-        let mut statement = tx.prepare_cached(
+        let mut statement = conn.prepare_cached(
             "SELECT chain, day, month,
                     SUM(CASE WHEN state = 'held' THEN held_micros ELSE 0 END),
                     SUM(CASE WHEN state = 'held' THEN held_tokens ELSE 0 END),
@@ -206,14 +206,14 @@ impl Totals {
     /// Micro-dollars and tokens committed by `scope` (and its descendants) in `period`.
     pub(super) fn committed(
         &mut self,
-        tx: &Transaction<'_>,
+        conn: &Connection,
         scope: &str,
         period: &str,
     ) -> Result<Amounts, LedgerError> {
         let folded = match self.folded.get(scope, period) {
             Some(folded) => folded,
             None => {
-                let row = tx
+                let row = conn
                     .prepare_cached(
                         "SELECT committed_micros, committed_tokens FROM totals
                          WHERE scope = ?1 AND period = ?2",
@@ -263,13 +263,13 @@ impl Totals {
     /// before its commit arrived) to `totals` directly: rare, so one upsert per window is fine.
     pub(super) fn charge_folded(
         &mut self,
-        tx: &Transaction<'_>,
+        conn: &Connection,
         chain: &str,
         day: &str,
         month: &str,
         amounts: Amounts,
     ) -> Result<(), LedgerError> {
-        let mut upsert = tx.prepare_cached(UPSERT_TOTALS)?;
+        let mut upsert = conn.prepare_cached(UPSERT_TOTALS)?;
         for period in [day, month] {
             for scope in chain.split('\n') {
                 upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
@@ -290,17 +290,17 @@ impl Totals {
     /// not change.
     pub(super) fn fold_if_due(
         &mut self,
-        tx: &Transaction<'_>,
+        conn: &Connection,
         fold_at: u64,
     ) -> Result<(), LedgerError> {
         if self.settled_rows < fold_at {
             return Ok(());
         }
-        let mut upsert = tx.prepare_cached(UPSERT_TOTALS)?;
+        let mut upsert = conn.prepare_cached(UPSERT_TOTALS)?;
         for (scope, period, amounts) in self.unfolded.entries() {
             upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
         }
-        tx.execute_batch(
+        conn.execute_batch(
             "INSERT INTO requests SELECT * FROM recent WHERE state != 'held';
              DELETE FROM recent WHERE state != 'held';",
         )?;
