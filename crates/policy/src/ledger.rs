@@ -141,6 +141,18 @@ ALTER TABLE totals DROP COLUMN held_tokens;
 ";
 
 /// The durable budget ledger. Thread-safe; several processes may share one file.
+///
+/// A reservation ([`Engine::decide_with_ledger`](crate::Engine::decide_with_ledger) with
+/// [`LedgerMode::Reserve`](crate::LedgerMode::Reserve)) reads the day and month totals of the
+/// request's scope and all its ancestors, decides, and holds the worst-case cost against all of
+/// them in one `BEGIN IMMEDIATE` transaction, so two threads or processes never both spend the
+/// last dollar. [`commit`](Self::commit) replaces the hold with the actual cost,
+/// [`release`](Self::release) drops it, and a hold past its TTL expires. Every operation is
+/// idempotent by request id. Windows are UTC calendar days and months, keyed by date.
+///
+/// Storage: SQLite in WAL mode with `synchronous=NORMAL`, which survives a killed process. Each
+/// of a request's two transactions writes one row; each connection keeps the running totals in
+/// memory and rebuilds them when another connection has written.
 #[derive(Debug)]
 pub struct Ledger {
     inner: Mutex<Inner>,

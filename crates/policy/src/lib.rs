@@ -11,7 +11,7 @@
 //! Cedar skips a policy that errors during evaluation, even a `forbid`. keyscope does not: any
 //! evaluation error denies the request and names the policy. The same holds for an unknown key
 //! or model, a budgeted scope asking for an unpriced model, and arithmetic overflow. The
-//! [`Ledger`] adds two-phase budget reservations in SQLite; see its module documentation.
+//! [`Ledger`] adds two-phase budget reservations in SQLite; its documentation describes them.
 //!
 //! ```
 //! use std::path::Path;

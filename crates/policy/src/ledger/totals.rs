@@ -237,7 +237,7 @@ impl Totals {
     }
 
     /// Counts a new hold (`amounts`) or the end of one (`amounts.negated()`) against the day and
-    /// month of every scope of `chain`. The caller writes or deletes the `holds` row.
+    /// month of every scope of `chain`. The caller writes or settles the row in `recent`.
     pub(super) fn hold(&mut self, chain: &str, day: &str, month: &str, amounts: Amounts) {
         self.held.add_chain(chain, day, month, amounts);
     }
