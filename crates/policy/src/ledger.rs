@@ -354,7 +354,10 @@ impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, shared: other threads and processes
     /// (the CLI's `usage commit`, another service) may open it too. A write that follows
     /// another connection's write first rebuilds this connection's running totals from the
-    /// short `recent` table, so connections that take turns pay for that on every write.
+    /// `recent` table (the live holds and at most a fold's worth of settled requests), so
+    /// connections that take turns pay for that on every write, in proportion to the requests in
+    /// flight. One process writing most of the time, with scripts committing now and then, pays
+    /// almost nothing.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         Self::open_with(path, false)
     }
