@@ -15,7 +15,8 @@
 //! place. The running totals are not rewritten by every request: each connection keeps them in
 //! memory, derived from the rows of `recent` and from `totals`, into which a fold moves the
 //! settled rows every few dozen requests (see [`totals`]). Folded rows go to `requests`, the
-//! permanent record.
+//! permanent record. When several connections write, each also appends its change to the totals
+//! to `journal`, from which the others catch up.
 //!
 //! Durability: WAL with `synchronous=NORMAL` survives a killed process (tested); a power loss may
 //! roll back the last transactions but never corrupts the file.
@@ -104,6 +105,21 @@ CREATE TABLE IF NOT EXISTS totals (
     committed_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, period)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    chain TEXT NOT NULL,
+    day TEXT NOT NULL,
+    month TEXT NOT NULL,
+    held_micros INTEGER NOT NULL,
+    held_tokens INTEGER NOT NULL,
+    committed_micros INTEGER NOT NULL,
+    committed_tokens INTEGER NOT NULL,
+    settled INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rates (
     scope TEXT NOT NULL,
     minute INTEGER NOT NULL,
@@ -117,8 +133,9 @@ CREATE TABLE IF NOT EXISTS rates (
 /// The schema version [`SCHEMA`] writes. Version 1 kept live holds in `requests`, found through
 /// a partial index on their expiry; version 2 kept them in a table `holds` and moved each row
 /// to `requests` when settled. Both stored held amounts in `totals` and rewrote its rows in every
-/// transaction.
-const SCHEMA_VERSION: i64 = 3;
+/// transaction. Version 3 had no journal: a build that knows none must not write to a ledger
+/// whose other writers catch up from it.
+const SCHEMA_VERSION: i64 = 4;
 
 /// From version 1: live holds move from `requests` to `recent`.
 const MIGRATE_FROM_1: &str = "
@@ -152,7 +169,8 @@ ALTER TABLE totals DROP COLUMN held_tokens;
 ///
 /// Storage: SQLite in WAL mode with `synchronous=NORMAL`, which survives a killed process. Each
 /// of a request's two transactions writes one row; each connection keeps the running totals in
-/// memory and rebuilds them when another connection has written.
+/// memory. Once two connections write to one file, every write also appends its change to a
+/// journal that the other connections catch up from.
 #[derive(Debug)]
 pub struct Ledger {
     inner: Mutex<Inner>,
@@ -352,12 +370,12 @@ fn from_i64(value: i64) -> Result<u64, LedgerError> {
 
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`, shared: other threads and processes
-    /// (the CLI's `usage commit`, another service) may open it too. A write that follows
-    /// another connection's write first rebuilds this connection's running totals from the
-    /// `recent` table (the live holds and at most a fold's worth of settled requests), so
-    /// connections that take turns pay for that on every write, in proportion to the requests in
-    /// flight. One process writing most of the time, with scripts committing now and then, pays
-    /// almost nothing.
+    /// (the CLI's `usage commit`, another service) may open it too. A single writer pays
+    /// nothing for that. Once a connection sees another one write, the ledger switches to
+    /// journaling: each write also appends one row with its change to the totals, and a
+    /// connection that follows another's write reads the rows appended since its own last one.
+    /// After a fold (every few dozen settled requests) the others rebuild their totals from the
+    /// live holds instead.
     pub fn open(path: &Path) -> Result<Self, LedgerError> {
         Self::open_with(path, false)
     }
@@ -478,6 +496,7 @@ impl Ledger {
     ) -> Result<T, LedgerError> {
         self.transact(Begin::Write, |txn| {
             let value = f(txn)?;
+            txn.totals.write_journal(txn.conn)?;
             txn.totals.fold_if_due(txn.conn, self.fold_at)?;
             Ok(value)
         })
@@ -495,13 +514,11 @@ impl Ledger {
         let mut inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
         let Inner { conn, totals } = &mut *inner;
         let conn = &*conn;
-        let begin = match begin {
-            Begin::Write => "BEGIN IMMEDIATE",
-            Begin::Read => "BEGIN",
-        };
+        let writing = matches!(begin, Begin::Write);
+        let begin = if writing { "BEGIN IMMEDIATE" } else { "BEGIN" };
         conn.prepare_cached(begin)?.execute([])?;
         let result = (|| {
-            totals.refresh(conn)?;
+            totals.refresh(conn, writing)?;
             let value = f(&mut Txn {
                 conn,
                 totals: &mut *totals,
@@ -1251,6 +1268,68 @@ mod tests {
         assert_totals_match_rows(&[&Ledger::open(&path).unwrap()], &chain);
     }
 
+    /// Two writers on one file: the first write that follows the other's turns journaling on,
+    /// and from then on each catches up from the journal instead of rebuilding from `recent`
+    /// (which holds live holds that a rebuild would read). Both stay exact all along.
+    #[test]
+    fn a_second_writer_turns_journaling_on_and_both_catch_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let first = Ledger::open(&path).unwrap().with_fold_at(1_000);
+        let second = Ledger::open(&path).unwrap().with_fold_at(1_000);
+        let chain = ["team/app", "team"];
+        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+        let live: Vec<String> = (0..5).map(|i| format!("live-{i}")).collect();
+        for id in &live {
+            first
+                .write(|txn| insert_hold(txn, &hold(id, &chain, 7), 3_600))
+                .unwrap();
+        }
+        let ids: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let (writer, other) = if i % 2 == 0 {
+                (&first, &second)
+            } else {
+                (&second, &first)
+            };
+            writer
+                .write(|txn| insert_hold(txn, &hold(id, &chain, 1_000), 3_600))
+                .unwrap();
+            assert_totals_match_rows(&[writer, other], &chain);
+            if i % 3 == 0 {
+                other.release(id, now).unwrap();
+            } else {
+                let usage = Usage {
+                    cost_micros: Some(10 * i as u64),
+                    ..Usage::default()
+                };
+                other.commit(id, &usage, now).unwrap();
+            }
+            assert_totals_match_rows(&[writer, other], &chain);
+        }
+        let journaling: i64 = first
+            .inner
+            .lock()
+            .unwrap()
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'journal'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(journaling, 1);
+        for ledger in [&first, &second] {
+            let rebuilds = ledger.inner.lock().unwrap().totals.rebuilds;
+            // Opening, seeing the other writer, and seeing journaling turned on; without the
+            // journal there would be one for each of the other's 20-odd writes.
+            assert!(
+                rebuilds <= 3,
+                "{rebuilds} rebuilds: the journal was not used"
+            );
+        }
+        drop((first, second));
+        assert_totals_match_rows(&[&Ledger::open(&path).unwrap()], &chain);
+    }
+
     /// A write that fails rolls back, and the totals in memory forget what it did.
     #[test]
     fn a_failed_write_leaves_the_totals_as_they_were() {
@@ -1381,8 +1460,8 @@ mod tests {
             matches!(
                 err,
                 LedgerError::NewerSchema {
-                    found: 4,
-                    supported: 3
+                    found: 5,
+                    supported: 4
                 }
             ),
             "{err}"

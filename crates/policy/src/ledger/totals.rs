@@ -6,10 +6,14 @@
 //! inserts one row and its commit updates that row, both on a small hot table, and totals rows
 //! are rewritten only when a fold moves [`FOLD_AT`] settled rows to `requests` at once.
 //!
-//! The copy in memory stays right because every write runs in a `BEGIN IMMEDIATE` transaction
-//! that first reads `PRAGMA data_version`: if another connection (a thread, the CLI, another
-//! service) wrote since, the copy is rebuilt from `recent`, which is short, and rows of `totals`
-//! are read again when needed. A write that fails throws the copy away.
+//! The copy in memory stays right because every transaction first reads `PRAGMA data_version`.
+//! If another connection (a thread, the CLI, another service) wrote since, the copy is rebuilt
+//! from `recent`, and rows of `totals` are read again when needed; a write that fails throws the
+//! copy away. A rebuild reads every live hold, so once a connection sees that it shares the
+//! ledger with another writer, it switches the ledger to *journaling*: from then on every write
+//! also appends its changes to the totals to `journal`, and a connection catches up by reading
+//! the rows appended since its own last write. A fold empties the journal and starts a new
+//! generation; a connection that missed it rebuilds. A single writer never pays for the journal.
 
 use std::collections::HashMap;
 
@@ -18,9 +22,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::error::LedgerError;
 
 /// How many settled rows a write leaves in `recent` before it folds them. A fold costs a few
-/// statements whatever its size; a rebuild after another connection's write reads all of
-/// `recent` again. Measured with two connections taking turns: at 1,024 rows the rebuilds cut
-/// throughput to 950 cycles/s; at 32 it is on par with rewriting the totals in every write.
+/// statements whatever its size; a rebuild (after another connection's fold, or before
+/// journaling) reads all of `recent` again. Chosen before the journal existed, when every write
+/// of another connection meant a rebuild: with two connections taking turns, 1,024 rows cut
+/// throughput to 950 cycles/s, and 32 was on par with rewriting the totals in every write.
 pub(super) const FOLD_AT: u64 = 32;
 
 /// Stop caching `totals` rows past this many (one per scope and day or month looked up); the
@@ -142,6 +147,32 @@ pub(super) struct Totals {
     /// Rows of `totals` read so far; a window without a row is cached as zero.
     folded: Windows,
     folded_entries: usize,
+    /// Whether writers append their changes to `journal` (`meta` row `journal`).
+    journaling: bool,
+    /// The journal generation the copy includes (`meta` row `generation`, bumped by folds).
+    generation: i64,
+    /// The last journal row the copy includes.
+    seen_seq: i64,
+    /// This transaction's changes, for the journal; only kept while journaling.
+    pending: Vec<Change>,
+    /// Whether this connection has seen another connection write: its next write turns
+    /// journaling on. Survives rebuilds.
+    other_writer: bool,
+    /// How many times the copy was rebuilt: tests tell catching up from rebuilding.
+    #[cfg(test)]
+    pub(super) rebuilds: u64,
+}
+
+/// One write's change to the totals of one chain, day and month: a journal row.
+#[derive(Debug)]
+struct Change {
+    chain: String,
+    day: String,
+    month: String,
+    held: Amounts,
+    committed: Amounts,
+    /// Rows of `recent` that stopped being live holds.
+    settled: i64,
 }
 
 /// Amounts read from a row, which keyscope never writes negative.
@@ -158,18 +189,100 @@ impl Totals {
     /// Forgets the copy: the next transaction rebuilds it.
     pub(super) fn invalidate(&mut self) {
         self.version = None;
+        self.pending.clear();
     }
 
-    /// Rebuilds the copy if another connection wrote since it was built. Runs first in every
-    /// transaction: `PRAGMA data_version` starts the read and reports the state it sees.
-    pub(super) fn refresh(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+    /// Brings the copy up to date if another connection wrote since it was built: from the
+    /// journal when it can, else by rebuilding it. Runs first in every transaction:
+    /// `PRAGMA data_version` starts the read and reports the state it sees. A `writing`
+    /// transaction that finds another writer turns journaling on.
+    pub(super) fn refresh(&mut self, conn: &Connection, writing: bool) -> Result<(), LedgerError> {
         let version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
         if self.version == Some(version) {
+            if writing && self.other_writer && !self.journaling {
+                self.start_journaling(conn)?;
+            }
             return Ok(());
         }
+        let other_writer = self.version.is_some() || self.other_writer;
+        let (journaling, generation): (Option<i64>, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT (SELECT value FROM meta WHERE key = 'journal'),
+                        (SELECT value FROM meta WHERE key = 'generation')",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let journaling = journaling.unwrap_or(0) != 0;
+        let generation = generation.unwrap_or(0);
+        if other_writer && self.journaling && journaling && generation == self.generation {
+            self.catch_up(conn)?;
+            self.version = Some(version);
+            return Ok(());
+        }
+        self.rebuild(conn)?;
+        self.journaling = journaling;
+        self.generation = generation;
+        self.other_writer = other_writer;
+        if other_writer && writing && !journaling {
+            self.start_journaling(conn)?;
+        }
+        self.version = Some(version);
+        Ok(())
+    }
+
+    /// Turns journaling on for every writer of the ledger.
+    fn start_journaling(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        conn.prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('journal', 1)
+             ON CONFLICT (key) DO UPDATE SET value = 1",
+        )?
+        .execute([])?;
+        self.journaling = true;
+        Ok(())
+    }
+
+    /// Applies the journal rows other connections appended since this copy's last one.
+    fn catch_up(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        let mut statement = conn.prepare_cached(
+            "SELECT seq, chain, day, month, held_micros, held_tokens, committed_micros,
+                    committed_tokens, settled
+             FROM journal WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let mut rows = statement.query([self.seen_seq])?;
+        while let Some(row) = rows.next()? {
+            let chain: String = row.get(1)?;
+            let day: String = row.get(2)?;
+            let month: String = row.get(3)?;
+            let held = Amounts {
+                micros: row.get(4)?,
+                tokens: row.get(5)?,
+            };
+            let committed = Amounts {
+                micros: row.get(6)?,
+                tokens: row.get(7)?,
+            };
+            let settled: i64 = row.get(8)?;
+            self.held.add_chain(&chain, &day, &month, held);
+            self.unfolded.add_chain(&chain, &day, &month, committed);
+            self.settled_rows = self.settled_rows.saturating_add_signed(settled);
+            self.seen_seq = row.get(0)?;
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the copy from `recent`; the journal rows so far are included by construction.
+    fn rebuild(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        #[cfg(test)]
+        let rebuilds = self.rebuilds + 1;
         *self = Self::default();
+        #[cfg(test)]
+        {
+            self.rebuilds = rebuilds;
+        }
+        self.seen_seq = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM journal")?
+            .query_row([], |r| r.get(0))?;
         // Summed by SQLite: a few rows per chain and day instead of one per request.
         let mut statement = conn.prepare_cached(
             "SELECT chain, day, month,
@@ -193,7 +306,65 @@ impl Totals {
             self.unfolded.add_chain(&chain, &day, &month, spent);
             self.settled_rows += u64::try_from(settled).unwrap_or_default();
         }
-        self.version = Some(version);
+        Ok(())
+    }
+
+    /// Records a change for the journal, when journaling.
+    fn record(&mut self, chain: &str, day: &str, month: &str, held: Amounts, committed: Amounts) {
+        if self.journaling {
+            self.pending.push(Change {
+                chain: chain.to_owned(),
+                day: day.to_owned(),
+                month: month.to_owned(),
+                held,
+                committed,
+                settled: 0,
+            });
+        }
+    }
+
+    /// Appends this transaction's changes to the journal, when journaling. Runs at the end of
+    /// every write, before the fold.
+    pub(super) fn write_journal(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO journal (chain, day, month, held_micros, held_tokens, committed_micros,
+                                  committed_tokens, settled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for change in self.pending.drain(..) {
+            insert.execute(params![
+                change.chain,
+                change.day,
+                change.month,
+                change.held.micros,
+                change.held.tokens,
+                change.committed.micros,
+                change.committed.tokens,
+                change.settled
+            ])?;
+        }
+        self.seen_seq = conn.last_insert_rowid();
+        Ok(())
+    }
+
+    /// Starts a new journal generation after the totals rows changed (a fold, a late charge):
+    /// other connections rebuild instead of catching up.
+    fn new_generation(&mut self, conn: &Connection) -> Result<(), LedgerError> {
+        if !self.journaling {
+            return Ok(());
+        }
+        conn.execute_batch(
+            "DELETE FROM journal;
+             INSERT INTO meta (key, value) VALUES ('generation', 1)
+             ON CONFLICT (key) DO UPDATE SET value = value + 1;",
+        )?;
+        self.generation = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = 'generation'")?
+            .query_row([], |r| r.get(0))?;
+        self.seen_seq = 0;
         Ok(())
     }
 
@@ -240,11 +411,26 @@ impl Totals {
     /// month of every scope of `chain`. The caller writes or settles the row in `recent`.
     pub(super) fn hold(&mut self, chain: &str, day: &str, month: &str, amounts: Amounts) {
         self.held.add_chain(chain, day, month, amounts);
+        self.record(chain, day, month, amounts, Amounts::default());
     }
 
     /// Counts a row of `recent` that stopped being a live hold toward the next fold.
     pub(super) fn settled(&mut self) {
         self.settled_rows += 1;
+        if !self.journaling {
+            return;
+        }
+        match self.pending.last_mut() {
+            Some(change) => change.settled += 1,
+            None => self.pending.push(Change {
+                chain: String::new(),
+                day: String::new(),
+                month: String::new(),
+                held: Amounts::default(),
+                committed: Amounts::default(),
+                settled: 1,
+            }),
+        }
     }
 
     /// Charges spend that a row of `recent` records as committed to the day and month of every
@@ -257,6 +443,7 @@ impl Totals {
         amounts: Amounts,
     ) {
         self.unfolded.add_chain(chain, day, month, amounts);
+        self.record(chain, day, month, Amounts::default(), amounts);
     }
 
     /// Charges spend committed on a row already folded into `requests` (a request that expired
@@ -276,7 +463,10 @@ impl Totals {
                 self.add_to_cached_fold(scope, period, amounts);
             }
         }
-        Ok(())
+        drop(upsert);
+        // Every other connection rebuilds: this transaction's own changes need no journal row.
+        self.pending.clear();
+        self.new_generation(conn)
     }
 
     fn add_to_cached_fold(&mut self, scope: &str, period: &str, amounts: Amounts) {
@@ -304,12 +494,13 @@ impl Totals {
             "INSERT INTO requests SELECT * FROM recent WHERE state != 'held';
              DELETE FROM recent WHERE state != 'held';",
         )?;
+        drop(upsert);
         let unfolded = std::mem::take(&mut self.unfolded);
         for (scope, period, amounts) in unfolded.entries() {
             self.add_to_cached_fold(scope, period, amounts);
         }
         self.settled_rows = 0;
-        Ok(())
+        self.new_generation(conn)
     }
 }
 
