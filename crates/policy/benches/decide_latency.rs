@@ -194,31 +194,52 @@ struct LedgerRun {
 
 /// Runs reserve+commit cycles from `threads` threads on one ledger handle; returns cycles/s.
 fn threaded_cycles(engine: &keyscope_policy::Engine, ledger: &Ledger, threads: usize) -> f64 {
-    let usage = Usage {
-        input_tokens: 1_000,
-        output_tokens: 500,
-        ..Usage::default()
-    };
-    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
+    let (usage, now) = committed_usage();
     let per_thread = CYCLES / threads;
     let start = Instant::now();
     std::thread::scope(|scope| {
         for t in 0..threads {
+            let usage = &usage;
             scope.spawn(move || {
                 for i in 0..per_thread {
-                    let mut request = common::request();
-                    let id = format!("t{t}-{i}");
-                    request.request_id = Some(id.clone());
-                    let decision = engine
-                        .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
-                        .unwrap();
-                    assert!(decision.allowed, "{:?}", decision.reasons);
-                    black_box(ledger.commit(&id, &usage, now).unwrap());
+                    cycle(engine, ledger, ledger, &format!("t{t}-{i}"), usage, now);
                 }
             });
         }
     });
     (per_thread * threads) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// What every cycle commits, and when.
+fn committed_usage() -> (Usage, Timestamp) {
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 500,
+        ..Usage::default()
+    };
+    (usage, Timestamp::parse("2026-11-22T18:00:01Z").unwrap())
+}
+
+/// One cycle: reserves request `id` through `reserving` and commits it through `committing`.
+/// Returns how long the reservation and the commit took.
+fn cycle(
+    engine: &keyscope_policy::Engine,
+    reserving: &Ledger,
+    committing: &Ledger,
+    id: &str,
+    usage: &Usage,
+    now: Timestamp,
+) -> (Duration, Duration) {
+    let mut request = common::request();
+    request.request_id = Some(id.to_owned());
+    let reserving_at = Instant::now();
+    let decision = engine
+        .decide_with_ledger(&request, reserving, LedgerMode::Reserve)
+        .unwrap();
+    let committing_at = Instant::now();
+    assert!(decision.allowed, "{:?}", decision.reasons);
+    black_box(committing.commit(id, usage, now).unwrap());
+    (committing_at - reserving_at, committing_at.elapsed())
 }
 
 /// Reserves through `reserving` and commits through `committing` (the same ledger, or two
@@ -228,31 +249,17 @@ fn ledger_cycles(
     reserving: &Ledger,
     committing: &Ledger,
 ) -> LedgerRun {
-    let usage = Usage {
-        input_tokens: 1_000,
-        output_tokens: 500,
-        ..Usage::default()
-    };
-    let now = Timestamp::parse("2026-11-22T18:00:01Z").unwrap();
+    let (usage, now) = committed_usage();
     let mut i = 0usize;
     let mut reserves = Vec::with_capacity(CYCLES * 2);
     let mut commits = Vec::with_capacity(CYCLES * 2);
     let cpu = thread_cpu();
     let start = Instant::now();
     let cycles = time_each(CYCLES, || {
-        let mut request = common::request();
-        let id = format!("r{i}");
+        let (reserve, commit) = cycle(engine, reserving, committing, &format!("r{i}"), &usage, now);
         i += 1;
-        request.request_id = Some(id.clone());
-        let reserving_at = Instant::now();
-        let decision = engine
-            .decide_with_ledger(&request, reserving, LedgerMode::Reserve)
-            .unwrap();
-        let committing_at = Instant::now();
-        assert!(decision.allowed, "{:?}", decision.reasons);
-        black_box(committing.commit(&id, &usage, now).unwrap());
-        reserves.push(committing_at - reserving_at);
-        commits.push(committing_at.elapsed());
+        reserves.push(reserve);
+        commits.push(commit);
     });
     let elapsed = start.elapsed();
     let total = (CYCLES + CYCLES / 10) as f64;

@@ -1220,6 +1220,27 @@ mod tests {
         }
     }
 
+    /// Reserves requests `r0`, `r1`, ... through one handle and settles each through the other
+    /// with `settle(handle, i, id)`, the handles swapping roles every request (as two processes
+    /// taking turns). After every step both must report what the rows say.
+    fn take_turns(
+        handles: [&Ledger; 2],
+        requests: usize,
+        chain: &[&str],
+        settle: impl Fn(&Ledger, usize, &str),
+    ) {
+        for i in 0..requests {
+            let id = format!("r{i}");
+            let (writer, other) = (handles[i % 2], handles[(i + 1) % 2]);
+            writer
+                .write(|txn| insert_hold(txn, &hold(&id, chain, 1_000), 3_600))
+                .unwrap();
+            assert_totals_match_rows(&[writer, other], chain);
+            settle(other, i, &id);
+            assert_totals_match_rows(&[writer, other], chain);
+        }
+    }
+
     /// Settled requests stay in `recent` and are folded into `totals` and `requests` every few
     /// rows; two handles on one file (as two processes) each fold in turn, and both always
     /// report what the rows say, also after reopening.
@@ -1231,24 +1252,13 @@ mod tests {
         let second = Ledger::open(&path).unwrap().with_fold_at(3);
         let chain = ["team/app", "team"];
         let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
-        let ids: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
-        for (i, id) in ids.iter().enumerate() {
-            let (writer, other) = if i % 2 == 0 {
-                (&first, &second)
-            } else {
-                (&second, &first)
-            };
-            writer
-                .write(|txn| insert_hold(txn, &hold(id, &chain, 1_000), 60))
-                .unwrap();
-            assert_totals_match_rows(&[writer, other], &chain);
+        take_turns([&first, &second], 11, &chain, |other, i, id| {
             let usage = Usage {
                 cost_micros: Some(100 + i as u64),
                 ..Usage::default()
             };
             other.commit(id, &usage, now).unwrap();
-            assert_totals_match_rows(&[writer, other], &chain);
-        }
+        });
         let (recent, requests, folded): (i64, i64, i64) = first
             .inner
             .lock()
@@ -1285,17 +1295,7 @@ mod tests {
                 .write(|txn| insert_hold(txn, &hold(id, &chain, 7), 3_600))
                 .unwrap();
         }
-        let ids: Vec<String> = (0..12).map(|i| format!("r{i}")).collect();
-        for (i, id) in ids.iter().enumerate() {
-            let (writer, other) = if i % 2 == 0 {
-                (&first, &second)
-            } else {
-                (&second, &first)
-            };
-            writer
-                .write(|txn| insert_hold(txn, &hold(id, &chain, 1_000), 3_600))
-                .unwrap();
-            assert_totals_match_rows(&[writer, other], &chain);
+        take_turns([&first, &second], 12, &chain, |other, i, id| {
             if i % 3 == 0 {
                 other.release(id, now).unwrap();
             } else {
@@ -1305,8 +1305,7 @@ mod tests {
                 };
                 other.commit(id, &usage, now).unwrap();
             }
-            assert_totals_match_rows(&[writer, other], &chain);
-        }
+        });
         let journaling: i64 = first
             .inner
             .lock()

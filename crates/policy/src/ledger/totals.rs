@@ -177,11 +177,8 @@ struct Change {
 
 /// Amounts read from a row, which keyscope never writes negative.
 pub(super) fn read_amounts(micros: i64, tokens: i64) -> Result<Amounts, LedgerError> {
-    if micros < 0 || tokens < 0 {
-        return Err(LedgerError::Corrupt(format!(
-            "negative amount {micros} µ$ / {tokens} tokens"
-        )));
-    }
+    super::from_i64(micros)?;
+    super::from_i64(tokens)?;
     Ok(Amounts { micros, tokens })
 }
 
