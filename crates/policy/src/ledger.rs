@@ -44,9 +44,9 @@ pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
 
 /// A request row: `recent` (live holds, and requests settled since the last fold) and `requests`
 /// (folded) have the same columns in the same order, so a row moves between them with
-/// `SELECT *`.
+/// `SELECT *`. `$check` constrains `state`.
 macro_rules! request_table {
-    ($name:literal, $states:literal) => {
+    ($name:literal, $check:expr) => {
         concat!(
             "CREATE TABLE IF NOT EXISTS ",
             $name,
@@ -59,9 +59,9 @@ macro_rules! request_table {
     day TEXT NOT NULL,
     month TEXT NOT NULL,
     minute INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN (",
-            $states,
-            ")),
+    state TEXT NOT NULL CHECK (",
+            $check,
+            "),
     held_micros INTEGER NOT NULL,
     held_tokens INTEGER NOT NULL,
     cost_micros INTEGER NOT NULL DEFAULT 0,
@@ -94,9 +94,28 @@ macro_rules! insert_request_sql {
     };
 }
 
+/// The states a request row can be in, as a `CHECK` expression. Written as comparisons joined by
+/// `OR`: SQLite evaluates `state IN (...)` with three or more values by building a temporary
+/// table in every statement that writes a row, which cost a sixth of a reserve+commit cycle.
+macro_rules! state_check {
+    () => {
+        "state = 'held' OR state = 'committed' OR state = 'released' OR state = 'expired'"
+    };
+}
+
+/// How ledgers up to schema version 4 wrote [`state_check!`]; [`Ledger::open`] rewrites it.
+macro_rules! state_check_before {
+    () => {
+        "state IN ('held', 'committed', 'released', 'expired')"
+    };
+}
+
+/// [`state_check_before!`] as a value.
+const STATE_CHECK_BEFORE: &str = state_check_before!();
+
 const SCHEMA: &str = concat!(
-    request_table!("requests", "'held', 'committed', 'released', 'expired'"),
-    request_table!("recent", "'held', 'committed', 'released', 'expired'"),
+    request_table!("requests", state_check!()),
+    request_table!("recent", state_check!()),
     "
 CREATE TABLE IF NOT EXISTS totals (
     scope TEXT NOT NULL,
@@ -260,6 +279,39 @@ impl Drop for Checkpointer {
             let _ = thread.join();
         }
     }
+}
+
+/// Rewrites the `state` check of request tables created before [`state_check!`] into the
+/// equivalent `OR` form. A check constraint does not change how rows are stored, so this is
+/// SQLite's documented in-place schema edit (`writable_schema`, then a new `schema_version`),
+/// not a copy of the table. Runs inside the opening transaction; a ledger without the old form
+/// is left untouched. Older builds of the same schema version read the rewritten tables as
+/// before.
+fn rewrite_state_checks(conn: &Connection) -> Result<(), LedgerError> {
+    let old: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_schema
+             WHERE type = 'table' AND name IN ('recent', 'requests') AND instr(sql, ?1) > 0",
+        )?
+        .query_map([STATE_CHECK_BEFORE], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    let schema_version: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    conn.execute_batch("PRAGMA writable_schema = ON")?;
+    let rewritten = (|| {
+        for (name, sql) in &old {
+            conn.execute(
+                "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = ?2",
+                params![sql.replace(STATE_CHECK_BEFORE, state_check!()), name],
+            )?;
+        }
+        conn.pragma_update(None, "schema_version", schema_version + 1)
+    })();
+    conn.execute_batch("PRAGMA writable_schema = OFF")?;
+    rewritten?;
+    Ok(())
 }
 
 /// Actual usage reported when committing a reservation.
@@ -438,6 +490,7 @@ impl Ledger {
         if version == 1 || version == 2 {
             tx.execute_batch(MIGRATE_TOTALS)?;
         }
+        rewrite_state_checks(&tx)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -1368,11 +1421,8 @@ mod tests {
             let path = dir.path().join("old.sqlite");
             {
                 let conn = Connection::open(&path).unwrap();
-                conn.execute_batch(request_table!(
-                    "requests",
-                    "'held', 'committed', 'released', 'expired'"
-                ))
-                .unwrap();
+                conn.execute_batch(request_table!("requests", state_check_before!()))
+                    .unwrap();
                 conn.execute_batch(TOTALS_V2).unwrap();
                 let held_in = if version == 1 {
                     conn.execute_batch(
@@ -1382,7 +1432,7 @@ mod tests {
                     .unwrap();
                     "requests"
                 } else {
-                    conn.execute_batch(request_table!("holds", "'held'"))
+                    conn.execute_batch(request_table!("holds", "state IN ('held')"))
                         .unwrap();
                     "holds"
                 };
@@ -1442,6 +1492,108 @@ mod tests {
                 )
                 .unwrap();
             assert_eq!(leftovers, 0);
+        }
+    }
+
+    /// A ledger written before the `state` check became an `OR` chain (schema version 4 and
+    /// older) is rewritten in place when opened: its rows stay, and a state outside the four is
+    /// still refused.
+    #[test]
+    fn the_old_state_check_is_rewritten_and_still_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.sqlite");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let old = SCHEMA.replace(state_check!(), STATE_CHECK_BEFORE);
+            assert_ne!(old, SCHEMA);
+            conn.execute_batch(&old).unwrap();
+            conn.pragma_update(None, "user_version", 4).unwrap();
+        }
+        let now = Timestamp::parse("2026-11-22T12:00:00Z").unwrap();
+        let hold = |id| Hold {
+            request_id: id,
+            key_id: "k",
+            chain: &["a"],
+            rated: &[],
+            model: "m",
+            time: now,
+            micros: 500,
+            tokens: 10,
+            price: None,
+        };
+        {
+            // Written by the old schema through a ledger that does not rewrite it yet.
+            let conn = Connection::open(&path).unwrap();
+            let mut totals = Totals::default();
+            let txn = Txn {
+                conn: &conn,
+                totals: &mut totals,
+            };
+            insert_request(&txn, &hold("before"), "held", now).unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(
+            ledger.request_state("before").unwrap().as_deref(),
+            Some("held")
+        );
+        let usage = Usage {
+            cost_micros: Some(100),
+            ..Usage::default()
+        };
+        assert_eq!(
+            ledger.commit("before", &usage, now).unwrap(),
+            Settlement::Committed { cost_micros: 100 }
+        );
+        drop(ledger);
+        let conn = Connection::open(&path).unwrap();
+        let old_checks: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE instr(sql, ?1) > 0",
+                [STATE_CHECK_BEFORE],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old_checks, 0);
+        conn.execute("INSERT INTO requests SELECT * FROM recent", [])
+            .unwrap();
+        for table in ["recent", "requests"] {
+            let refused = conn
+                .execute(&format!("UPDATE {table} SET state = 'spent'"), [])
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("CHECK constraint failed"),
+                "{table}: {refused}"
+            );
+        }
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+
+    /// Writing a request row builds no temporary table: SQLite does for a `CHECK` over an
+    /// `IN` list of three or more values, and it cost a sixth of every reserve+commit cycle.
+    #[test]
+    fn writing_a_request_row_builds_no_temporary_table() {
+        let ledger = Ledger::open_in_memory().unwrap();
+        let inner = ledger.inner.lock().unwrap();
+        for sql in [
+            insert_request_sql!("recent"),
+            insert_request_sql!("requests"),
+            "UPDATE recent SET state = ?2 WHERE request_id = ?1",
+            "INSERT INTO requests SELECT * FROM recent WHERE state != 'held'",
+        ] {
+            let mut explain = inner.conn.prepare(&format!("EXPLAIN {sql}")).unwrap();
+            let unbound = std::iter::repeat_n(rusqlite::types::Null, explain.parameter_count());
+            let opcodes: Vec<String> = explain
+                .query_map(params_from_iter(unbound), |r| r.get(1))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                opcodes.iter().all(|op| op != "OpenEphemeral"),
+                "{sql}: {opcodes:?}"
+            );
         }
     }
 

@@ -487,10 +487,10 @@ impl Totals {
         for (scope, period, amounts) in self.unfolded.entries() {
             upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
         }
-        conn.execute_batch(
-            "INSERT INTO requests SELECT * FROM recent WHERE state != 'held';
-             DELETE FROM recent WHERE state != 'held';",
-        )?;
+        conn.prepare_cached("INSERT INTO requests SELECT * FROM recent WHERE state != 'held'")?
+            .execute([])?;
+        conn.prepare_cached("DELETE FROM recent WHERE state != 'held'")?
+            .execute([])?;
         drop(upsert);
         let unfolded = std::mem::take(&mut self.unfolded);
         for (scope, period, amounts) in unfolded.entries() {
