@@ -86,25 +86,30 @@ impl Windows {
     }
 
     /// Adds `amounts` to the day and the month of every scope of `chain` (newline-separated, as
-    /// stored). An entry back at zero is dropped, so the map follows the live holds only.
+    /// stored). An entry back at zero stays until [`prune`](Self::prune): a hold and its commit
+    /// would otherwise remove and re-create the same entries in every cycle.
     fn add_chain(&mut self, chain: &str, day: &str, month: &str, amounts: Amounts) {
+        if amounts == Amounts::default() {
+            return;
+        }
         for period in [day, month] {
             match self.0.get_mut(period) {
-                Some(scopes) => {
-                    add_to_chain(scopes, chain, amounts);
-                    if scopes.is_empty() {
-                        self.0.remove(period);
-                    }
-                }
+                Some(scopes) => add_to_chain(scopes, chain, amounts),
                 None => {
                     let mut scopes = HashMap::new();
                     add_to_chain(&mut scopes, chain, amounts);
-                    if !scopes.is_empty() {
-                        self.0.insert(period.to_owned(), scopes);
-                    }
+                    self.0.insert(period.to_owned(), scopes);
                 }
             }
         }
+    }
+
+    /// Drops the entries back at zero, so the map follows the live holds only.
+    fn prune(&mut self) {
+        self.0.retain(|_, scopes| {
+            scopes.retain(|_, amounts| *amounts != Amounts::default());
+            !scopes.is_empty()
+        });
     }
 
     fn entries(&self) -> impl Iterator<Item = (&str, &str, Amounts)> {
@@ -119,16 +124,10 @@ impl Windows {
 fn add_to_chain(scopes: &mut HashMap<String, Amounts>, chain: &str, amounts: Amounts) {
     for scope in chain.split('\n') {
         match scopes.get_mut(scope) {
-            Some(entry) => {
-                *entry = entry.plus(amounts);
-                if *entry == Amounts::default() {
-                    scopes.remove(scope);
-                }
-            }
-            None if amounts != Amounts::default() => {
+            Some(entry) => *entry = entry.plus(amounts),
+            None => {
                 scopes.insert(scope.to_owned(), amounts);
             }
-            None => {}
         }
     }
 }
@@ -497,6 +496,7 @@ impl Totals {
             self.add_to_cached_fold(scope, period, amounts);
         }
         self.settled_rows = 0;
+        self.held.prune();
         self.new_generation(conn)
     }
 }
@@ -506,7 +506,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_chain_counts_in_both_windows_and_leaves_no_empty_entries() {
+    fn a_chain_counts_in_both_windows_and_pruning_leaves_no_empty_entries() {
         let mut windows = Windows::default();
         let amounts = Amounts {
             micros: 5,
@@ -527,6 +527,13 @@ mod tests {
         }
         assert_eq!(windows.get("team", "2026-11-21"), None);
         windows.add_chain("team/app\nteam", "2026-11-22", "2026-11", amounts.negated());
+        assert_eq!(windows.get("team", "2026-11"), Some(Amounts::default()));
+        windows.add_chain("other", "2026-11-22", "2026-11", amounts);
+        windows.prune();
+        assert_eq!(windows.get("team", "2026-11"), None);
+        assert_eq!(windows.get("other", "2026-11"), Some(amounts));
+        windows.add_chain("other", "2026-11-22", "2026-11", amounts.negated());
+        windows.prune();
         assert!(windows.0.is_empty(), "{windows:?}");
     }
 }
