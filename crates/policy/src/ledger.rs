@@ -110,9 +110,6 @@ macro_rules! state_check_before {
     };
 }
 
-/// [`state_check_before!`] as a value.
-const STATE_CHECK_BEFORE: &str = state_check_before!();
-
 const SCHEMA: &str = concat!(
     request_table!("requests", state_check!()),
     request_table!("recent", state_check!()),
@@ -293,7 +290,7 @@ fn rewrite_state_checks(conn: &Connection) -> Result<(), LedgerError> {
             "SELECT name, sql FROM sqlite_schema
              WHERE type = 'table' AND name IN ('recent', 'requests') AND instr(sql, ?1) > 0",
         )?
-        .query_map([STATE_CHECK_BEFORE], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([state_check_before!()], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     if old.is_empty() {
         return Ok(());
@@ -304,7 +301,7 @@ fn rewrite_state_checks(conn: &Connection) -> Result<(), LedgerError> {
         for (name, sql) in &old {
             conn.execute(
                 "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = ?2",
-                params![sql.replace(STATE_CHECK_BEFORE, state_check!()), name],
+                params![sql.replace(state_check_before!(), state_check!()), name],
             )?;
         }
         conn.pragma_update(None, "schema_version", schema_version + 1)
@@ -645,7 +642,7 @@ impl Ledger {
             }
             let settled = Settled {
                 state: "committed",
-                cost_micros: to_i64(cost, request_id)?,
+                cost_micros: charged.micros,
                 input_tokens: to_i64(usage.input_tokens, request_id)?,
                 cached_input_tokens: to_i64(usage.cached_input_tokens, request_id)?,
                 output_tokens: to_i64(usage.output_tokens, request_id)?,
@@ -996,14 +993,23 @@ fn settle(
     Ok(())
 }
 
+/// What [`insert_request`] stored: the chain, day and month as the totals key them, and the
+/// amount.
+struct Written {
+    chain: String,
+    day: String,
+    month: String,
+    amounts: Amounts,
+}
+
 /// Writes the row of a new request into `recent`, held or (spend recorded outside a reservation)
-/// committed. Returns the stored chain, the day and the month.
+/// committed.
 fn insert_request(
     txn: &Txn<'_>,
     hold: &Hold<'_>,
     state: &str,
     expires_at: Timestamp,
-) -> Result<(String, String, String), LedgerError> {
+) -> Result<Written, LedgerError> {
     let id = hold.request_id;
     let price = |f: fn(&Price) -> u64| hold.price.as_ref().map(|p| to_i64(f(p), id)).transpose();
     let micros = to_i64(hold.micros, id)?;
@@ -1035,7 +1041,12 @@ fn insert_request(
             expires_at.unix(),
             committed.then_some(hold.time.unix()),
         ])?;
-    Ok((chain, day, month))
+    Ok(Written {
+        chain,
+        day,
+        month,
+        amounts: Amounts { micros, tokens },
+    })
 }
 
 /// Writes a hold and charges it to the whole chain, day, month and minute.
@@ -1044,13 +1055,13 @@ pub(crate) fn insert_hold(
     hold: &Hold<'_>,
     ttl: i64,
 ) -> Result<Timestamp, LedgerError> {
-    let id = hold.request_id;
     let expires_at = hold.time.saturating_add(ttl);
-    let (chain, day, month) = insert_request(txn, hold, "held", expires_at)?;
-    let amounts = Amounts {
-        micros: to_i64(hold.micros, id)?,
-        tokens: to_i64(hold.tokens, id)?,
-    };
+    let Written {
+        chain,
+        day,
+        month,
+        amounts,
+    } = insert_request(txn, hold, "held", expires_at)?;
     txn.totals.hold(&chain, &day, &month, amounts);
     if hold.rated.is_empty() {
         return Ok(expires_at);
@@ -1080,11 +1091,12 @@ pub(crate) fn insert_committed(txn: &mut Txn<'_>, hold: &Hold<'_>) -> Result<(),
     if find(txn, hold.request_id)?.is_some() {
         return Err(LedgerError::DuplicateRequest(hold.request_id.to_owned()));
     }
-    let (chain, day, month) = insert_request(txn, hold, "committed", hold.time)?;
-    let amounts = Amounts {
-        micros: to_i64(hold.micros, hold.request_id)?,
-        tokens: to_i64(hold.tokens, hold.request_id)?,
-    };
+    let Written {
+        chain,
+        day,
+        month,
+        amounts,
+    } = insert_request(txn, hold, "committed", hold.time)?;
     txn.totals.charge_unfolded(&chain, &day, &month, amounts);
     txn.totals.settled();
     Ok(())
@@ -1504,7 +1516,7 @@ mod tests {
         let path = dir.path().join("v4.sqlite");
         {
             let conn = Connection::open(&path).unwrap();
-            let old = SCHEMA.replace(state_check!(), STATE_CHECK_BEFORE);
+            let old = SCHEMA.replace(state_check!(), state_check_before!());
             assert_ne!(old, SCHEMA);
             conn.execute_batch(&old).unwrap();
             conn.pragma_update(None, "user_version", 4).unwrap();
@@ -1549,7 +1561,7 @@ mod tests {
         let old_checks: i64 = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_schema WHERE instr(sql, ?1) > 0",
-                [STATE_CHECK_BEFORE],
+                [state_check_before!()],
                 |r| r.get(0),
             )
             .unwrap();
