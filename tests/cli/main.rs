@@ -11,6 +11,7 @@ mod bad_input;
 mod config_and_baseline;
 mod git;
 mod hooks;
+mod policy;
 mod rules_cmd;
 mod scan_fixtures;
 

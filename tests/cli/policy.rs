@@ -1,47 +1,28 @@
 //! End-to-end tests of `keyscope policy|decide|usage|spend` against the default store.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "test helpers outside #[test] functions"
-)]
+use std::path::PathBuf;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use crate::{Run, keyscope_with_input, root};
 
 fn store() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+    root().join("policies")
 }
 
-fn keyscope(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+/// Runs `keyscope ARGS` in the repository root with `stdin` as standard input.
+fn keyscope(args: &[&str], stdin: &str) -> Run {
+    keyscope_with_input(&root(), args, Some(stdin.as_bytes()))
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
+fn stdout(output: &Run) -> String {
+    output.stdout.clone()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+fn stderr(output: &Run) -> String {
+    output.stderr.clone()
 }
 
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(output)))
+fn json(output: &Run) -> serde_json::Value {
+    serde_json::from_str(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", output.stdout))
 }
 
 fn request(key: &str, model: &str, extra: &str) -> String {
@@ -59,12 +40,12 @@ fn validate_the_default_store() {
         &["policy", "validate", "--store", store.to_str().unwrap()],
         "",
     );
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(Some(output.code), Some(0), "{}", stderr(&output));
     assert!(stdout(&output).contains("is valid"), "{}", stdout(&output));
 }
 
 /// Runs `policy validate` on a copy of the default store whose `scopes.toml` went through `edit`.
-fn validate_edited_scopes(edit: impl FnOnce(String) -> String) -> Output {
+fn validate_edited_scopes(edit: impl FnOnce(String) -> String) -> Run {
     let dir = tempfile::tempdir().unwrap();
     for name in [
         "schema.cedarschema",
@@ -91,7 +72,7 @@ fn validate_edited_scopes(edit: impl FnOnce(String) -> String) -> Output {
 fn validate_reports_a_broken_store_with_its_span() {
     let output =
         validate_edited_scopes(|scopes| scopes.replace("\"10.20.0.0/16\"", "\"10.20.0.0/99\""));
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
     let err = stderr(&output);
     assert!(err.contains("invalid network `10.20.0.0/99`"), "{err}");
     assert!(err.contains("scopes.toml"), "{err}");
@@ -110,7 +91,7 @@ fn a_key_pasted_as_a_fingerprint_is_not_printed() {
         let (_, rest) = after.split_once('"').unwrap();
         format!("{before}fingerprint = \"{key}\"{rest}")
     });
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
     let err = stderr(&output);
     assert!(err.contains("invalid fingerprint"), "{err}");
     assert!(err.contains("gsk_****"), "{err}");
@@ -122,7 +103,7 @@ fn policy_test_runs_every_fixture() {
     let store = store();
     let output = keyscope(&["policy", "test", "--store", store.to_str().unwrap()], "");
     assert_eq!(
-        output.status.code(),
+        Some(output.code),
         Some(0),
         "{}{}",
         stdout(&output),
@@ -155,7 +136,7 @@ fn policy_test_fails_on_a_wrong_expectation() {
         ],
         "",
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(Some(output.code), Some(1));
     assert!(stdout(&output).contains("FAIL"), "{}", stdout(&output));
     std::fs::write(&cases, "{\"cases\": [").unwrap();
     let output = keyscope(
@@ -168,7 +149,7 @@ fn policy_test_fails_on_a_wrong_expectation() {
         ],
         "",
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
 }
 
 /// The fixtures that need no ledger setup, decided one by one through `keyscope decide`.
@@ -198,7 +179,7 @@ fn fixtures_through_decide() {
             );
             let expected = case["expect"]["decision"].as_bool().unwrap();
             assert_eq!(
-                output.status.code(),
+                Some(output.code),
                 Some(if expected { 0 } else { 1 }),
                 "{}: {}",
                 case["name"],
@@ -234,7 +215,7 @@ fn malformed_request_is_an_error() {
         &["decide", "--store", store.to_str().unwrap()],
         "{\"subject\": ",
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
     assert!(
         stderr(&output).contains("invalid request JSON"),
         "{}",
@@ -244,7 +225,7 @@ fn malformed_request_is_an_error() {
         &["decide", "--store", store.to_str().unwrap()],
         r#"{"subject": {"type": "User", "id": "x"}, "action": {"name": "invoke"}, "resource": {"type": "Model", "id": "m"}}"#,
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
 }
 
 #[test]
@@ -254,7 +235,7 @@ fn unknown_key_is_a_deny_with_an_error() {
         &["decide", "--store", store.to_str().unwrap()],
         &request("nobody", "gpt-4o", ""),
     );
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(Some(output.code), Some(1));
     let decision = json(&output);
     assert_eq!(
         decision["context"]["reasons"][0]["id"],
@@ -283,7 +264,7 @@ fn reserve_commit_release_and_spend() {
     };
 
     let output = decide("r1");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(Some(output.code), Some(0), "{}", stderr(&output));
     let decision = json(&output);
     assert_eq!(decision["context"]["reservation"]["request_id"], "r1");
     // 1,000 x $0.15/M + 1,000 x $0.60/M
@@ -308,7 +289,7 @@ fn reserve_commit_release_and_spend() {
         )
     };
     let output = commit("r1");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(Some(output.code), Some(0), "{}", stderr(&output));
     assert_eq!(json(&output)["outcome"], "committed");
     assert_eq!(json(&output)["cost_micros"], 180);
     let output = commit("r1");
@@ -318,21 +299,21 @@ fn reserve_commit_release_and_spend() {
         "a retried commit is not charged twice"
     );
     let output = keyscope(&[&["usage", "release", "r1"][..], &base].concat(), "");
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
     assert!(
         stderr(&output).contains("was committed"),
         "{}",
         stderr(&output)
     );
 
-    assert_eq!(decide("r2").status.code(), Some(0));
+    assert_eq!(Some(decide("r2").code), Some(0));
     let output = keyscope(&[&["usage", "release", "r2"][..], &base].concat(), "");
     assert_eq!(json(&output)["outcome"], "released");
     let output = keyscope(&[&["usage", "commit", "unknown"][..], &base].concat(), "");
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
 
     let output = keyscope(&[&["spend", "--by", "scope"][..], &base].concat(), "");
-    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(Some(output.code), Some(0), "{}", stderr(&output));
     let table = stdout(&output);
     assert!(
         table
@@ -368,7 +349,7 @@ fn reserve_commit_release_and_spend() {
         &[&["spend", "--since", "yesterday"][..], &base].concat(),
         "",
     );
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
 }
 
 #[test]
@@ -376,7 +357,7 @@ fn spend_without_a_ledger_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = dir.path().join("missing.sqlite");
     let output = keyscope(&["spend", "--ledger", ledger.to_str().unwrap()], "");
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(Some(output.code), Some(2));
     assert!(
         stderr(&output).contains("no budget ledger"),
         "{}",
