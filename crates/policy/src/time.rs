@@ -66,8 +66,8 @@ impl Timestamp {
         let offset = match rest {
             b"Z" | b"z" => 0,
             [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
-                let hours = two_digits(&[*h1, *h2])?;
-                let minutes = two_digits(&[*m1, *m2])?;
+                let hours = two_digits(&[*h1, *h2]).filter(|h| *h <= 23)?;
+                let minutes = two_digits(&[*m1, *m2]).filter(|m| *m <= 59)?;
                 let offset = i64::from(hours * 3600 + minutes * 60);
                 if *sign == b'-' { -offset } else { offset }
             }
@@ -235,6 +235,9 @@ mod tests {
             "2026-13-01",
             "2026-11-22T25:00:00Z",
             "2026-11-22T18:00:00",
+            "2026-11-22T18:00:00+99:99",
+            "2026-11-22T18:00:00+24:00",
+            "2026-11-22T18:00:00-05:60",
             "yesterday",
             "",
         ] {
