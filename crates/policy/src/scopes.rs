@@ -258,6 +258,66 @@ struct RawKey {
     description: Option<String>,
 }
 
+/// Prefixes of provider API keys (OpenAI, Anthropic, Groq, xAI, Hugging Face, Google, AWS,
+/// Perplexity, Replicate, Fireworks, Cerebras, NVIDIA, LangSmith, OpenRouter, GitHub, GitLab,
+/// Slack and Stripe shapes): an id that starts with one and is long enough is a pasted key.
+const KEY_PREFIXES: &[&str] = &[
+    "sk-",
+    "sk_",
+    "rk_",
+    "pk_live",
+    "gsk_",
+    "xai-",
+    "hf_",
+    "api_org_",
+    "AIza",
+    "AQ.",
+    "AKIA",
+    "ASIA",
+    "ABIA",
+    "ACCA",
+    "pplx-",
+    "r8_",
+    "fw_",
+    "csk-",
+    "nvapi-",
+    "lsv2_",
+    "ls__",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "glpat-",
+    "xoxb-",
+    "xoxp-",
+];
+
+/// Whether a key id is, by its shape, a raw API key rather than a name: a provider prefix
+/// followed by at least 16 more characters, or a long run of random-looking characters (mixed
+/// case and digits, no word separators) as unprefixed keys (Mistral, Cohere, DeepSeek) are.
+pub(crate) fn looks_like_a_raw_key(id: &str) -> bool {
+    if KEY_PREFIXES
+        .iter()
+        .any(|p| id.starts_with(p) && id.len() >= p.len() + 16)
+    {
+        return true;
+    }
+    // Names may be long (`care-notes-prod-2026-10`), but they are words between separators.
+    let longest_token = id
+        .split(['-', '_', '.', '/', ' ', ':'])
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let (mut upper, mut lower, mut digit) = (0, 0, 0);
+    for c in id.chars() {
+        upper += usize::from(c.is_ascii_uppercase());
+        lower += usize::from(c.is_ascii_lowercase());
+        digit += usize::from(c.is_ascii_digit());
+    }
+    let hex = id.len() >= 32 && id.chars().all(|c| c.is_ascii_hexdigit());
+    hex || (longest_token >= 24 && upper >= 2 && lower >= 2 && digit >= 2)
+}
+
 /// The `sha256:<64 lowercase hex>` fingerprint of a raw key string, as `scopes.toml` registers it.
 pub fn fingerprint(raw_key: &str) -> String {
     let digest = Sha256::digest(raw_key.as_bytes());
@@ -449,6 +509,20 @@ impl Scopes {
                     Some(key.id.span()),
                     "ids must not look like fingerprints",
                 ));
+            }
+            if looks_like_a_raw_key(&id) {
+                // The id is not quoted: it is a secret. The span points at it.
+                return Err(file
+                    .error(
+                        "a key id looks like a raw API key",
+                        Some(key.id.span()),
+                        "a secret, not a name",
+                    )
+                    .with_help(
+                        "never paste a key into scopes.toml: give the key a name as its `id` and \
+                         register `fingerprint = \"sha256:<hex>\"` of the raw key; rotate this key, \
+                         it is now in a file",
+                    ));
             }
             if !by_id.contains_key(key.scope.get_ref()) {
                 return Err(file.error(
@@ -722,6 +796,43 @@ expires = 2026-04-01
                 err.message()
             );
         }
+    }
+
+    #[test]
+    fn raw_keys_are_not_names() {
+        // Synthetic, in the shapes of OpenAI, Anthropic, Groq, Google, Mistral and hex keys.
+        let body = "kD7DPxW3TuKgyEQRgbpgRGXhsNsEehcGaWthZRKb2Vz4";
+        for key in [
+            format!("sk-proj-{body}"),
+            format!("sk-ant-api03-{body}"),
+            format!("gsk_{body}"),
+            format!("AIza{body}"),
+            body[..32].to_owned(),
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        ] {
+            assert!(looks_like_a_raw_key(&key), "{key}");
+        }
+        for name in [
+            "care-notes-prod-2026-10",
+            "dev-general-1",
+            "sk-team-a",
+            "internal_search_production_key_2026_11_01",
+            "CareNotesProduction2026",
+            "Billing Service Production Key 2026-10 (EU West)",
+        ] {
+            assert!(!looks_like_a_raw_key(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_raw_key_as_an_id_is_refused_and_not_quoted() {
+        let key = "sk-proj-kD7DPxW3TuKgyEQRgbpgRGXhsNsEehcGaWthZRKb2Vz4";
+        let text = SCOPES.replace("id = \"app-1\"", &format!("id = \"{key}\""));
+        assert_ne!(text, SCOPES);
+        let err = Scopes::parse("scopes.toml", &text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("looks like a raw API key"), "{message}");
+        assert!(!message.contains(key), "{message}");
     }
 
     #[test]
