@@ -167,6 +167,7 @@ fn fixtures_through_decide() {
                 continue;
             }
             count += 1;
+            let now = case["request"]["context"]["time"].as_str().unwrap();
             let output = keyscope(
                 &[
                     "decide",
@@ -174,6 +175,8 @@ fn fixtures_through_decide() {
                     store.to_str().unwrap(),
                     "--ledger",
                     ledger.to_str().unwrap(),
+                    "--now",
+                    now,
                 ],
                 &case["request"].to_string(),
             );
@@ -254,7 +257,11 @@ fn reserve_commit_release_and_spend() {
     let base = ["--store", store, "--ledger", ledger];
     let decide = |id: &str| {
         keyscope(
-            &[&["decide", "--reserve"][..], &base].concat(),
+            &[
+                &["decide", "--reserve", "--now", "2026-11-22T18:00:00Z"][..],
+                &base,
+            ]
+            .concat(),
             &request(
                 "dev-general-1",
                 "gpt-4o-mini",

@@ -19,14 +19,16 @@
 //!
 //! Every case runs against a fresh in-memory ledger: `spent` is recorded as committed spend,
 //! each `before` request is reserved (and must be allowed), then `request` is decided, reserving
-//! when `reserve` is true.
+//! when `reserve` is true. A fixture is a replay: each request is decided at its own
+//! `context.time` ([`Clock::FromRequest`](crate::Clock::FromRequest)), whatever the engine's
+//! clock.
 
 use std::path::Path;
 
 use serde::Deserialize;
 
 use crate::decision::Decision;
-use crate::engine::{Engine, LedgerMode, SpendRecord};
+use crate::engine::{Clock, Engine, LedgerMode, SpendRecord};
 use crate::error::{FixtureError, SourceFile};
 use crate::ledger::Ledger;
 use crate::request::Request;
@@ -190,7 +192,7 @@ impl Case {
                 request.request_id = Some(format!("fixture-before-{i}"));
             }
             let decision = engine
-                .decide_with_ledger(&request, &ledger, LedgerMode::Reserve)
+                .decide_on(Clock::FromRequest, &request, &ledger, LedgerMode::Reserve)
                 .map_err(|e| e.to_string())?;
             if !decision.allowed {
                 return Err(format!(
@@ -206,7 +208,7 @@ impl Case {
             LedgerMode::Check
         };
         engine
-            .decide_with_ledger(&request, &ledger, mode)
+            .decide_on(Clock::FromRequest, &request, &ledger, mode)
             .map_err(|e| e.to_string())
     }
 

@@ -15,14 +15,15 @@
 //!
 //! ```
 //! use std::path::Path;
-//! use keyscope_policy::{Engine, Request, Timestamp};
+//! use keyscope_policy::{Clock, Engine, Request, Timestamp};
 //!
-//! // The default store shipped with keyscope.
+//! // The default store shipped with keyscope, on a fixed clock (a replay); a service keeps the
+//! // default system clock, and a request's `context.time` does not move it.
 //! let store = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
-//! let engine = Engine::load(&store)?;
+//! let now = Timestamp::parse("2026-11-22T18:00:00Z").unwrap_or(Timestamp::now());
+//! let engine = Engine::load(&store)?.with_clock(Clock::Fixed(now));
 //!
 //! let mut request = Request::new("care-notes-prod-2026-10", "gpt-4o-2024-11-20");
-//! request.time = Timestamp::parse("2026-11-22T18:00:00Z");
 //! request.source_ip = "10.20.4.7".parse().ok();
 //! request.input_tokens = 1_000;
 //! request.max_output_tokens = Some(500);
@@ -56,9 +57,11 @@ pub use catalog::{Catalog, Model, Price, Provider};
 pub use decision::{
     BudgetFigure, Decision, Estimate, RateFigure, Reason, ReasonEffect, Reservation,
 };
-pub use engine::{Engine, LedgerMode, SpendRecord};
+pub use engine::{Clock, Engine, LedgerMode, SpendRecord};
 pub use error::{FixtureError, LedgerError, RequestError, SourceError, StoreError};
-pub use ledger::{DEFAULT_HOLD_TTL_SECONDS, Ledger, Settlement, SpendGrouping, SpendRow, Usage};
+pub use ledger::{
+    DEFAULT_HOLD_TTL_SECONDS, Ledger, RequestState, Settlement, SpendGrouping, SpendRow, Usage,
+};
 pub use money::{MICROS_PER_USD, format_usd, parse_usd};
 pub use net::Cidr;
 pub use request::Request;

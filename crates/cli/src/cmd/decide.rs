@@ -2,7 +2,9 @@
 
 use std::io::Read as _;
 
-use keyscope_policy::{DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Request};
+use keyscope_policy::{
+    Clock, DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Request, Timestamp,
+};
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
@@ -22,6 +24,31 @@ pub struct Args {
     /// How long a reservation holds its budget unless committed or released.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HOLD_TTL_SECONDS)]
     hold_ttl: i64,
+    /// Decide at this time (RFC 3339) instead of the system clock, holds included: replays and
+    /// tests. Without it or `--trust-request-time`, a request's `context.time` is ignored.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<Timestamp>,
+    /// Decide at a request's `context.time` when it is at most this many seconds from the
+    /// system clock, and deny it when further off; holds still expire by the system clock.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "now")]
+    trust_request_time: Option<u32>,
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).ok_or_else(|| {
+        "expected an RFC 3339 date-time with offset (`2026-11-22T18:00:00Z`) or a date".to_owned()
+    })
+}
+
+impl Args {
+    /// The clock the flags ask for.
+    fn clock(&self) -> Clock {
+        match (self.now, self.trust_request_time) {
+            (Some(at), _) => Clock::Fixed(at),
+            (None, Some(max_skew_seconds)) => Clock::TrustRequestTime { max_skew_seconds },
+            (None, None) => Clock::System,
+        }
+    }
 }
 
 /// Runs `keyscope decide`.
@@ -31,7 +58,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         .read_to_string(&mut text)
         .into_diagnostic()?;
     let request = Request::from_json("<stdin>", &text).map_err(miette::Report::new)?;
-    let engine = Engine::new(args.store.load()?);
+    let engine = Engine::new(args.store.load()?).with_clock(args.clock());
     let path = args.ledger.path(&args.store.store);
     // Without a ledger file nothing has been spent; only a reservation creates one.
     let decision = if args.reserve || path.exists() {

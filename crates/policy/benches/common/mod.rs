@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use keyscope_policy::{Engine, Request, Store, StoreSources, Timestamp};
+use keyscope_policy::{Clock, Engine, Request, Store, StoreSources, Timestamp};
 
 pub const SCOPES: usize = 1_000;
 pub const MODELS: usize = 200;
@@ -98,7 +98,10 @@ pub fn engine() -> Engine {
         models: &models,
     });
     let engine = match store {
-        Ok(store) => Engine::new(store),
+        // The request's time, as a fixed clock: the bench's keys and budgets are dated.
+        Ok(store) => Engine::new(store).with_clock(Clock::Fixed(
+            Timestamp::parse("2026-11-22T18:00:00Z").unwrap_or(Timestamp::from_unix(0)),
+        )),
         Err(e) => panic!("bench store: {e:?}"),
     };
     assert_eq!(engine.store().scopes().scopes().len(), SCOPES);

@@ -1,19 +1,25 @@
 //! The decision engine: resolve the request against the store, gather the budget and rate
 //! figures, ask Cedar, and deny whenever anything is off (fail closed).
+//!
+//! A decision travels through three steps: [`Engine::prepare`] resolves the key, the model, the
+//! scope chain and the cost estimate, and fixes the decision's time from the engine's [`Clock`];
+//! the ledger (when there is one) reads the chain's spend and hands it to the decision closure
+//! inside its own atomic step ([`Ledger::reserve`]); [`evaluate`] turns the figures into
+//! headroom, asks Cedar and writes the reasons.
 
-use cedar_policy::{Authorizer, Context, EntityUid, PolicySet, RestrictedExpression};
+use cedar_policy::{Authorizer, EntityUid, PolicySet};
 
 use crate::catalog::Model;
-use crate::decision::{
-    BudgetFigure, Decision, Estimate, RateFigure, Reason, ReasonEffect, Reservation,
-};
+use crate::decision::{Decision, Estimate, Reason, ReasonEffect};
 use crate::error::{LedgerError, StoreError};
-use crate::ledger::{self, Hold, Ledger, ScopeUsage};
+use crate::ledger::{Hold, Ledger, Plan, Prior, ScopeUsage};
 use crate::money::token_cost;
 use crate::request::Request;
 use crate::scopes::{Key, Scope, fingerprint};
 use crate::store::Store;
 use crate::time::Timestamp;
+
+mod evaluate;
 
 /// Whether a ledger-backed decision only checks the budget or also reserves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +28,53 @@ pub enum LedgerMode {
     Check,
     /// Check and, when allowed, hold the worst-case estimate against the scope and its ancestors.
     Reserve,
+}
+
+/// Where the time of a decision comes from. Key age and expiry, the budget's day and month and
+/// the rate limit's minute all follow it, so a caller who controls it controls them: by default
+/// the engine reads its own clock and ignores a request's `context.time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// The system clock; a request's `context.time` is ignored.
+    #[default]
+    System,
+    /// The system clock, but a request's `context.time` within `max_skew_seconds` of it is
+    /// decided at that time (a gateway that stamps requests when they arrive). A time further
+    /// off is denied with `keyscope:request-time-skew`. Holds still expire by the system clock.
+    TrustRequestTime {
+        /// How far, in seconds and either way, a request's time may be from the system clock.
+        max_skew_seconds: u32,
+    },
+    /// A fixed instant, for every decision and every hold: replays and tests (`--now`).
+    Fixed(Timestamp),
+    /// Each request's `context.time` is the clock, for its decision and its hold (the system
+    /// clock when a request has none). For decision fixtures and tests only: a service must
+    /// never use it, because the caller then controls the clock.
+    FromRequest,
+}
+
+impl Clock {
+    /// The engine's time now, and the time the decision of a request with `requested` is made
+    /// at; `Err` with the skew in seconds when a trusted request time is too far off.
+    fn resolve(self, requested: Option<Timestamp>) -> Result<(Timestamp, Timestamp), i64> {
+        match (self, requested) {
+            (Self::Fixed(at), _) => Ok((at, at)),
+            (Self::FromRequest, Some(at)) => Ok((at, at)),
+            (Self::TrustRequestTime { max_skew_seconds }, Some(at)) => {
+                let now = Timestamp::now();
+                let skew = at.unix().saturating_sub(now.unix());
+                if skew.unsigned_abs() <= u64::from(max_skew_seconds) {
+                    Ok((now, at))
+                } else {
+                    Err(skew)
+                }
+            }
+            _ => {
+                let now = Timestamp::now();
+                Ok((now, now))
+            }
+        }
+    }
 }
 
 /// Spend that happened outside a reservation, recorded as committed (imports, fixtures).
@@ -47,10 +100,15 @@ pub struct SpendRecord {
 pub struct Engine {
     store: Store,
     authorizer: Authorizer,
+    clock: Clock,
 }
 
+/// A request resolved against the store, ready to be decided.
 struct Prepared<'s> {
+    /// The engine's clock: what expires holds.
     now: Timestamp,
+    /// The decision's time: key age and expiry, budget windows, rate minute.
+    time: Timestamp,
     key: &'s Key,
     chain: Vec<&'s Scope>,
     model: &'s Model,
@@ -64,30 +122,7 @@ struct Prepared<'s> {
     network_allowed: bool,
 }
 
-#[derive(Default)]
-struct Headroom {
-    money_capped: bool,
-    /// The tightest remaining money and tokens over every capped window of the chain.
-    micros: Option<i128>,
-    tokens: Option<i128>,
-    minute_requests: Option<i128>,
-    minute_tokens: Option<i128>,
-}
-
-fn min_opt(a: Option<i128>, b: i128) -> Option<i128> {
-    Some(a.map_or(b, |a| a.min(b)))
-}
-
-fn long(value: Option<i128>) -> i64 {
-    value.map_or(i64::MAX, |v| {
-        v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
-    })
-}
-
-fn long_u(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
+/// An engine rule's reason, `keyscope:<id>`.
 fn engine_reason(id: &str, message: impl Into<String>) -> Reason {
     Reason {
         id: format!("keyscope:{id}"),
@@ -97,17 +132,29 @@ fn engine_reason(id: &str, message: impl Into<String>) -> Reason {
 }
 
 impl Engine {
-    /// An engine over `store`.
+    /// An engine over `store`, on the system clock.
     pub fn new(store: Store) -> Self {
         Self {
             store,
             authorizer: Authorizer::new(),
+            clock: Clock::System,
         }
     }
 
     /// Loads the store in `dir` and builds an engine over it.
     pub fn load(dir: &std::path::Path) -> Result<Self, StoreError> {
         Store::load(dir).map(Self::new)
+    }
+
+    /// The same engine on `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock decisions are made by.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// The store decisions are made against.
@@ -118,7 +165,7 @@ impl Engine {
     /// Decides `request` without a ledger: budget caps apply to this request alone, as if
     /// nothing had been spent yet.
     pub fn decide(&self, request: &Request) -> Decision {
-        match self.prepare(request) {
+        match self.prepare(self.clock, request) {
             Ok(prepared) => {
                 let usage = vec![ScopeUsage::default(); prepared.chain.len()];
                 self.evaluate(request, &prepared, &usage)
@@ -128,115 +175,126 @@ impl Engine {
     }
 
     /// Decides `request` against the spend in `ledger`; with [`LedgerMode::Reserve`] an allowed
-    /// request also holds its worst-case cost, atomically with the check. Ledger failures are
-    /// errors, never allows.
+    /// request also holds its worst-case cost, atomically with the check. A request id names
+    /// one request: a retry of it is decided again (a revoked key is denied on retry too) and
+    /// keeps its hold; another request under a held id, or any request under a settled one, is
+    /// denied. Ledger failures are errors, never allows.
     pub fn decide_with_ledger(
         &self,
         request: &Request,
         ledger: &Ledger,
         mode: LedgerMode,
     ) -> Result<Decision, LedgerError> {
-        let prepared = match self.prepare(request) {
+        self.decide_on(self.clock, request, ledger, mode)
+    }
+
+    /// [`decide_with_ledger`](Self::decide_with_ledger) on `clock` rather than the engine's:
+    /// decision fixtures run on [`Clock::FromRequest`].
+    pub(crate) fn decide_on(
+        &self,
+        clock: Clock,
+        request: &Request,
+        ledger: &Ledger,
+        mode: LedgerMode,
+    ) -> Result<Decision, LedgerError> {
+        let prepared = match self.prepare(clock, request) {
             Ok(prepared) => prepared,
             Err(denied) => return Ok(*denied),
         };
-        let reserve_id = match (mode, &request.request_id) {
+        let hold_id = match (mode, &request.request_id) {
             (LedgerMode::Check, _) => None,
             (LedgerMode::Reserve, Some(id)) => Some(id.as_str()),
             (LedgerMode::Reserve, None) => {
-                let mut decision = self.base(request, prepared.now);
-                decision
-                    .errors
-                    .push("a reservation needs `context.request_id`".to_owned());
-                decision.reasons.push(engine_reason(
+                return Ok(self.deny_resolved(
+                    request,
+                    &prepared,
                     "missing-request-id",
                     "budget can only be reserved for a request with an id",
+                    Some("a reservation needs `context.request_id`"),
                 ));
-                return Ok(decision);
             }
         };
-        let day = prepared.now.day_key();
-        let month = prepared.now.month_key();
-        ledger.write(|txn| {
-            if ledger.sweep_due(prepared.now) {
-                ledger::sweep(txn, prepared.now)?;
-            }
-            if let Some(id) = reserve_id
-                && let Some(row) = ledger::find(txn, id)?
-            {
-                let mut decision = self.base(request, prepared.now);
-                self.fill_resolved(&mut decision, &prepared);
-                if row.state == "held" || row.state == "committed" {
-                    decision.allowed = true;
+        let chain: Vec<&str> = prepared.chain.iter().map(|s| s.id.as_str()).collect();
+        let scopes_where = |keep: fn(&Scope) -> bool| -> Vec<&str> {
+            prepared
+                .chain
+                .iter()
+                .filter(|s| keep(s))
+                .map(|s| s.id.as_str())
+                .collect()
+        };
+        // Only scopes with caps or limits need figures; the others read as zero.
+        let limited = scopes_where(|s| s.budget.is_limited() || s.rate.is_limited());
+        let rated = scopes_where(|s| s.rate.is_limited());
+        let plan = Plan {
+            hold: hold_id.map(|request_id| Hold {
+                request_id,
+                key_id: &prepared.key.id,
+                action: &request.action,
+                chain: &chain,
+                rated: &rated,
+                model: &prepared.model.target,
+                time: prepared.time,
+                micros: prepared.estimate.cost_micros.unwrap_or(0),
+                tokens: prepared.total_tokens,
+                price: prepared.model.price,
+            }),
+            chain: &chain,
+            limited: &limited,
+            rated: &rated,
+            time: prepared.time,
+            now: prepared.now,
+        };
+        ledger.reserve(&plan, |usage, prior| {
+            self.decide_after(request, &prepared, usage, prior)
+        })
+    }
+
+    /// Decides a request whose id the ledger has looked up (`prior`).
+    fn decide_after(
+        &self,
+        request: &Request,
+        prepared: &Prepared<'_>,
+        usage: &[ScopeUsage],
+        prior: Prior,
+    ) -> Decision {
+        let id = request.request_id.as_deref().unwrap_or_default();
+        match prior {
+            Prior::None => self.evaluate(request, prepared, usage),
+            Prior::Retry { .. } => {
+                let mut decision = self.evaluate(request, prepared, usage);
+                if decision.allowed {
                     decision.reasons.push(engine_reason(
                         "existing-reservation",
                         format!(
                             "request `{id}` was already reserved; the earlier reservation stands"
                         ),
                     ));
-                    decision.reservation = Some(Reservation {
-                        request_id: id.to_owned(),
-                        held_micros: 0,
-                        expires_at: Timestamp::from_unix(row.expires_at).to_string(),
-                        existing: true,
-                    });
-                } else {
-                    decision.reasons.push(engine_reason(
-                        "request-id-reused",
-                        format!("request id `{id}` was already used and settled"),
-                    ));
                 }
-                return Ok(decision);
+                decision
             }
-            // Only scopes with caps or limits need figures; the others read as zero.
-            let limited: Vec<&str> = prepared
-                .chain
-                .iter()
-                .filter(|s| s.budget.is_limited() || s.rate.is_limited())
-                .map(|s| s.id.as_str())
-                .collect();
-            let rated: Vec<&str> = prepared
-                .chain
-                .iter()
-                .filter(|s| s.rate.is_limited())
-                .map(|s| s.id.as_str())
-                .collect();
-            let figures = ledger::usage(txn, &limited, &rated, prepared.now, &day, &month)?;
-            let usage: Vec<ScopeUsage> = prepared
-                .chain
-                .iter()
-                .map(|s| {
-                    limited
-                        .iter()
-                        .position(|l| *l == s.id)
-                        .map_or_else(ScopeUsage::default, |i| figures[i])
-                })
-                .collect();
-            let mut decision = self.evaluate(request, &prepared, &usage);
-            if let (Some(id), true) = (reserve_id, decision.allowed) {
-                let chain: Vec<&str> = prepared.chain.iter().map(|s| s.id.as_str()).collect();
-                let held = prepared.estimate.cost_micros.unwrap_or(0);
-                let hold = Hold {
-                    request_id: id,
-                    key_id: &prepared.key.id,
-                    chain: &chain,
-                    rated: &rated,
-                    model: &prepared.model.target,
-                    time: prepared.now,
-                    micros: held,
-                    tokens: prepared.total_tokens,
-                    price: prepared.model.price,
-                };
-                let expires = ledger::insert_hold(txn, &hold, ledger.hold_ttl_seconds())?;
-                decision.reservation = Some(Reservation {
-                    request_id: id.to_owned(),
-                    held_micros: held,
-                    expires_at: expires.to_string(),
-                    existing: false,
-                });
+            Prior::Conflict => {
+                // Decided all the same, so the figures show what the request would have met.
+                let mut decision = self.evaluate(request, prepared, usage);
+                decision.allowed = false;
+                decision.reasons = vec![engine_reason(
+                    "request-id-conflict",
+                    "the request id is held by a different request (another key, action or \
+                     model, or a hold smaller than this request); a request id names one request",
+                )];
+                decision.errors.push(format!(
+                    "request id `{id}` is already held by a different request"
+                ));
+                decision
             }
-            Ok(decision)
-        })
+            Prior::Settled(state) => self.deny_resolved(
+                request,
+                prepared,
+                "request-id-reused",
+                &format!("request id `{id}` was already used and is {state}"),
+                None,
+            ),
+        }
     }
 
     /// Records spend made outside a reservation as committed, charged to `record.scope` and its
@@ -257,9 +315,10 @@ impl Engine {
             .catalog()
             .model(&record.model)
             .map_or(record.model.as_str(), |m| m.target.as_str());
-        let hold = Hold {
+        ledger.record(&Hold {
             request_id: &record.request_id,
             key_id: "",
+            action: "invoke",
             chain: &chain,
             rated: &[],
             model,
@@ -267,11 +326,10 @@ impl Engine {
             micros: record.cost_micros,
             tokens: record.tokens,
             price: None,
-        };
-        ledger.write(|txn| ledger::insert_committed(txn, &hold))
+        })
     }
 
-    fn base(&self, request: &Request, now: Timestamp) -> Decision {
+    fn base(&self, request: &Request, time: Timestamp) -> Decision {
         Decision {
             allowed: false,
             reasons: Vec::new(),
@@ -282,7 +340,7 @@ impl Engine {
             action: request.action.clone(),
             model: request.model.clone(),
             resolved_model: None,
-            time: now,
+            time,
             estimate: None,
             budgets: Vec::new(),
             rates: Vec::new(),
@@ -290,21 +348,53 @@ impl Engine {
         }
     }
 
-    fn fill_resolved(&self, decision: &mut Decision, prepared: &Prepared<'_>) {
+    /// A denial by the engine rule `id` of a request that resolved, with an error when given.
+    fn deny_resolved(
+        &self,
+        request: &Request,
+        prepared: &Prepared<'_>,
+        id: &str,
+        message: &str,
+        error: Option<&str>,
+    ) -> Decision {
+        let mut decision = self.base(request, prepared.time);
         decision.key = Some(prepared.key.id.clone());
         decision.scope = Some(prepared.key.scope.clone());
         decision.resolved_model = Some(prepared.model.target.clone());
         decision.estimate = Some(prepared.estimate);
+        decision.errors.extend(error.map(str::to_owned));
+        decision.reasons.push(engine_reason(id, message));
+        decision
     }
 
-    fn prepare<'s>(&'s self, request: &Request) -> Result<Prepared<'s>, Box<Decision>> {
-        let now = request.time.unwrap_or_else(Timestamp::now);
-        let deny = |id: &str, message: String| {
-            let mut decision = self.base(request, now);
+    /// Resolves `request` against the store at the engine's time; a request that cannot be
+    /// resolved is denied here.
+    fn prepare<'s>(
+        &'s self,
+        clock: Clock,
+        request: &Request,
+    ) -> Result<Prepared<'s>, Box<Decision>> {
+        let deny_at = |time: Timestamp, id: &str, message: String| {
+            let mut decision = self.base(request, time);
             decision.errors.push(message.clone());
             decision.reasons.push(engine_reason(id, message));
             Box::new(decision)
         };
+        let (now, time) = clock.resolve(request.time).map_err(|skew| {
+            let now = Timestamp::now();
+            let limit = match clock {
+                Clock::TrustRequestTime { max_skew_seconds } => max_skew_seconds,
+                _ => 0,
+            };
+            deny_at(
+                now,
+                "request-time-skew",
+                format!(
+                    "`context.time` is {skew} s from the engine's clock; at most {limit} s are accepted"
+                ),
+            )
+        })?;
+        let deny = |id: &str, message: String| deny_at(time, id, message);
         let Some((action_uid, action_index)) = self.store.action_uids.get(&request.action) else {
             return Err(deny(
                 "unknown-action",
@@ -374,6 +464,7 @@ impl Engine {
         };
         Ok(Prepared {
             now,
+            time,
             key,
             chain,
             model,
@@ -389,254 +480,5 @@ impl Engine {
             total_tokens,
             network_allowed,
         })
-    }
-
-    fn evaluate(&self, request: &Request, p: &Prepared<'_>, usage: &[ScopeUsage]) -> Decision {
-        let mut decision = self.base(request, p.now);
-        self.fill_resolved(&mut decision, p);
-        let mut room = Headroom::default();
-        let (day_key, month_key) = (p.now.day_key(), p.now.month_key());
-        for (scope, used) in p.chain.iter().zip(usage) {
-            let budget = scope.budget;
-            if budget.is_limited() {
-                room.money_capped |= budget.has_money_cap();
-                for (window, period, cap_micros, cap_tokens, w) in [
-                    (
-                        "day",
-                        &day_key,
-                        budget.day_micros,
-                        budget.day_tokens,
-                        used.day,
-                    ),
-                    (
-                        "month",
-                        &month_key,
-                        budget.month_micros,
-                        budget.month_tokens,
-                        used.month,
-                    ),
-                ] {
-                    if cap_micros.is_none() && cap_tokens.is_none() {
-                        continue;
-                    }
-                    let spent = i128::from(w.committed_micros) + i128::from(w.held_micros);
-                    let tokens = i128::from(w.committed_tokens) + i128::from(w.held_tokens);
-                    if let Some(cap) = cap_micros {
-                        room.micros = min_opt(room.micros, i128::from(cap) - spent);
-                    }
-                    if let Some(cap) = cap_tokens {
-                        room.tokens = min_opt(room.tokens, i128::from(cap) - tokens);
-                    }
-                    decision.budgets.push(BudgetFigure {
-                        scope: scope.id.clone(),
-                        window,
-                        period: period.clone(),
-                        cap_micros,
-                        cap_tokens,
-                        committed_micros: w.committed_micros,
-                        held_micros: w.held_micros,
-                        used_tokens: w.committed_tokens.saturating_add(w.held_tokens),
-                    });
-                }
-            }
-            let rate = scope.rate;
-            if rate.is_limited() {
-                if let Some(limit) = rate.requests_per_minute {
-                    room.minute_requests = min_opt(
-                        room.minute_requests,
-                        i128::from(limit) - i128::from(used.minute_requests),
-                    );
-                }
-                if let Some(limit) = rate.tokens_per_minute {
-                    room.minute_tokens = min_opt(
-                        room.minute_tokens,
-                        i128::from(limit) - i128::from(used.minute_tokens),
-                    );
-                }
-                decision.rates.push(RateFigure {
-                    scope: scope.id.clone(),
-                    requests_per_minute: rate.requests_per_minute,
-                    tokens_per_minute: rate.tokens_per_minute,
-                    requests: used.minute_requests,
-                    tokens: used.minute_tokens,
-                });
-            }
-        }
-
-        let cost = p.estimate.cost_micros;
-        // Cedar evaluates every context value when the context is built (about 0.3 µs each), so
-        // the optional fields only go in when some policy names them.
-        let uses = &self.store.context_use;
-        let mut pairs = Vec::with_capacity(9);
-        pairs.extend([
-            (
-                "now".to_owned(),
-                RestrictedExpression::new_long(p.now.unix()),
-            ),
-            (
-                "network_allowed".to_owned(),
-                RestrictedExpression::new_bool(p.network_allowed),
-            ),
-            (
-                "total_tokens".to_owned(),
-                RestrictedExpression::new_long(long_u(p.total_tokens)),
-            ),
-            (
-                "cost_micros".to_owned(),
-                RestrictedExpression::new_long(long_u(cost.unwrap_or(0))),
-            ),
-            (
-                "budget_remaining_micros".to_owned(),
-                RestrictedExpression::new_long(long(room.micros)),
-            ),
-            (
-                "budget_remaining_tokens".to_owned(),
-                RestrictedExpression::new_long(long(room.tokens)),
-            ),
-            (
-                "rate_requests_remaining".to_owned(),
-                RestrictedExpression::new_long(long(room.minute_requests)),
-            ),
-            (
-                "rate_tokens_remaining".to_owned(),
-                RestrictedExpression::new_long(long(room.minute_tokens)),
-            ),
-        ]);
-        if uses.input_tokens {
-            pairs.push((
-                "input_tokens".to_owned(),
-                RestrictedExpression::new_long(long_u(p.estimate.input_tokens)),
-            ));
-        }
-        if uses.max_output_tokens {
-            pairs.push((
-                "max_output_tokens".to_owned(),
-                RestrictedExpression::new_long(long_u(p.estimate.max_output_tokens)),
-            ));
-        }
-        if let (Some(ip), true) = (request.source_ip, uses.source_ip) {
-            pairs.push((
-                "source_ip".to_owned(),
-                RestrictedExpression::new_ip(ip.to_string()),
-            ));
-        }
-        let cedar_request = Context::from_pairs(pairs)
-            .map_err(|e| e.to_string())
-            .and_then(|context| {
-                cedar_policy::Request::new(
-                    p.key_uid.clone(),
-                    p.action_uid.clone(),
-                    p.model_uid.clone(),
-                    context,
-                    None,
-                )
-                .map_err(|e| e.to_string())
-            });
-        let cedar_request = match cedar_request {
-            Ok(r) => r,
-            Err(message) => {
-                decision.errors.push(message.clone());
-                decision.reasons.push(engine_reason("context", message));
-                return decision;
-            }
-        };
-        let response =
-            self.authorizer
-                .is_authorized(&cedar_request, p.policies, &self.store.entities);
-        let diagnostics = response.diagnostics();
-        for error in diagnostics.errors() {
-            let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-            let id = e.policy_id().to_string();
-            let effect = self
-                .store
-                .policy(&id)
-                .map_or(ReasonEffect::Engine, |i| i.effect.into());
-            decision.reasons.push(Reason {
-                message: format!(
-                    "policy `{id}` failed to evaluate, so the request is denied (fail closed)"
-                ),
-                id,
-                effect,
-            });
-            decision.errors.push(error.to_string());
-        }
-        let mut determining: Vec<Reason> = diagnostics
-            .reason()
-            .map(|id| {
-                let id: &str = id.as_ref();
-                match self.store.policy(id) {
-                    Some(info) => Reason {
-                        message: info
-                            .message
-                            .clone()
-                            .unwrap_or_else(|| format!("policy `{id}` applies")),
-                        effect: info.effect.into(),
-                        id: info.id.clone(),
-                    },
-                    None => Reason {
-                        message: format!("policy `{id}` applies"),
-                        effect: ReasonEffect::Engine,
-                        id: id.to_owned(),
-                    },
-                }
-            })
-            .collect();
-        determining.sort_by(|a, b| a.id.cmp(&b.id));
-        if !decision.errors.is_empty() {
-            decision.reasons.sort_by(|a, b| a.id.cmp(&b.id));
-            return decision;
-        }
-        if response.decision() == cedar_policy::Decision::Deny {
-            if determining.is_empty() {
-                determining.push(engine_reason(
-                    "no-permit",
-                    format!(
-                        "no policy permits `{}` of `{}` by key `{}` in scope `{}`",
-                        request.action, request.model, p.key.id, p.key.scope
-                    ),
-                ));
-            }
-            decision.reasons = determining;
-            return decision;
-        }
-        // Cedar allowed. The engine's own invariants still hold whatever the policies say, so
-        // a store whose budget policies were edited away cannot overspend.
-        let backstop = if room.money_capped && cost.is_none() {
-            Some(engine_reason(
-                "unpriced-model",
-                format!(
-                    "model `{}` has no price and the scope has a budget",
-                    p.model.id
-                ),
-            ))
-        } else if room
-            .micros
-            .is_some_and(|r| i128::from(cost.unwrap_or(0)) > r)
-            || room.tokens.is_some_and(|r| i128::from(p.total_tokens) > r)
-        {
-            Some(engine_reason(
-                "over-budget",
-                "the estimate exceeds the remaining budget",
-            ))
-        } else if room.minute_requests.is_some_and(|r| r < 1)
-            || room
-                .minute_tokens
-                .is_some_and(|r| i128::from(p.total_tokens) > r)
-        {
-            Some(engine_reason(
-                "rate-limited",
-                "the rate limit for this minute is reached",
-            ))
-        } else {
-            None
-        };
-        match backstop {
-            Some(reason) => decision.reasons = vec![reason],
-            None => {
-                decision.allowed = true;
-                decision.reasons = determining;
-            }
-        }
-        decision
     }
 }

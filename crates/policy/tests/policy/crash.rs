@@ -2,7 +2,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyscope_policy::{Engine, Ledger, LedgerMode, Request, SpendGrouping, Timestamp, Usage};
+use keyscope_policy::{
+    Engine, Ledger, LedgerMode, Request, RequestState, SpendGrouping, Timestamp, Usage,
+};
 
 use crate::common::default_engine;
 
@@ -94,7 +96,7 @@ fn killed_writer_loses_nothing_committed() {
     let ledger = Ledger::open(&path).unwrap();
     for id in &reported {
         assert_eq!(
-            ledger.request_state(id).unwrap().as_deref(),
+            ledger.request_state(id).unwrap().map(RequestState::as_str),
             Some("committed"),
             "{id}"
         );

@@ -1,6 +1,6 @@
 use keyscope_policy::{Engine, Request, RequestError, Store, Timestamp};
 
-use crate::common::{default_engine, store_copy};
+use crate::common::{default_engine, engine_at_request_time, store_copy};
 
 fn request() -> Request {
     let mut request = Request::new("dev-general-1", "gpt-4o-mini");
@@ -17,7 +17,7 @@ fn a_forbid_that_errors_denies_instead_of_being_skipped() {
          forbid (principal, action, resource) when { context.now + 9223372036854775807 > 0 };\n",
     )
     .unwrap();
-    let engine = Engine::new(Store::load(dir.path()).unwrap());
+    let engine = engine_at_request_time(Store::load(dir.path()).unwrap());
     // The same request is allowed without the broken policy: Cedar alone would allow it.
     assert!(default_engine().decide(&request()).allowed);
     let decision = engine.decide(&request());
@@ -110,7 +110,7 @@ fn engine_and_ledger_can_be_shared_across_threads() {
 fn budget_backstops_hold_without_budget_policies() {
     let dir = store_copy();
     std::fs::remove_file(dir.path().join("budget.cedar")).unwrap();
-    let engine = Engine::new(Store::load(dir.path()).unwrap());
+    let engine = engine_at_request_time(Store::load(dir.path()).unwrap());
     let mut expensive = Request::new("dev-general-1", "claude-opus-4-1-20250805");
     expensive.time = Timestamp::parse("2026-11-22T18:00:00Z");
     expensive.input_tokens = 1_000_000;

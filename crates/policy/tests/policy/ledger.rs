@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use keyscope_policy::{
-    Engine, Ledger, LedgerError, LedgerMode, Request, Settlement, SpendGrouping, Timestamp, Usage,
+    Engine, Ledger, LedgerError, LedgerMode, Request, RequestState, Settlement, SpendGrouping,
+    Timestamp, Usage,
 };
 
 use crate::common::default_engine;
@@ -137,7 +138,7 @@ fn two_phase_reserve_commit_release_and_ttl() {
         .unwrap();
     assert_eq!(check.budgets[0].held_micros, 0);
     assert_eq!(
-        ledger.request_state("b").unwrap().as_deref(),
+        ledger.request_state("b").unwrap().map(RequestState::as_str),
         Some("expired")
     );
     assert!(check.reservation.is_none());
@@ -237,7 +238,10 @@ fn exclusive_ledger_is_shared_again_once_closed() {
     }
     let ledger = Ledger::open(&path).unwrap();
     assert_eq!(
-        ledger.request_state("x1").unwrap().as_deref(),
+        ledger
+            .request_state("x1")
+            .unwrap()
+            .map(RequestState::as_str),
         Some("committed")
     );
 }

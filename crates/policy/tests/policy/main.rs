@@ -8,4 +8,5 @@ mod crash;
 mod fail_closed;
 mod fixtures;
 mod ledger;
+mod replay;
 mod store_errors;

@@ -182,8 +182,8 @@ struct Change {
 
 /// Amounts read from a row, which keyscope never writes negative.
 pub(super) fn read_amounts(micros: i64, tokens: i64) -> Result<Amounts, LedgerError> {
-    super::from_i64(micros)?;
-    super::from_i64(tokens)?;
+    super::rows::from_i64(micros)?;
+    super::rows::from_i64(tokens)?;
     Ok(Amounts { micros, tokens })
 }
 
