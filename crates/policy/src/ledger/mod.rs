@@ -137,6 +137,24 @@ pub struct Usage {
     pub cost_micros: Option<u64>,
 }
 
+/// What [`Ledger::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Request rows read.
+    pub rows: u64,
+    /// Rows of running totals read (or, after a rebuild, written).
+    pub totals: u64,
+    /// What is wrong, one line each; empty when the ledger is intact.
+    pub problems: Vec<String>,
+}
+
+impl Verification {
+    /// Whether nothing is wrong.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
 /// What a commit or release did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
@@ -331,6 +349,24 @@ impl Ledger {
     pub fn window_totals(&self, scope: &str, period: &str) -> Result<(u64, u64), LedgerError> {
         match &self.backend {
             Backend::Sqlite(ledger) => ledger.window_totals(scope, period),
+        }
+    }
+
+    /// Checks the whole ledger: every row against its checksum, and every running total against
+    /// the settled requests it sums. Reservations check the rows they read as they go and fail
+    /// on a damaged one; this reads everything.
+    pub fn verify(&self) -> Result<Verification, LedgerError> {
+        match &self.backend {
+            Backend::Sqlite(ledger) => ledger.verify(),
+        }
+    }
+
+    /// Recomputes the running totals from the settled requests, after [`verify`](Self::verify)
+    /// found a damaged or wrong total. Refuses when request rows themselves are damaged: those
+    /// can only come back from a backup.
+    pub fn rebuild_totals(&self) -> Result<Verification, LedgerError> {
+        match &self.backend {
+            Backend::Sqlite(ledger) => ledger.rebuild_totals(),
         }
     }
 

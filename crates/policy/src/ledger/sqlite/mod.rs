@@ -32,6 +32,8 @@ use crate::money::token_cost;
 use crate::time::Timestamp;
 
 mod checkpoint;
+mod checksum;
+mod integrity;
 mod reports;
 mod rows;
 mod schema;
@@ -74,11 +76,15 @@ pub(super) struct Txn<'c> {
 }
 
 /// How a transaction begins: a write takes SQLite's write lock at once, so two writers never
-/// both read the same totals.
+/// both read the same totals. An inspection (the whole-ledger check and the rebuild) reads rows
+/// itself, so it does not bring the totals in memory up to date first: that would fail on the
+/// very damage it is there to report.
 #[derive(Debug, Clone, Copy)]
 enum Begin {
     Write,
     Read,
+    InspectRead,
+    InspectWrite,
 }
 
 impl SqliteLedger {
@@ -208,11 +214,16 @@ impl SqliteLedger {
         let mut inner = self.inner.lock().map_err(|_| LedgerError::Poisoned)?;
         let Inner { conn, totals } = &mut *inner;
         let conn = &*conn;
-        let writing = matches!(begin, Begin::Write);
+        let writing = matches!(begin, Begin::Write | Begin::InspectWrite);
+        let inspecting = matches!(begin, Begin::InspectRead | Begin::InspectWrite);
         let begin = if writing { "BEGIN IMMEDIATE" } else { "BEGIN" };
         conn.prepare_cached(begin)?.execute([])?;
         let result = (|| {
-            totals.refresh(conn, writing)?;
+            if inspecting {
+                totals.invalidate();
+            } else {
+                totals.refresh(conn, writing)?;
+            }
             let value = f(&mut Txn {
                 conn,
                 totals: &mut *totals,
@@ -291,7 +302,7 @@ impl SqliteLedger {
             match row.state {
                 RequestState::Committed => {
                     return Ok(Settlement::AlreadyCommitted {
-                        cost_micros: row.cost_micros,
+                        cost_micros: rows::from_i64(row.cost_micros)?,
                     });
                 }
                 RequestState::Released => {
@@ -339,7 +350,7 @@ impl SqliteLedger {
                 output_tokens: to_i64(usage.output_tokens, request_id)?,
                 at: now.unix(),
             };
-            rows::settle(txn, request_id, row.recent, &settled)?;
+            rows::settle(txn, &row, &settled)?;
             Ok(Settlement::Committed { cost_micros: cost })
         })
     }
@@ -367,8 +378,7 @@ impl SqliteLedger {
             }
             rows::settle(
                 txn,
-                request_id,
-                row.recent,
+                &row,
                 &Settled::without_cost(RequestState::Released, now),
             )?;
             Ok(Settlement::Released)

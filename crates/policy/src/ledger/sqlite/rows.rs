@@ -2,9 +2,10 @@
 //! sweep of expired holds. Each keeps the running totals in step with what it writes.
 
 use rusqlite::types::Value;
-use rusqlite::{OptionalExtension, params, params_from_iter};
+use rusqlite::{params, params_from_iter};
 
 use super::Txn;
+use super::checksum::Checksum;
 use super::totals::{Amounts, read_amounts};
 use crate::catalog::Price;
 use crate::error::LedgerError;
@@ -19,9 +20,9 @@ macro_rules! insert_request_sql {
             $name,
             " (request_id, key_id, scope, chain, model, day, month, minute, state,
             held_micros, held_tokens, cost_micros, input_tokens, price_input, price_output,
-            price_cached_input, created_at, expires_at, settled_at, action)
+            price_cached_input, created_at, expires_at, settled_at, action, checksum)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                 ?20)"
+                 ?20, ?21)"
         )
     };
 }
@@ -37,9 +38,20 @@ pub(super) fn from_i64(value: i64) -> Result<u64, LedgerError> {
     u64::try_from(value).map_err(|_| LedgerError::Corrupt(format!("negative amount {value}")))
 }
 
+/// The columns a [`RequestRow`] is read from, in [`read_row`]'s order.
+macro_rules! row_columns {
+    () => {
+        "request_id, state, key_id, action, model, chain, day, month, minute, held_micros,
+         held_tokens, cost_micros, input_tokens, cached_input_tokens, output_tokens, price_input,
+         price_output, price_cached_input, expires_at, checksum"
+    };
+}
+pub(super) use row_columns;
+
 /// A request as the ledger holds it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct RequestRow {
+    pub(super) request_id: String,
     pub(super) state: RequestState,
     /// Whether the row is in `recent` (else in `requests`, folded).
     pub(super) recent: bool,
@@ -52,7 +64,10 @@ pub(super) struct RequestRow {
     pub(super) month: String,
     pub(super) minute: i64,
     pub(super) held: Amounts,
-    pub(super) cost_micros: u64,
+    pub(super) cost_micros: i64,
+    pub(super) input_tokens: i64,
+    pub(super) cached_input_tokens: i64,
+    pub(super) output_tokens: i64,
     pub(super) price: Option<Price>,
     pub(super) expires_at: Timestamp,
 }
@@ -67,56 +82,80 @@ impl RequestRow {
             && i64::try_from(hold.micros).is_ok_and(|m| m <= self.held.micros)
             && i64::try_from(hold.tokens).is_ok_and(|t| t <= self.held.tokens)
     }
+
+    /// The committed cost, as the totals count it.
+    pub(super) fn committed(&self) -> Amounts {
+        Amounts {
+            micros: self.cost_micros,
+            tokens: self
+                .input_tokens
+                .saturating_add(self.cached_input_tokens)
+                .saturating_add(self.output_tokens),
+        }
+    }
+
+    /// The checksum of every field that decides what the request counts against a budget.
+    pub(super) fn checksum(&self) -> i64 {
+        let price = |f: fn(&Price) -> u64| {
+            self.price
+                .as_ref()
+                .map_or(-1, |p| i64::try_from(f(p)).unwrap_or(-2))
+        };
+        Checksum::new()
+            .text(&self.request_id)
+            .text(self.state.as_str())
+            .text(&self.key_id)
+            .text(&self.action)
+            .text(&self.model)
+            .text(&self.chain)
+            .text(&self.day)
+            .text(&self.month)
+            .int(self.minute)
+            .int(self.held.micros)
+            .int(self.held.tokens)
+            .int(self.cost_micros)
+            .int(self.input_tokens)
+            .int(self.cached_input_tokens)
+            .int(self.output_tokens)
+            .int(price(|p| p.input))
+            .int(price(|p| p.output))
+            .int(price(|p| p.cached_input))
+            .int(self.expires_at.unix())
+            .finish()
+    }
 }
 
-pub(super) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>, LedgerError> {
-    // A live hold or a recently settled request, else a folded one: one statement, which stops
-    // at the first row.
-    macro_rules! find_in {
-        ($recent:literal, $name:literal) => {
-            concat!(
-                "SELECT ",
-                $recent,
-                ", state, chain, day, month, held_micros, held_tokens, cost_micros,
-                        price_input, price_output, price_cached_input, expires_at,
-                        key_id, action, model, minute
-                 FROM ",
-                $name,
-                " WHERE request_id = ?1"
-            )
-        };
-    }
-    let raw = txn
-        .conn
-        .prepare_cached(concat!(
-            find_in!("1", "recent"),
-            " UNION ALL ",
-            find_in!("0", "requests"),
-            " LIMIT 1"
-        ))?
-        .query_row([request_id], |r| {
-            Ok((
-                r.get::<_, bool>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                [r.get::<_, i64>(5)?, r.get(6)?, r.get(7)?],
-                [r.get::<_, Option<i64>>(8)?, r.get(9)?, r.get(10)?],
-                r.get::<_, i64>(11)?,
-                [r.get::<_, String>(12)?, r.get(13)?, r.get(14)?],
-                r.get::<_, i64>(15)?,
-            ))
-        })
-        .optional()?;
-    let Some((recent, state, chain, day, month, amounts, prices, expires_at, names, minute)) = raw
-    else {
-        return Ok(None);
-    };
-    let [key_id, action, model] = names;
-    let state = RequestState::parse(&state)
-        .ok_or_else(|| LedgerError::Corrupt(format!("unknown request state `{state}`")))?;
-    let price = match prices {
+/// Reads a request row selected as [`row_columns!`] from column `first` on, checking its
+/// checksum.
+pub(super) fn read_row(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+    recent: bool,
+) -> Result<RequestRow, LedgerError> {
+    parse_row(r, first, recent, true)
+}
+
+/// Reads a request row as [`read_row`] does; checks its checksum when `check` is set (a
+/// migration computes the first one).
+pub(super) fn parse_row(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+    recent: bool,
+    check: bool,
+) -> Result<RequestRow, LedgerError> {
+    let at = |i: usize| first + i;
+    let request_id: String = r.get(at(0))?;
+    let state: String = r.get(at(1))?;
+    let state = RequestState::parse(&state).ok_or_else(|| {
+        LedgerError::Corrupt(format!(
+            "request `{request_id}` has an unknown state `{state}`"
+        ))
+    })?;
+    let price = match [
+        r.get::<_, Option<i64>>(at(15))?,
+        r.get(at(16))?,
+        r.get(at(17))?,
+    ] {
         [Some(input), Some(output), Some(cached)] => Some(Price {
             input: from_i64(input)?,
             output: from_i64(output)?,
@@ -124,21 +163,56 @@ pub(super) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>
         }),
         _ => None,
     };
-    Ok(Some(RequestRow {
+    let row = RequestRow {
+        request_id,
         state,
         recent,
-        key_id,
-        action,
-        model,
-        chain,
-        day,
-        month,
-        minute,
-        held: read_amounts(amounts[0], amounts[1])?,
-        cost_micros: from_i64(amounts[2])?,
+        key_id: r.get(at(2))?,
+        action: r.get(at(3))?,
+        model: r.get(at(4))?,
+        chain: r.get(at(5))?,
+        day: r.get(at(6))?,
+        month: r.get(at(7))?,
+        minute: r.get(at(8))?,
+        held: read_amounts(r.get(at(9))?, r.get(at(10))?)?,
+        cost_micros: r.get(at(11))?,
+        input_tokens: r.get(at(12))?,
+        cached_input_tokens: r.get(at(13))?,
+        output_tokens: r.get(at(14))?,
         price,
-        expires_at: Timestamp::from_unix(expires_at),
-    }))
+        expires_at: Timestamp::from_unix(r.get(at(18))?),
+    };
+    read_amounts(row.cost_micros, row.committed().tokens)?;
+    let stored: i64 = r.get(at(19))?;
+    if check && stored != row.checksum() {
+        return Err(LedgerError::Corrupt(format!(
+            "the row of request `{}` in `{}` fails its checksum: an amount or a field was changed \
+             outside keyscope",
+            row.request_id,
+            if recent { "recent" } else { "requests" }
+        )));
+    }
+    Ok(row)
+}
+
+pub(super) fn find(txn: &Txn<'_>, request_id: &str) -> Result<Option<RequestRow>, LedgerError> {
+    // A live hold or a recently settled request, else a folded one: one statement, which stops
+    // at the first row.
+    let mut statement = txn.conn.prepare_cached(concat!(
+        "SELECT 1, ",
+        row_columns!(),
+        " FROM recent WHERE request_id = ?1 UNION ALL SELECT 0, ",
+        row_columns!(),
+        " FROM requests WHERE request_id = ?1 LIMIT 1"
+    ))?;
+    let mut rows = statement.query([request_id])?;
+    match rows.next()? {
+        Some(r) => {
+            let recent: bool = r.get(0)?;
+            read_row(r, 1, recent).map(Some)
+        }
+        None => Ok(None),
+    }
 }
 
 /// `?a, ?b, ...` for `count` parameters numbered from `first`.
@@ -152,33 +226,23 @@ fn placeholders(first: usize, count: usize) -> String {
 /// Expires every hold whose TTL has passed.
 pub(super) fn sweep(txn: &mut Txn<'_>, now: Timestamp) -> Result<u64, LedgerError> {
     // `recent` is short: the live holds and at most a fold's worth of settled rows.
-    let expired: Vec<(String, String, String, String, i64, i64)> = txn
-        .conn
-        .prepare_cached(
-            "SELECT request_id, chain, day, month, held_micros, held_tokens FROM recent
-             WHERE state = 'held' AND expires_at <= ?1",
-        )?
-        .query_map([now.unix()], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    for (request_id, chain, day, month, micros, tokens) in &expired {
-        let held = read_amounts(*micros, *tokens)?;
-        txn.totals.hold(chain, day, month, held.negated());
+    let mut statement = txn.conn.prepare_cached(concat!(
+        "SELECT ",
+        row_columns!(),
+        " FROM recent WHERE state = 'held' AND expires_at <= ?1"
+    ))?;
+    let mut expired = Vec::new();
+    let mut rows = statement.query([now.unix()])?;
+    while let Some(r) = rows.next()? {
+        expired.push(read_row(r, 0, true)?);
+    }
+    drop(rows);
+    drop(statement);
+    for row in &expired {
+        txn.totals
+            .hold(&row.chain, &row.day, &row.month, row.held.negated());
         txn.totals.settled();
-        settle(
-            txn,
-            request_id,
-            true,
-            &Settled::without_cost(RequestState::Expired, now),
-        )?;
+        settle(txn, row, &Settled::without_cost(RequestState::Expired, now))?;
     }
     Ok(expired.len() as u64)
 }
@@ -256,12 +320,12 @@ impl Settled {
     }
 }
 
-/// Records how a request was settled, in place, in `recent` or (a request that expired and was
-/// folded) in `requests`. The caller keeps the running totals in step.
+/// Records how `row` was settled, in place, in `recent` or (a request that expired and was
+/// folded) in `requests`, with the row's new checksum. The caller keeps the running totals in
+/// step.
 pub(super) fn settle(
     txn: &Txn<'_>,
-    request_id: &str,
-    recent: bool,
+    row: &RequestRow,
     settled: &Settled,
 ) -> Result<(), LedgerError> {
     macro_rules! settle_in {
@@ -270,24 +334,33 @@ pub(super) fn settle(
                 "UPDATE ",
                 $name,
                 " SET state = ?2, cost_micros = ?3, input_tokens = ?4,
-                 cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7
+                 cached_input_tokens = ?5, output_tokens = ?6, settled_at = ?7, checksum = ?8
                  WHERE request_id = ?1"
             )
         };
     }
-    let sql = if recent {
+    let sql = if row.recent {
         settle_in!("recent")
     } else {
         settle_in!("requests")
     };
+    let after = RequestRow {
+        state: settled.state,
+        cost_micros: settled.cost_micros,
+        input_tokens: settled.input_tokens,
+        cached_input_tokens: settled.cached_input_tokens,
+        output_tokens: settled.output_tokens,
+        ..row.clone()
+    };
     txn.conn.prepare_cached(sql)?.execute(params![
-        request_id,
+        row.request_id,
         settled.state.as_str(),
         settled.cost_micros,
         settled.input_tokens,
         settled.cached_input_tokens,
         settled.output_tokens,
-        settled.at
+        settled.at,
+        after.checksum(),
     ])?;
     Ok(())
 }
@@ -317,6 +390,29 @@ fn insert_request(
     let chain = hold.chain.join("\n");
     let day = hold.time.day_key();
     let month = hold.time.month_key();
+    let row = RequestRow {
+        request_id: id.to_owned(),
+        state,
+        recent: true,
+        key_id: hold.key_id.to_owned(),
+        action: hold.action.to_owned(),
+        model: hold.model.to_owned(),
+        chain,
+        day,
+        month,
+        minute: hold.time.minute_key(),
+        held: Amounts { micros, tokens },
+        cost_micros: if committed { micros } else { 0 },
+        input_tokens: if committed { tokens } else { 0 },
+        cached_input_tokens: 0,
+        output_tokens: 0,
+        price: hold.price,
+        expires_at,
+    };
+    let checksum = row.checksum();
+    let RequestRow {
+        chain, day, month, ..
+    } = row;
     txn.conn
         .prepare_cached(insert_request_sql!("recent"))?
         .execute(params![
@@ -340,6 +436,7 @@ fn insert_request(
             expires_at.unix(),
             committed.then_some(hold.time.unix()),
             hold.action,
+            checksum,
         ])?;
     Ok(Written {
         chain,

@@ -2,6 +2,8 @@
 
 use rusqlite::{Connection, params};
 
+use super::rows::{RequestRow, parse_row, row_columns};
+use super::totals::{Amounts, write_totals_row};
 use crate::error::LedgerError;
 
 /// A request row: `recent` (live holds, and requests settled since the last fold) and `requests`
@@ -36,7 +38,8 @@ macro_rules! request_table {
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
     settled_at INTEGER,
-    action TEXT NOT NULL DEFAULT 'invoke'
+    action TEXT NOT NULL DEFAULT 'invoke',
+    checksum INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 "
         )
@@ -71,6 +74,7 @@ CREATE TABLE IF NOT EXISTS totals (
     period TEXT NOT NULL,
     committed_micros INTEGER NOT NULL DEFAULT 0,
     committed_tokens INTEGER NOT NULL DEFAULT 0,
+    checksum INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (scope, period)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS journal (
@@ -82,7 +86,8 @@ CREATE TABLE IF NOT EXISTS journal (
     held_tokens INTEGER NOT NULL,
     committed_micros INTEGER NOT NULL,
     committed_tokens INTEGER NOT NULL,
-    settled INTEGER NOT NULL
+    settled INTEGER NOT NULL,
+    checksum INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -103,7 +108,8 @@ CREATE TABLE IF NOT EXISTS rates (
 /// to `requests` when settled. Both stored held amounts in `totals` and rewrote its rows in every
 /// transaction. Version 3 had no journal: a build that knows none must not write to a ledger
 /// whose other writers catch up from it. Version 4 did not record a request's action, so it
-/// could not tell a retried reservation from another request under the same id.
+/// could not tell a retried reservation from another request under the same id, and kept no
+/// row checksums.
 pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// From version 1: live holds move from `requests` to `recent`.
@@ -137,7 +143,7 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), LedgerError> {
         });
     }
     if (1..5).contains(&version) {
-        add_action_columns(conn)?;
+        add_columns(conn)?;
     }
     conn.execute_batch(SCHEMA)?;
     match version {
@@ -148,27 +154,72 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), LedgerError> {
     if version == 1 || version == 2 {
         conn.execute_batch(MIGRATE_TOTALS)?;
     }
+    if (1..5).contains(&version) {
+        write_checksums(conn)?;
+    }
     rewrite_state_checks(conn)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())
 }
 
-/// From versions 1 to 4: every request table that exists gains the `action` column, last, as
-/// [`SCHEMA`] creates it, so rows still move between tables with `SELECT *`. Requests recorded
-/// before were all taken as `invoke`.
-fn add_action_columns(conn: &Connection) -> Result<(), LedgerError> {
-    for table in ["requests", "recent", "holds"] {
-        let exists: bool = conn.query_row(
+/// From versions 1 to 4: every request table that exists gains the `action` and `checksum`
+/// columns, last, as [`SCHEMA`] creates them, so rows still move between tables with
+/// `SELECT *`; `totals` and `journal` gain `checksum`. Requests recorded before were all taken
+/// as `invoke`.
+fn add_columns(conn: &Connection) -> Result<(), LedgerError> {
+    let exists = |table: &str| -> Result<bool, LedgerError> {
+        Ok(conn.query_row(
             "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
             [table],
             |r| r.get(0),
-        )?;
-        if exists {
+        )?)
+    };
+    for table in ["requests", "recent", "holds"] {
+        if exists(table)? {
             conn.execute_batch(&format!(
-                "ALTER TABLE {table} ADD COLUMN action TEXT NOT NULL DEFAULT 'invoke'"
+                "ALTER TABLE {table} ADD COLUMN action TEXT NOT NULL DEFAULT 'invoke';
+                 ALTER TABLE {table} ADD COLUMN checksum INTEGER NOT NULL DEFAULT 0;"
             ))?;
         }
     }
+    for table in ["totals", "journal"] {
+        if exists(table)? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN checksum INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// From versions 1 to 4: every row gets its first checksum, taken as the row stands.
+fn write_checksums(conn: &Connection) -> Result<(), LedgerError> {
+    for (table, recent) in [("recent", true), ("requests", false)] {
+        let rows: Vec<RequestRow> = {
+            let mut statement = conn.prepare(&format!("SELECT {} FROM {table}", row_columns!()))?;
+            let mut rows = statement.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(parse_row(r, 0, recent, false)?);
+            }
+            out
+        };
+        let mut update = conn.prepare(&format!(
+            "UPDATE {table} SET checksum = ?2 WHERE request_id = ?1"
+        ))?;
+        for row in &rows {
+            update.execute(params![row.request_id, row.checksum()])?;
+        }
+    }
+    let totals: Vec<(String, String, i64, i64)> = conn
+        .prepare("SELECT scope, period, committed_micros, committed_tokens FROM totals")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    for (scope, period, micros, tokens) in totals {
+        write_totals_row(conn, &scope, &period, Amounts { micros, tokens })?;
+    }
+    // Journal entries only matter to connections running now, and none runs during a migration.
+    conn.execute_batch("DELETE FROM journal")?;
     Ok(())
 }
 

@@ -18,9 +18,11 @@ fn at(ttl: i64) -> Timestamp {
         .saturating_add(ttl)
 }
 
-/// `sql` as schema versions up to 4 wrote it: request tables without the `action` column.
+/// `sql` as schema versions up to 4 wrote it: no `action` column, no checksums.
 fn before_v5(sql: &str) -> String {
     sql.replace(",\n    action TEXT NOT NULL DEFAULT 'invoke'", "")
+        .replace(",\n    checksum INTEGER NOT NULL DEFAULT 0", "")
+        .replace("    checksum INTEGER NOT NULL DEFAULT 0,\n", "")
 }
 
 fn hold<'a>(id: &'a str, chain: &'a [&'a str], micros: u64) -> Hold<'a> {

@@ -19,7 +19,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::checksum::{self, Checksum};
+use super::rows::{read_row, row_columns};
 use crate::error::LedgerError;
+use crate::ledger::RequestState;
 
 /// How many settled rows a write leaves in `recent` before it folds them. A fold costs a few
 /// statements whatever its size; a rebuild (after another connection's fold, or before
@@ -32,12 +35,89 @@ pub(super) const FOLD_AT: u64 = 32;
 /// cache starts again empty.
 const MAX_FOLDED_ENTRIES: usize = 100_000;
 
-/// Adds committed spend to a row of `totals`.
+/// Writes a row of `totals` with its checksum.
 const UPSERT_TOTALS: &str = "
-    INSERT INTO totals (scope, period, committed_micros, committed_tokens) VALUES (?1, ?2, ?3, ?4)
+    INSERT INTO totals (scope, period, committed_micros, committed_tokens, checksum)
+    VALUES (?1, ?2, ?3, ?4, ?5)
     ON CONFLICT (scope, period) DO UPDATE SET
-        committed_micros = committed_micros + excluded.committed_micros,
-        committed_tokens = committed_tokens + excluded.committed_tokens";
+        committed_micros = excluded.committed_micros,
+        committed_tokens = excluded.committed_tokens,
+        checksum = excluded.checksum";
+
+/// Reads the row of `totals` for `scope` and `period` (zero when there is none), checking its
+/// checksum.
+pub(super) fn read_totals_row(
+    conn: &Connection,
+    scope: &str,
+    period: &str,
+) -> Result<Amounts, LedgerError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT committed_micros, committed_tokens, checksum FROM totals
+             WHERE scope = ?1 AND period = ?2",
+        )?
+        .query_row([scope, period], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((micros, tokens, stored)) = row else {
+        return Ok(Amounts::default());
+    };
+    if stored != checksum::totals_row(scope, period, micros, tokens) {
+        return Err(LedgerError::Corrupt(format!(
+            "the total of scope `{scope}` for `{period}` fails its checksum: it was changed \
+             outside keyscope; `keyscope ledger rebuild` recomputes it from the requests"
+        )));
+    }
+    read_amounts(micros, tokens)
+}
+
+/// Adds `amounts` to the row of `totals` for `scope` and `period`, checking the old row and
+/// writing the new one's checksum.
+fn add_to_totals_row(
+    conn: &Connection,
+    scope: &str,
+    period: &str,
+    amounts: Amounts,
+) -> Result<(), LedgerError> {
+    let total = read_totals_row(conn, scope, period)?.plus(amounts);
+    write_totals_row(conn, scope, period, total)
+}
+
+/// Writes the row of `totals` for `scope` and `period`.
+pub(super) fn write_totals_row(
+    conn: &Connection,
+    scope: &str,
+    period: &str,
+    total: Amounts,
+) -> Result<(), LedgerError> {
+    conn.prepare_cached(UPSERT_TOTALS)?.execute(params![
+        scope,
+        period,
+        total.micros,
+        total.tokens,
+        checksum::totals_row(scope, period, total.micros, total.tokens)
+    ])?;
+    Ok(())
+}
+
+/// The checksum of a journal entry.
+fn journal_checksum(change: &Change) -> i64 {
+    Checksum::new()
+        .text(&change.chain)
+        .text(&change.day)
+        .text(&change.month)
+        .int(change.held.micros)
+        .int(change.held.tokens)
+        .int(change.committed.micros)
+        .int(change.committed.tokens)
+        .int(change.settled)
+        .finish()
+}
 
 /// Micro-dollars and tokens of one window of one scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,7 +134,7 @@ impl Amounts {
         }
     }
 
-    fn plus(self, other: Self) -> Self {
+    pub(super) fn plus(self, other: Self) -> Self {
         Self {
             micros: self.micros.saturating_add(other.micros),
             tokens: self.tokens.saturating_add(other.tokens),
@@ -248,27 +328,43 @@ impl Totals {
     fn catch_up(&mut self, conn: &Connection) -> Result<(), LedgerError> {
         let mut statement = conn.prepare_cached(
             "SELECT seq, chain, day, month, held_micros, held_tokens, committed_micros,
-                    committed_tokens, settled
+                    committed_tokens, settled, checksum
              FROM journal WHERE seq > ?1 ORDER BY seq",
         )?;
         let mut rows = statement.query([self.seen_seq])?;
         while let Some(row) = rows.next()? {
-            let chain: String = row.get(1)?;
-            let day: String = row.get(2)?;
-            let month: String = row.get(3)?;
-            let held = Amounts {
-                micros: row.get(4)?,
-                tokens: row.get(5)?,
+            let change = Change {
+                chain: row.get(1)?,
+                day: row.get(2)?,
+                month: row.get(3)?,
+                held: Amounts {
+                    micros: row.get(4)?,
+                    tokens: row.get(5)?,
+                },
+                committed: Amounts {
+                    micros: row.get(6)?,
+                    tokens: row.get(7)?,
+                },
+                settled: row.get(8)?,
             };
-            let committed = Amounts {
-                micros: row.get(6)?,
-                tokens: row.get(7)?,
-            };
-            let settled: i64 = row.get(8)?;
+            let seq: i64 = row.get(0)?;
+            if row.get::<_, i64>(9)? != journal_checksum(&change) {
+                return Err(LedgerError::Corrupt(format!(
+                    "journal entry {seq} fails its checksum: it was changed outside keyscope"
+                )));
+            }
+            let Change {
+                chain,
+                day,
+                month,
+                held,
+                committed,
+                settled,
+            } = change;
             self.held.add_chain(&chain, &day, &month, held);
             self.unfolded.add_chain(&chain, &day, &month, committed);
             self.settled_rows = self.settled_rows.saturating_add_signed(settled);
-            self.seen_seq = row.get(0)?;
+            self.seen_seq = seq;
         }
         Ok(())
     }
@@ -285,33 +381,29 @@ impl Totals {
         self.seen_seq = conn
             .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM journal")?
             .query_row([], |r| r.get(0))?;
-        // Summed by SQLite: a few rows per chain and day instead of one per request.
-        let mut statement = conn.prepare_cached(
-            "SELECT chain, day, month,
-                    SUM(CASE WHEN state = 'held' THEN held_micros ELSE 0 END),
-                    SUM(CASE WHEN state = 'held' THEN held_tokens ELSE 0 END),
-                    SUM(CASE WHEN state = 'committed' THEN cost_micros ELSE 0 END),
-                    SUM(CASE WHEN state = 'committed'
-                        THEN input_tokens + cached_input_tokens + output_tokens ELSE 0 END),
-                    SUM(state != 'held')
-             FROM recent GROUP BY chain, day, month",
-        )?;
+        // Every row is read and checked: a damaged hold must not count as less than it is.
+        let mut statement =
+            conn.prepare_cached(concat!("SELECT ", row_columns!(), " FROM recent"))?;
         let mut rows = statement.query([])?;
-        while let Some(row) = rows.next()? {
-            let chain: String = row.get(0)?;
-            let day: String = row.get(1)?;
-            let month: String = row.get(2)?;
-            let held = read_amounts(row.get(3)?, row.get(4)?)?;
-            let spent = read_amounts(row.get(5)?, row.get(6)?)?;
-            let settled: i64 = row.get(7)?;
-            self.held.add_chain(&chain, &day, &month, held);
-            self.unfolded.add_chain(&chain, &day, &month, spent);
-            self.settled_rows += u64::try_from(settled).unwrap_or_default();
+        while let Some(r) = rows.next()? {
+            let row = read_row(r, 0, true)?;
+            match row.state {
+                RequestState::Held => self
+                    .held
+                    .add_chain(&row.chain, &row.day, &row.month, row.held),
+                RequestState::Committed => {
+                    self.unfolded
+                        .add_chain(&row.chain, &row.day, &row.month, row.committed());
+                }
+                RequestState::Released | RequestState::Expired => {}
+            }
+            if row.state != RequestState::Held {
+                self.settled_rows += 1;
+            }
         }
         Ok(())
     }
 
-    /// Records a change for the journal, when journaling.
     fn record(&mut self, chain: &str, day: &str, month: &str, held: Amounts, committed: Amounts) {
         if self.journaling {
             self.pending.push(Change {
@@ -327,14 +419,47 @@ impl Totals {
 
     /// Appends this transaction's changes to the journal, when journaling. Runs at the end of
     /// every write, before the fold.
+    /// The sequence numbers of the journal entries that fail their checksums.
+    pub(super) fn damaged_journal_entries(
+        &self,
+        conn: &Connection,
+    ) -> Result<Vec<i64>, LedgerError> {
+        let mut statement = conn.prepare(
+            "SELECT seq, chain, day, month, held_micros, held_tokens, committed_micros,
+                    committed_tokens, settled, checksum FROM journal ORDER BY seq",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut damaged = Vec::new();
+        while let Some(row) = rows.next()? {
+            let change = Change {
+                chain: row.get(1)?,
+                day: row.get(2)?,
+                month: row.get(3)?,
+                held: Amounts {
+                    micros: row.get(4)?,
+                    tokens: row.get(5)?,
+                },
+                committed: Amounts {
+                    micros: row.get(6)?,
+                    tokens: row.get(7)?,
+                },
+                settled: row.get(8)?,
+            };
+            if row.get::<_, i64>(9)? != journal_checksum(&change) {
+                damaged.push(row.get(0)?);
+            }
+        }
+        Ok(damaged)
+    }
+
     pub(super) fn write_journal(&mut self, conn: &Connection) -> Result<(), LedgerError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         let mut insert = conn.prepare_cached(
             "INSERT INTO journal (chain, day, month, held_micros, held_tokens, committed_micros,
-                                  committed_tokens, settled)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                  committed_tokens, settled, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         for change in self.pending.drain(..) {
             insert.execute(params![
@@ -345,7 +470,8 @@ impl Totals {
                 change.held.tokens,
                 change.committed.micros,
                 change.committed.tokens,
-                change.settled
+                change.settled,
+                journal_checksum(&change),
             ])?;
         }
         self.seen_seq = conn.last_insert_rowid();
@@ -386,17 +512,7 @@ impl Totals {
         let folded = match self.folded.get(scope, period) {
             Some(folded) => folded,
             None => {
-                let row = conn
-                    .prepare_cached(
-                        "SELECT committed_micros, committed_tokens FROM totals
-                         WHERE scope = ?1 AND period = ?2",
-                    )?
-                    .query_row([scope, period], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                let folded = match row {
-                    Some((micros, tokens)) => read_amounts(micros, tokens)?,
-                    None => Amounts::default(),
-                };
+                let folded = read_totals_row(conn, scope, period)?;
                 if self.folded_entries >= MAX_FOLDED_ENTRIES {
                     self.folded = Windows::default();
                     self.folded_entries = 0;
@@ -458,14 +574,12 @@ impl Totals {
         month: &str,
         amounts: Amounts,
     ) -> Result<(), LedgerError> {
-        let mut upsert = conn.prepare_cached(UPSERT_TOTALS)?;
         for period in [day, month] {
             for scope in chain.split('\n') {
-                upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
+                add_to_totals_row(conn, scope, period, amounts)?;
                 self.add_to_cached_fold(scope, period, amounts);
             }
         }
-        drop(upsert);
         // Every other connection rebuilds: this transaction's own changes need no journal row.
         self.pending.clear();
         self.new_generation(conn)
@@ -488,15 +602,13 @@ impl Totals {
         if self.settled_rows < fold_at {
             return Ok(());
         }
-        let mut upsert = conn.prepare_cached(UPSERT_TOTALS)?;
         for (scope, period, amounts) in self.unfolded.entries() {
-            upsert.execute(params![scope, period, amounts.micros, amounts.tokens])?;
+            add_to_totals_row(conn, scope, period, amounts)?;
         }
         conn.prepare_cached("INSERT INTO requests SELECT * FROM recent WHERE state != 'held'")?
             .execute([])?;
         conn.prepare_cached("DELETE FROM recent WHERE state != 'held'")?
             .execute([])?;
-        drop(upsert);
         let unfolded = std::mem::take(&mut self.unfolded);
         for (scope, period, amounts) in unfolded.entries() {
             self.add_to_cached_fold(scope, period, amounts);
