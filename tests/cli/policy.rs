@@ -156,8 +156,9 @@ fn policy_test_fails_on_a_wrong_expectation() {
 #[test]
 fn fixtures_through_decide() {
     let store = store();
-    let empty = tempfile::tempdir().unwrap();
-    let ledger = empty.path().join("none.sqlite");
+    // The default ledger of the store; a `--ledger` that does not exist is an error.
+    let ledger = store.join("ledger.sqlite");
+    assert!(!ledger.exists());
     let mut count = 0;
     for entry in std::fs::read_dir(store.join("tests")).unwrap() {
         let file: serde_json::Value =
@@ -169,15 +170,7 @@ fn fixtures_through_decide() {
             count += 1;
             let now = case["request"]["context"]["time"].as_str().unwrap();
             let output = keyscope(
-                &[
-                    "decide",
-                    "--store",
-                    store.to_str().unwrap(),
-                    "--ledger",
-                    ledger.to_str().unwrap(),
-                    "--now",
-                    now,
-                ],
+                &["decide", "--store", store.to_str().unwrap(), "--now", now],
                 &case["request"].to_string(),
             );
             let expected = case["expect"]["decision"].as_bool().unwrap();
@@ -369,5 +362,155 @@ fn spend_without_a_ledger_is_an_error() {
         stderr(&output).contains("no budget ledger"),
         "{}",
         stderr(&output)
+    );
+}
+
+/// A mistyped `--ledger` must not read as "nothing spent" (issue 15).
+#[test]
+fn decide_with_a_missing_ledger_is_an_error() {
+    let store = store();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledgr.sqlite");
+    let output = keyscope(
+        &[
+            "decide",
+            "--store",
+            store.to_str().unwrap(),
+            "--ledger",
+            ledger.to_str().unwrap(),
+        ],
+        &request("dev-general-1", "gpt-4o-mini", ""),
+    );
+    assert_eq!(output.code, 2, "{}", output.stdout);
+    assert!(
+        output.stderr.contains("no budget ledger"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stdout.is_empty());
+    assert!(!ledger.exists());
+}
+
+/// `ledger verify` finds a total changed behind keyscope's back, decisions on that ledger fail
+/// closed (exit 2), and `ledger rebuild` restores it.
+#[test]
+fn ledger_verify_and_rebuild() {
+    let store = store();
+    let store = store.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let ledger = path.to_str().unwrap();
+    let base = ["--store", store, "--ledger", ledger];
+    for i in 0..40 {
+        let id = format!("r{i}");
+        let output = keyscope(
+            &[
+                &["decide", "--reserve", "--now", "2026-11-22T18:00:00Z"][..],
+                &base,
+            ]
+            .concat(),
+            &request(
+                "dev-general-1",
+                "gpt-4o-mini",
+                &format!(r#", "request_id": "{id}""#),
+            ),
+        );
+        assert_eq!(output.code, 0, "{}", output.stderr);
+        let output = keyscope(
+            &[&["usage", "commit", &id, "--cost-usd", "0.001"][..], &base].concat(),
+            "",
+        );
+        assert_eq!(output.code, 0, "{}", output.stderr);
+    }
+    let verify = || keyscope(&[&["ledger", "verify"][..], &base].concat(), "");
+    let output = verify();
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output.stdout.starts_with("intact: 40 request rows"),
+        "{}",
+        output.stdout
+    );
+
+    let conn_sql = "UPDATE totals SET committed_micros = 0 WHERE scope = 'dev/general' AND length(period) = 10";
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()",
+            ledger,
+            conn_sql,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let output = verify();
+    assert_eq!(output.code, 1, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output
+            .stdout
+            .contains("damaged: the total of `dev/general`"),
+        "{}",
+        output.stdout
+    );
+    let output = keyscope(
+        &[&["decide", "--now", "2026-11-22T18:00:00Z"][..], &base].concat(),
+        &request("dev-general-1", "gpt-4o-mini", ""),
+    );
+    assert_eq!(output.code, 2, "a damaged ledger denies: {}", output.stdout);
+    assert!(
+        output.stderr.contains("fails its checksum"),
+        "{}",
+        output.stderr
+    );
+
+    let output = keyscope(&[&["ledger", "rebuild"][..], &base].concat(), "");
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert_eq!(verify().code, 0);
+    let output = keyscope(
+        &[&["decide", "--now", "2026-11-22T18:00:00Z"][..], &base].concat(),
+        &request("dev-general-1", "gpt-4o-mini", ""),
+    );
+    assert_eq!(output.code, 0, "{}", output.stderr);
+}
+
+/// A case file with no cases, or a store with no case files, tests nothing: never a pass.
+#[test]
+fn policy_test_with_no_cases_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("empty.json");
+    std::fs::write(&cases, r#"{"cases": []}"#).unwrap();
+    let store = store();
+    let store = store.to_str().unwrap();
+    let output = keyscope(
+        &["policy", "test", "--store", store, cases.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(output.code, 1, "{}", output.stdout);
+    assert!(output.stdout.contains("has no cases"), "{}", output.stdout);
+    assert!(
+        output.stdout.ends_with("0 passed, 1 failed\n"),
+        "{}",
+        output.stdout
+    );
+
+    let bare = tempfile::tempdir().unwrap();
+    for name in [
+        "schema.cedarschema",
+        "models.toml",
+        "scopes.toml",
+        "models.cedar",
+    ] {
+        std::fs::copy(root().join("policies").join(name), bare.path().join(name)).unwrap();
+    }
+    std::fs::create_dir(bare.path().join("tests")).unwrap();
+    let output = keyscope(
+        &["policy", "test", "--store", bare.path().to_str().unwrap()],
+        "",
+    );
+    assert_eq!(output.code, 2, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output.stderr.contains("nothing was tested"),
+        "{}",
+        output.stderr
     );
 }

@@ -60,7 +60,14 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let request = Request::from_json("<stdin>", &text).map_err(miette::Report::new)?;
     let engine = Engine::new(args.store.load()?).with_clock(args.clock());
     let path = args.ledger.path(&args.store.store);
-    // Without a ledger file nothing has been spent; only a reservation creates one.
+    // Without a ledger file nothing has been spent; only a reservation creates one. A ledger
+    // named on the command line must exist, though: a mistyped path would read as no spend.
+    if !args.reserve && args.ledger.ledger.is_some() && !path.exists() {
+        miette::bail!(
+            "no budget ledger at `{}`: check the path, or reserve with `--reserve` to create it",
+            path.display()
+        );
+    }
     let decision = if args.reserve || path.exists() {
         let ledger = Ledger::open(&path)
             .map_err(miette::Report::new)?

@@ -3,6 +3,7 @@
 pub mod baseline;
 pub mod config;
 pub mod decide;
+pub mod ledger;
 pub mod policy;
 pub mod rules;
 pub mod scan;
@@ -36,6 +37,9 @@ pub enum Command {
     Usage(usage::Command),
     /// Report spend by scope, model or day, from the budget ledger.
     Spend(spend::Args),
+    /// Check a budget ledger for damage, or rebuild its totals.
+    #[command(subcommand)]
+    Ledger(ledger::Command),
 }
 
 /// Runs a subcommand.
@@ -49,5 +53,6 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Decide(a) => decide::run(a),
         Command::Usage(c) => usage::run(c),
         Command::Spend(a) => spend::run(a),
+        Command::Ledger(c) => ledger::run(c),
     }
 }

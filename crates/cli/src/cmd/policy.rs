@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use keyscope_policy::fixtures::CaseFile;
-use keyscope_policy::{Engine, LEDGER_FILE, Store};
+use keyscope_policy::{Engine, LEDGER_FILE, Ledger, Store};
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
@@ -37,6 +37,19 @@ impl LedgerArgs {
         self.ledger
             .clone()
             .unwrap_or_else(|| store.join(LEDGER_FILE))
+    }
+
+    /// Opens the ledger for `store`, which must exist: reading a ledger that is not there
+    /// would report nothing spent.
+    pub fn open_existing(&self, store: &Path) -> miette::Result<Ledger> {
+        let path = self.path(store);
+        if !path.exists() {
+            miette::bail!(
+                "no budget ledger at `{}`: nothing was reserved",
+                path.display()
+            );
+        }
+        Ledger::open(&path).map_err(miette::Report::new)
     }
 }
 
@@ -102,9 +115,20 @@ fn test(args: &TestArgs) -> miette::Result<Exit> {
         }
         files.sort();
     }
+    if files.is_empty() {
+        miette::bail!(
+            "no decision case files in `{}`: nothing was tested",
+            args.store.store.join("tests").display()
+        );
+    }
     let (mut passed, mut failed) = (0usize, 0usize);
     for file in &files {
         let cases = CaseFile::load(file).map_err(miette::Report::new)?;
+        if cases.cases.is_empty() {
+            // A file that tests nothing must not read as a pass.
+            failed += 1;
+            println!("FAIL {}: the file has no cases", file.display());
+        }
         for outcome in cases.run(&engine) {
             match &outcome.failure {
                 None => passed += 1,

@@ -54,14 +54,7 @@ fn parse_cost(text: &str) -> Result<u64, String> {
 }
 
 fn open(store: &StoreArgs, ledger: &LedgerArgs) -> miette::Result<Ledger> {
-    let path = ledger.path(&store.store);
-    if !path.exists() {
-        miette::bail!(
-            "no budget ledger at `{}`: nothing was reserved",
-            path.display()
-        );
-    }
-    Ledger::open(&path).map_err(miette::Report::new)
+    ledger.open_existing(&store.store)
 }
 
 /// Runs a usage command.
