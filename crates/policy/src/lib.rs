@@ -67,9 +67,8 @@ pub use money::{MICROS_PER_USD, format_usd, parse_usd};
 pub use net::Cidr;
 pub use request::Request;
 pub use scopes::{
-    Audience, Budget, Environment, Key, RateLimit, Scope, ScopeInfo, Scopes, fingerprint,
+    Audience, Budget, Environment, Key, RateLimit, SCOPES_FILE, Scope, ScopeInfo, Scopes,
+    fingerprint,
 };
-pub use store::{
-    Effect, LEDGER_FILE, MODELS_FILE, PolicyInfo, SCHEMA_FILE, SCOPES_FILE, Store, StoreSources,
-};
+pub use store::{Effect, LEDGER_FILE, MODELS_FILE, PolicyInfo, SCHEMA_FILE, Store, StoreSources};
 pub use time::Timestamp;

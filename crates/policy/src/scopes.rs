@@ -20,6 +20,9 @@ use crate::error::{SourceError, SourceFile, StoreError};
 use crate::net::Cidr;
 use crate::time::Timestamp;
 
+/// The scope tree and key registry.
+pub const SCOPES_FILE: &str = "scopes.toml";
+
 /// The deployment environment of a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -349,7 +352,7 @@ impl Scopes {
 
     /// Loads `scopes.toml` from a store directory, without the policies or the catalog.
     pub fn load_from_store(store_dir: &Path) -> Result<Self, StoreError> {
-        Self::load(&store_dir.join(crate::store::SCOPES_FILE))
+        Self::load(&store_dir.join(SCOPES_FILE))
     }
 
     /// Parses the text of a `scopes.toml`; `name` is used in diagnostics.
@@ -359,237 +362,23 @@ impl Scopes {
 
     pub(crate) fn parse_file(file: SourceFile) -> Result<Self, SourceError> {
         let raw: RawScopes = toml::from_str(&file.text).map_err(|e| toml_error(&file, &e))?;
-        let patterns = |list: Vec<Spanned<String>>| -> Vec<ModelPattern> {
-            list.into_iter()
-                .map(|s| ModelPattern {
-                    span: s.span(),
-                    text: s.into_inner(),
-                })
-                .collect()
-        };
         let model_lists: BTreeMap<String, Vec<ModelPattern>> = raw
             .model_lists
             .into_iter()
             .map(|(name, list)| (name, patterns(list)))
             .collect();
-
-        let mut by_id = HashMap::new();
-        for (index, scope) in raw.scopes.iter().enumerate() {
-            let id = scope.id.get_ref();
-            if id.is_empty() || id.contains(char::is_whitespace) {
-                return Err(file.error(
-                    format!("invalid scope id `{id}`"),
-                    Some(scope.id.span()),
-                    "no spaces",
-                ));
-            }
-            if by_id.insert(id.clone(), index).is_some() {
-                return Err(file.error(
-                    format!("duplicate scope `{id}`"),
-                    Some(scope.id.span()),
-                    "defined twice",
-                ));
-            }
-        }
-        for scope in &raw.scopes {
-            if let Some(parent) = &scope.parent
-                && !by_id.contains_key(parent.get_ref())
-            {
-                return Err(file.error(
-                    format!("unknown parent scope `{}`", parent.get_ref()),
-                    Some(parent.span()),
-                    "no such scope",
-                ));
-            }
-        }
-        let chain_of = |start: usize| -> Result<Vec<usize>, SourceError> {
-            let mut chain = vec![start];
-            let mut current = start;
-            while let Some(parent) = &raw.scopes[current].parent {
-                let next = by_id[parent.get_ref()];
-                if chain.contains(&next) {
-                    return Err(file.error(
-                        format!(
-                            "scope `{}` is its own ancestor",
-                            raw.scopes[start].id.get_ref()
-                        ),
-                        Some(raw.scopes[start].id.span()),
-                        "cycle",
-                    ));
-                }
-                chain.push(next);
-                current = next;
-            }
-            Ok(chain)
-        };
-
-        let mut scopes = Vec::with_capacity(raw.scopes.len());
-        for index in 0..raw.scopes.len() {
-            let chain = chain_of(index)?;
-            let inherited =
-                |f: &dyn Fn(&RawScope) -> bool| chain.iter().copied().find(|&i| f(&raw.scopes[i]));
-            let own = &raw.scopes[index];
-            let environment =
-                inherited(&|s| s.environment.is_some()).and_then(|i| raw.scopes[i].environment);
-            let audience = inherited(&|s| s.audience.is_some())
-                .and_then(|i| raw.scopes[i].audience)
-                .unwrap_or(Audience::Internal);
-            let phi = inherited(&|s| s.phi.is_some())
-                .and_then(|i| raw.scopes[i].phi)
-                .unwrap_or(false);
-            let models = inherited(&|s| s.models.is_some())
-                .and_then(|i| raw.scopes[i].models.clone())
-                .map(patterns)
-                .unwrap_or_default();
-            let mut networks = Vec::new();
-            if let Some(list) =
-                inherited(&|s| s.networks.is_some()).and_then(|i| raw.scopes[i].networks.as_ref())
-            {
-                for entry in list {
-                    let cidr: Cidr = entry.get_ref().parse().map_err(|()| {
-                        file.error(
-                            format!("invalid network `{}`", entry.get_ref()),
-                            Some(entry.span()),
-                            "expected CIDR like 10.0.0.0/8",
-                        )
-                    })?;
-                    networks.push(cidr);
-                }
-            }
-            let max_key_age_seconds = match inherited(&|s| s.max_key_age_days.is_some())
-                .and_then(|i| raw.scopes[i].max_key_age_days.as_ref())
-            {
-                Some(days) => Some(
-                    days.get_ref()
-                        .checked_mul(86_400)
-                        .filter(|_| *days.get_ref() > 0)
-                        .ok_or_else(|| {
-                            file.error(
-                                "`max_key_age_days` must be a positive number of days",
-                                Some(days.span()),
-                                "out of range",
-                            )
-                        })?,
-                ),
-                None => None,
-            };
-            let usd = |field: &Option<Spanned<toml::Value>>| file.usd(field, "a budget", "USD");
-            scopes.push(Scope {
-                id: own.id.get_ref().clone(),
-                parent: own.parent.as_ref().map(|p| p.get_ref().clone()),
-                kind: own.kind.clone().unwrap_or_else(|| "application".to_owned()),
-                environment,
-                audience,
-                owner: own.owner.clone(),
-                phi,
-                networks,
-                max_key_age_seconds,
-                budget: Budget {
-                    day_micros: usd(&own.budget.day_usd)?,
-                    month_micros: usd(&own.budget.month_usd)?,
-                    day_tokens: own.budget.day_tokens,
-                    month_tokens: own.budget.month_tokens,
-                },
-                rate: RateLimit {
-                    requests_per_minute: own.rate.requests_per_minute,
-                    tokens_per_minute: own.rate.tokens_per_minute,
-                },
-                models,
-            });
-        }
-
-        let mut keys = Vec::with_capacity(raw.keys.len());
-        let mut key_by_id = HashMap::new();
-        let mut key_by_fingerprint = HashMap::new();
-        for key in raw.keys {
-            let id = key.id.get_ref().clone();
-            if id.starts_with("sha256:") || id.is_empty() {
-                return Err(file.error(
-                    format!("invalid key id `{id}`"),
-                    Some(key.id.span()),
-                    "ids must not look like fingerprints",
-                ));
-            }
-            if looks_like_a_raw_key(&id) {
-                // The id is not quoted: it is a secret. The span points at it.
-                return Err(file
-                    .error(
-                        "a key id looks like a raw API key",
-                        Some(key.id.span()),
-                        "a secret, not a name",
-                    )
-                    .with_help(
-                        "never paste a key into scopes.toml: give the key a name as its `id` and \
-                         register `fingerprint = \"sha256:<hex>\"` of the raw key; rotate this key, \
-                         it is now in a file",
-                    ));
-            }
-            if !by_id.contains_key(key.scope.get_ref()) {
-                return Err(file.error(
-                    format!("unknown scope `{}` for key `{id}`", key.scope.get_ref()),
-                    Some(key.scope.span()),
-                    "no such scope",
-                ));
-            }
-            let fingerprint = match &key.fingerprint {
-                Some(f) => {
-                    let normalized = f
-                        .get_ref()
-                        .strip_prefix("sha256:")
-                        .and_then(|_| normalize_fingerprint(f.get_ref()))
-                        .ok_or_else(|| {
-                            file.error(
-                                format!("invalid fingerprint for key `{id}`"),
-                                Some(f.span()),
-                                "expected sha256:<64 hex digits>",
-                            )
-                            .with_help("register the SHA-256 of the raw key, never the key itself: `keyscope` prints it with `sha256:` in front")
-                        })?;
-                    if key_by_fingerprint
-                        .insert(normalized.clone(), keys.len())
-                        .is_some()
-                    {
-                        return Err(file.error(
-                            "the same fingerprint is registered twice",
-                            Some(f.span()),
-                            "duplicate",
-                        ));
-                    }
-                    Some(normalized)
-                }
-                None => None,
-            };
-            let timestamp = |d: &Spanned<toml::value::Datetime>, what: &str| {
-                Timestamp::parse(&d.get_ref().to_string()).ok_or_else(|| {
-                    file.error(
-                        format!("`{what}` of key `{id}` must be a date or an RFC 3339 date-time with offset"),
-                        Some(d.span()),
-                        "not a UTC instant",
-                    )
-                })
-            };
-            let created = timestamp(&key.created, "created")?;
-            let expires = key
-                .expires
-                .as_ref()
-                .map(|e| timestamp(e, "expires"))
-                .transpose()?;
-            if key_by_id.insert(id.clone(), keys.len()).is_some() {
-                return Err(file.error(
-                    format!("duplicate key id `{id}`"),
-                    Some(key.id.span()),
-                    "defined twice",
-                ));
-            }
-            keys.push(Key {
-                id,
-                fingerprint,
-                scope: key.scope.into_inner(),
-                created,
-                expires,
-                revoked: key.revoked,
-            });
-        }
+        let by_id = index_scopes(&file, &raw.scopes)?;
+        let scopes = (0..raw.scopes.len())
+            .map(|index| {
+                let chain = chain_of(&file, &raw.scopes, &by_id, index)?;
+                resolve_scope(&file, &raw.scopes, &chain)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let KeyIndex {
+            keys,
+            key_by_id,
+            key_by_fingerprint,
+        } = KeyIndex::parse(&file, raw.keys, &by_id)?;
         Ok(Self {
             scopes,
             by_id,
@@ -663,6 +452,288 @@ impl Scopes {
     pub(crate) fn model_list(&self, name: &str) -> Option<&[ModelPattern]> {
         self.model_lists.get(name).map(Vec::as_slice)
     }
+}
+
+/// Model patterns with their spans, for diagnostics.
+fn patterns(list: Vec<Spanned<String>>) -> Vec<ModelPattern> {
+    list.into_iter()
+        .map(|s| ModelPattern {
+            span: s.span(),
+            text: s.into_inner(),
+        })
+        .collect()
+}
+
+/// Scope ids to their index in the file: ids are unique and without spaces, and every parent
+/// exists.
+fn index_scopes(
+    file: &SourceFile,
+    raw: &[RawScope],
+) -> Result<HashMap<String, usize>, SourceError> {
+    let mut by_id = HashMap::new();
+    for (index, scope) in raw.iter().enumerate() {
+        let id = scope.id.get_ref();
+        if id.is_empty() || id.contains(char::is_whitespace) {
+            return Err(file.error(
+                format!("invalid scope id `{id}`"),
+                Some(scope.id.span()),
+                "no spaces",
+            ));
+        }
+        if by_id.insert(id.clone(), index).is_some() {
+            return Err(file.error(
+                format!("duplicate scope `{id}`"),
+                Some(scope.id.span()),
+                "defined twice",
+            ));
+        }
+    }
+    for scope in raw {
+        if let Some(parent) = &scope.parent
+            && !by_id.contains_key(parent.get_ref())
+        {
+            return Err(file.error(
+                format!("unknown parent scope `{}`", parent.get_ref()),
+                Some(parent.span()),
+                "no such scope",
+            ));
+        }
+    }
+    Ok(by_id)
+}
+
+/// The indices of scope `start` and its ancestors, nearest first; a cycle is an error.
+fn chain_of(
+    file: &SourceFile,
+    raw: &[RawScope],
+    by_id: &HashMap<String, usize>,
+    start: usize,
+) -> Result<Vec<usize>, SourceError> {
+    let mut chain = vec![start];
+    let mut current = start;
+    while let Some(parent) = &raw[current].parent {
+        let next = by_id[parent.get_ref()];
+        if chain.contains(&next) {
+            return Err(file.error(
+                format!("scope `{}` is its own ancestor", raw[start].id.get_ref()),
+                Some(raw[start].id.span()),
+                "cycle",
+            ));
+        }
+        chain.push(next);
+        current = next;
+    }
+    Ok(chain)
+}
+
+/// The scope `chain[0]` with its settings inherited along `chain` (the nearest that sets one
+/// wins); caps and limits are its own.
+fn resolve_scope(
+    file: &SourceFile,
+    raw: &[RawScope],
+    chain: &[usize],
+) -> Result<Scope, SourceError> {
+    let inherited = |f: &dyn Fn(&RawScope) -> bool| {
+        chain.iter().copied().find(|&i| f(&raw[i])).map(|i| &raw[i])
+    };
+    let own = &raw[chain[0]];
+    let networks = match inherited(&|s| s.networks.is_some()).and_then(|s| s.networks.as_ref()) {
+        Some(list) => parse_networks(file, list)?,
+        None => Vec::new(),
+    };
+    let max_key_age_seconds = inherited(&|s| s.max_key_age_days.is_some())
+        .and_then(|s| s.max_key_age_days.as_ref())
+        .map(|days| {
+            days.get_ref()
+                .checked_mul(86_400)
+                .filter(|_| *days.get_ref() > 0)
+                .ok_or_else(|| {
+                    file.error(
+                        "`max_key_age_days` must be a positive number of days",
+                        Some(days.span()),
+                        "out of range",
+                    )
+                })
+        })
+        .transpose()?;
+    let usd = |field: &Option<Spanned<toml::Value>>| file.usd(field, "a budget", "USD");
+    Ok(Scope {
+        id: own.id.get_ref().clone(),
+        parent: own.parent.as_ref().map(|p| p.get_ref().clone()),
+        kind: own.kind.clone().unwrap_or_else(|| "application".to_owned()),
+        environment: inherited(&|s| s.environment.is_some()).and_then(|s| s.environment),
+        audience: inherited(&|s| s.audience.is_some())
+            .and_then(|s| s.audience)
+            .unwrap_or(Audience::Internal),
+        owner: own.owner.clone(),
+        phi: inherited(&|s| s.phi.is_some())
+            .and_then(|s| s.phi)
+            .unwrap_or(false),
+        networks,
+        max_key_age_seconds,
+        budget: Budget {
+            day_micros: usd(&own.budget.day_usd)?,
+            month_micros: usd(&own.budget.month_usd)?,
+            day_tokens: own.budget.day_tokens,
+            month_tokens: own.budget.month_tokens,
+        },
+        rate: RateLimit {
+            requests_per_minute: own.rate.requests_per_minute,
+            tokens_per_minute: own.rate.tokens_per_minute,
+        },
+        models: inherited(&|s| s.models.is_some())
+            .and_then(|s| s.models.clone())
+            .map(patterns)
+            .unwrap_or_default(),
+    })
+}
+
+fn parse_networks(file: &SourceFile, list: &[Spanned<String>]) -> Result<Vec<Cidr>, SourceError> {
+    list.iter()
+        .map(|entry| {
+            entry.get_ref().parse().map_err(|()| {
+                file.error(
+                    format!("invalid network `{}`", entry.get_ref()),
+                    Some(entry.span()),
+                    "expected CIDR like 10.0.0.0/8",
+                )
+            })
+        })
+        .collect()
+}
+
+/// The registered keys, by id and by fingerprint.
+struct KeyIndex {
+    keys: Vec<Key>,
+    key_by_id: HashMap<String, usize>,
+    key_by_fingerprint: HashMap<String, usize>,
+}
+
+impl KeyIndex {
+    fn parse(
+        file: &SourceFile,
+        raw: Vec<RawKey>,
+        scopes: &HashMap<String, usize>,
+    ) -> Result<Self, SourceError> {
+        let mut index = Self {
+            keys: Vec::with_capacity(raw.len()),
+            key_by_id: HashMap::new(),
+            key_by_fingerprint: HashMap::new(),
+        };
+        for key in raw {
+            let parsed = parse_key(file, key, scopes)?;
+            let position = index.keys.len();
+            if let Some((fingerprint, span)) = &parsed.1
+                && index
+                    .key_by_fingerprint
+                    .insert(fingerprint.clone(), position)
+                    .is_some()
+            {
+                return Err(file.error(
+                    "the same fingerprint is registered twice",
+                    Some(span.clone()),
+                    "duplicate",
+                ));
+            }
+            let (key, _, id_span) = parsed;
+            if index.key_by_id.insert(key.id.clone(), position).is_some() {
+                return Err(file.error(
+                    format!("duplicate key id `{}`", key.id),
+                    Some(id_span),
+                    "defined twice",
+                ));
+            }
+            index.keys.push(key);
+        }
+        Ok(index)
+    }
+}
+
+/// One registered key, with its fingerprint and id spans for the duplicate checks.
+type ParsedKey = (Key, Option<(String, Range<usize>)>, Range<usize>);
+
+fn parse_key(
+    file: &SourceFile,
+    key: RawKey,
+    scopes: &HashMap<String, usize>,
+) -> Result<ParsedKey, SourceError> {
+    let id = key.id.get_ref().clone();
+    if id.starts_with("sha256:") || id.is_empty() {
+        return Err(file.error(
+            format!("invalid key id `{id}`"),
+            Some(key.id.span()),
+            "ids must not look like fingerprints",
+        ));
+    }
+    if looks_like_a_raw_key(&id) {
+        // The id is not quoted: it is a secret. The span points at it.
+        return Err(file
+            .error(
+                "a key id looks like a raw API key",
+                Some(key.id.span()),
+                "a secret, not a name",
+            )
+            .with_help(
+                "never paste a key into scopes.toml: give the key a name as its `id` and \
+                 register `fingerprint = \"sha256:<hex>\"` of the raw key; rotate this key, \
+                 it is now in a file",
+            ));
+    }
+    if !scopes.contains_key(key.scope.get_ref()) {
+        return Err(file.error(
+            format!("unknown scope `{}` for key `{id}`", key.scope.get_ref()),
+            Some(key.scope.span()),
+            "no such scope",
+        ));
+    }
+    let fingerprint = key
+        .fingerprint
+        .as_ref()
+        .map(|f| {
+            f.get_ref()
+                .strip_prefix("sha256:")
+                .and_then(|_| normalize_fingerprint(f.get_ref()))
+                .map(|normalized| (normalized, f.span()))
+                .ok_or_else(|| {
+                    file.error(
+                        format!("invalid fingerprint for key `{id}`"),
+                        Some(f.span()),
+                        "expected sha256:<64 hex digits>",
+                    )
+                    .with_help("register the SHA-256 of the raw key, never the key itself: `keyscope` prints it with `sha256:` in front")
+                })
+        })
+        .transpose()?;
+    let timestamp = |d: &Spanned<toml::value::Datetime>, what: &str| {
+        Timestamp::parse(&d.get_ref().to_string()).ok_or_else(|| {
+            file.error(
+                format!(
+                    "`{what}` of key `{id}` must be a date or an RFC 3339 date-time with offset"
+                ),
+                Some(d.span()),
+                "not a UTC instant",
+            )
+        })
+    };
+    let created = timestamp(&key.created, "created")?;
+    let expires = key
+        .expires
+        .as_ref()
+        .map(|e| timestamp(e, "expires"))
+        .transpose()?;
+    let id_span = key.id.span();
+    Ok((
+        Key {
+            fingerprint: fingerprint.as_ref().map(|(f, _)| f.clone()),
+            id,
+            scope: key.scope.into_inner(),
+            created,
+            expires,
+            revoked: key.revoked,
+        },
+        fingerprint,
+        id_span,
+    ))
 }
 
 /// Glob match with `*` as the only wildcard.

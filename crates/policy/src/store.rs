@@ -12,12 +12,10 @@ use cedar_policy::{
 
 use crate::catalog::Catalog;
 use crate::error::{SourceError, SourceFile, StoreError};
-use crate::scopes::{ModelPattern, ScopeInfo, Scopes, glob_match};
+use crate::scopes::{ModelPattern, SCOPES_FILE, ScopeInfo, Scopes, glob_match};
 
 /// The file names a store directory holds.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
-/// The scope tree and key registry.
-pub const SCOPES_FILE: &str = "scopes.toml";
 /// The model catalog.
 pub const MODELS_FILE: &str = "models.toml";
 /// The ledger's default file name inside the store.
@@ -195,176 +193,16 @@ impl Store {
             max_output_tokens: named("max_output_tokens"),
         };
 
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let errors = validation
-                .validation_errors()
-                .map(|e| {
-                    let file = policy_info
-                        .get(e.policy_id().to_string().as_str())
-                        .and_then(|info| policy_files.get(&info.file))
-                        .cloned()
-                        .unwrap_or_else(|| SourceFile::new("policies", ""));
-                    file.rehome(e)
-                })
-                .collect();
-            return Err(StoreError::Validation { errors });
-        }
-
+        validate_policies(&schema, &policies, &policy_info, &policy_files)?;
         let mut action_uids = HashMap::new();
         for (index, action) in schema.actions().enumerate() {
             action_uids.insert(action.id().unescaped().to_owned(), (action.clone(), index));
         }
 
-        let entity_error = |e: &dyn std::error::Error| {
-            let mut message = e.to_string();
-            let mut source = e.source();
-            while let Some(inner) = source {
-                message.push_str(": ");
-                message.push_str(&inner.to_string());
-                source = inner.source();
-            }
-            StoreError::Entities { message }
-        };
         let mut entities = Vec::new();
-        let mut provider_uids = HashMap::new();
-        for provider in catalog.providers() {
-            let id = uid("Provider", &provider.id)?;
-            let attrs = HashMap::from([(
-                "baa".to_owned(),
-                RestrictedExpression::new_bool(provider.baa),
-            )]);
-            entities.push(
-                Entity::new(id.clone(), attrs, HashSet::new()).map_err(|e| entity_error(&e))?,
-            );
-            provider_uids.insert(provider.id.clone(), id);
-        }
-        let mut model_uids = HashMap::new();
-        for model in catalog.models() {
-            model_uids.insert(model.id.clone(), uid("Model", &model.id)?);
-        }
-        for model in catalog.models() {
-            let provider = provider_uids[&model.provider].clone();
-            let attrs = HashMap::from([
-                (
-                    "provider".to_owned(),
-                    RestrictedExpression::new_entity_uid(provider.clone()),
-                ),
-                (
-                    "family".to_owned(),
-                    RestrictedExpression::new_string(model.family.clone()),
-                ),
-                (
-                    "versioned".to_owned(),
-                    RestrictedExpression::new_bool(model.versioned),
-                ),
-                (
-                    "target".to_owned(),
-                    RestrictedExpression::new_entity_uid(model_uids[&model.target].clone()),
-                ),
-                (
-                    "priced".to_owned(),
-                    RestrictedExpression::new_bool(model.price.is_some()),
-                ),
-            ]);
-            entities.push(
-                Entity::new(
-                    model_uids[&model.id].clone(),
-                    attrs,
-                    HashSet::from([provider]),
-                )
-                .map_err(|e| entity_error(&e))?,
-            );
-        }
-        // Check the shared lists once, so an error names the list rather than the first scope
-        // that happens to include it.
-        for (name, entries) in scopes.model_lists() {
-            expand_allowlist(&scopes, &catalog, entries, &format!("@{name}"))?;
-        }
-        let mut scope_uids = HashMap::new();
-        for scope in scopes.scopes() {
-            scope_uids.insert(scope.id.clone(), uid("Scope", &scope.id)?);
-        }
-        for scope in scopes.scopes() {
-            let allowed = expand_allowlist(&scopes, &catalog, &scope.models, &scope.id)?;
-            let allowed = allowed
-                .into_iter()
-                .map(|m| RestrictedExpression::new_entity_uid(model_uids[m].clone()));
-            let attrs = HashMap::from([
-                (
-                    "kind".to_owned(),
-                    RestrictedExpression::new_string(scope.kind.clone()),
-                ),
-                (
-                    "environment".to_owned(),
-                    RestrictedExpression::new_string(
-                        scope
-                            .environment
-                            .map_or("unspecified", |e| e.as_str())
-                            .to_owned(),
-                    ),
-                ),
-                (
-                    "audience".to_owned(),
-                    RestrictedExpression::new_string(scope.audience.as_str().to_owned()),
-                ),
-                ("phi".to_owned(), RestrictedExpression::new_bool(scope.phi)),
-                (
-                    "budgeted".to_owned(),
-                    RestrictedExpression::new_bool(
-                        scopes
-                            .chain(&scope.id)
-                            .iter()
-                            .any(|s| s.budget.has_money_cap()),
-                    ),
-                ),
-                (
-                    "allowed_models".to_owned(),
-                    RestrictedExpression::new_set(allowed),
-                ),
-            ]);
-            let parents = scope.parent.iter().map(|p| scope_uids[p].clone()).collect();
-            entities.push(
-                Entity::new(scope_uids[&scope.id].clone(), attrs, parents)
-                    .map_err(|e| entity_error(&e))?,
-            );
-        }
-        let mut key_uids = HashMap::new();
-        for key in scopes.keys() {
-            let id = uid("Key", &key.id)?;
-            let scope_uid = scope_uids[&key.scope].clone();
-            let mut attrs = HashMap::from([
-                (
-                    "scope".to_owned(),
-                    RestrictedExpression::new_entity_uid(scope_uid.clone()),
-                ),
-                (
-                    "created_at".to_owned(),
-                    RestrictedExpression::new_long(key.created.unix()),
-                ),
-                (
-                    "revoked".to_owned(),
-                    RestrictedExpression::new_bool(key.revoked),
-                ),
-            ]);
-            if let Some(expires) = key.expires {
-                attrs.insert(
-                    "expires_at".to_owned(),
-                    RestrictedExpression::new_long(expires.unix()),
-                );
-            }
-            if let Some(max_age) = scopes.scope(&key.scope).and_then(|s| s.max_key_age_seconds) {
-                attrs.insert(
-                    "max_age_seconds".to_owned(),
-                    RestrictedExpression::new_long(max_age),
-                );
-            }
-            entities.push(
-                Entity::new(id.clone(), attrs, HashSet::from([scope_uid]))
-                    .map_err(|e| entity_error(&e))?,
-            );
-            key_uids.insert(key.id.clone(), id);
-        }
+        let model_uids = catalog_entities(&catalog, &mut entities)?;
+        scope_entities(&scopes, &catalog, &model_uids, &mut entities)?;
+        let key_uids = key_entities(&scopes, &mut entities)?;
         let entities =
             Entities::from_entities(entities, Some(&schema)).map_err(|e| entity_error(&e))?;
         let mut actions: Vec<&(EntityUid, usize)> = action_uids.values().collect();
@@ -505,6 +343,212 @@ fn slice_policies(
         );
     }
     Ok((entries, slices))
+}
+
+/// Validates the policies against the schema, naming each error's file.
+fn validate_policies(
+    schema: &Schema,
+    policies: &PolicySet,
+    policy_info: &HashMap<String, PolicyInfo>,
+    policy_files: &HashMap<String, SourceFile>,
+) -> Result<(), StoreError> {
+    let validation = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    if !validation.validation_passed() {
+        let errors = validation
+            .validation_errors()
+            .map(|e| {
+                let file = policy_info
+                    .get(e.policy_id().to_string().as_str())
+                    .and_then(|info| policy_files.get(&info.file))
+                    .cloned()
+                    .unwrap_or_else(|| SourceFile::new("policies", ""));
+                file.rehome(e)
+            })
+            .collect();
+        return Err(StoreError::Validation { errors });
+    }
+
+    Ok(())
+}
+
+/// An entity error with its chain of causes, as one message.
+fn entity_error(e: &dyn std::error::Error) -> StoreError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    StoreError::Entities { message }
+}
+
+/// The provider and model entities of the catalog; returns the model uids by id.
+fn catalog_entities(
+    catalog: &Catalog,
+    entities: &mut Vec<Entity>,
+) -> Result<HashMap<String, EntityUid>, StoreError> {
+    let mut provider_uids = HashMap::new();
+    for provider in catalog.providers() {
+        let id = uid("Provider", &provider.id)?;
+        let attrs = HashMap::from([(
+            "baa".to_owned(),
+            RestrictedExpression::new_bool(provider.baa),
+        )]);
+        entities
+            .push(Entity::new(id.clone(), attrs, HashSet::new()).map_err(|e| entity_error(&e))?);
+        provider_uids.insert(provider.id.clone(), id);
+    }
+    let mut model_uids = HashMap::new();
+    for model in catalog.models() {
+        model_uids.insert(model.id.clone(), uid("Model", &model.id)?);
+    }
+    for model in catalog.models() {
+        let provider = provider_uids[&model.provider].clone();
+        let attrs = HashMap::from([
+            (
+                "provider".to_owned(),
+                RestrictedExpression::new_entity_uid(provider.clone()),
+            ),
+            (
+                "family".to_owned(),
+                RestrictedExpression::new_string(model.family.clone()),
+            ),
+            (
+                "versioned".to_owned(),
+                RestrictedExpression::new_bool(model.versioned),
+            ),
+            (
+                "target".to_owned(),
+                RestrictedExpression::new_entity_uid(model_uids[&model.target].clone()),
+            ),
+            (
+                "priced".to_owned(),
+                RestrictedExpression::new_bool(model.price.is_some()),
+            ),
+        ]);
+        entities.push(
+            Entity::new(
+                model_uids[&model.id].clone(),
+                attrs,
+                HashSet::from([provider]),
+            )
+            .map_err(|e| entity_error(&e))?,
+        );
+    }
+    Ok(model_uids)
+}
+
+/// The scope entities, each with its parent and its expanded model allowlist.
+fn scope_entities(
+    scopes: &Scopes,
+    catalog: &Catalog,
+    model_uids: &HashMap<String, EntityUid>,
+    entities: &mut Vec<Entity>,
+) -> Result<(), StoreError> {
+    // Check the shared lists once, so an error names the list rather than the first scope
+    // that happens to include it.
+    for (name, entries) in scopes.model_lists() {
+        expand_allowlist(scopes, catalog, entries, &format!("@{name}"))?;
+    }
+    let mut scope_uids = HashMap::new();
+    for scope in scopes.scopes() {
+        scope_uids.insert(scope.id.clone(), uid("Scope", &scope.id)?);
+    }
+    for scope in scopes.scopes() {
+        let allowed = expand_allowlist(scopes, catalog, &scope.models, &scope.id)?;
+        let allowed = allowed
+            .into_iter()
+            .map(|m| RestrictedExpression::new_entity_uid(model_uids[m].clone()));
+        let attrs = HashMap::from([
+            (
+                "kind".to_owned(),
+                RestrictedExpression::new_string(scope.kind.clone()),
+            ),
+            (
+                "environment".to_owned(),
+                RestrictedExpression::new_string(
+                    scope
+                        .environment
+                        .map_or("unspecified", |e| e.as_str())
+                        .to_owned(),
+                ),
+            ),
+            (
+                "audience".to_owned(),
+                RestrictedExpression::new_string(scope.audience.as_str().to_owned()),
+            ),
+            ("phi".to_owned(), RestrictedExpression::new_bool(scope.phi)),
+            (
+                "budgeted".to_owned(),
+                RestrictedExpression::new_bool(
+                    scopes
+                        .chain(&scope.id)
+                        .iter()
+                        .any(|s| s.budget.has_money_cap()),
+                ),
+            ),
+            (
+                "allowed_models".to_owned(),
+                RestrictedExpression::new_set(allowed),
+            ),
+        ]);
+        let parents = scope.parent.iter().map(|p| scope_uids[p].clone()).collect();
+        entities.push(
+            Entity::new(scope_uids[&scope.id].clone(), attrs, parents)
+                .map_err(|e| entity_error(&e))?,
+        );
+    }
+    Ok(())
+}
+
+/// The key entities; returns their uids by key id.
+fn key_entities(
+    scopes: &Scopes,
+    entities: &mut Vec<Entity>,
+) -> Result<HashMap<String, EntityUid>, StoreError> {
+    let scope_uids: HashMap<&str, EntityUid> = scopes
+        .scopes()
+        .iter()
+        .map(|s| Ok((s.id.as_str(), uid("Scope", &s.id)?)))
+        .collect::<Result<_, StoreError>>()?;
+    let mut key_uids = HashMap::new();
+    for key in scopes.keys() {
+        let id = uid("Key", &key.id)?;
+        let scope_uid = scope_uids[key.scope.as_str()].clone();
+        let mut attrs = HashMap::from([
+            (
+                "scope".to_owned(),
+                RestrictedExpression::new_entity_uid(scope_uid.clone()),
+            ),
+            (
+                "created_at".to_owned(),
+                RestrictedExpression::new_long(key.created.unix()),
+            ),
+            (
+                "revoked".to_owned(),
+                RestrictedExpression::new_bool(key.revoked),
+            ),
+        ]);
+        if let Some(expires) = key.expires {
+            attrs.insert(
+                "expires_at".to_owned(),
+                RestrictedExpression::new_long(expires.unix()),
+            );
+        }
+        if let Some(max_age) = scopes.scope(&key.scope).and_then(|s| s.max_key_age_seconds) {
+            attrs.insert(
+                "max_age_seconds".to_owned(),
+                RestrictedExpression::new_long(max_age),
+            );
+        }
+        entities.push(
+            Entity::new(id.clone(), attrs, HashSet::from([scope_uid]))
+                .map_err(|e| entity_error(&e))?,
+        );
+        key_uids.insert(key.id.clone(), id);
+    }
+    Ok(key_uids)
 }
 
 type LoadedPolicies = (
