@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod fail_closed;
 mod fixtures;
+mod fuzz;
 mod integrity;
 mod ledger;
 mod replay;
