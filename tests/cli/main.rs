@@ -14,6 +14,7 @@ mod hooks;
 mod policy;
 mod rules_cmd;
 mod scan_fixtures;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -61,6 +61,36 @@ impl Request {
         Self::from_raw(raw)
     }
 
+    /// Parses an AuthZEN evaluation request from a JSON value, ignoring the members keyscope
+    /// does not know, as AuthZEN asks of a service (`keyscope decide` and the fixtures refuse
+    /// them instead, to catch typos). Known members are still checked for their types.
+    pub fn from_value_ignoring_unknown(mut value: serde_json::Value) -> Result<Self, RequestError> {
+        const KNOWN: [(&str, &[&str]); 4] = [
+            ("subject", &["type", "id", "properties"]),
+            ("action", &["name", "properties"]),
+            ("resource", &["type", "id", "properties"]),
+            (
+                "context",
+                &[
+                    "request_id",
+                    "time",
+                    "source_ip",
+                    "input_tokens",
+                    "max_output_tokens",
+                ],
+            ),
+        ];
+        if let Some(top) = value.as_object_mut() {
+            top.retain(|name, _| KNOWN.iter().any(|(known, _)| known == name));
+            for (name, members) in KNOWN {
+                if let Some(object) = top.get_mut(name).and_then(|v| v.as_object_mut()) {
+                    object.retain(|member, _| members.contains(&member.as_str()));
+                }
+            }
+        }
+        Self::from_value(value)
+    }
+
     /// Parses an AuthZEN evaluation request from a JSON value.
     pub fn from_value(value: serde_json::Value) -> Result<Self, RequestError> {
         let raw: RawRequest = serde_json::from_value(value).map_err(|e| {
@@ -212,6 +242,23 @@ mod tests {
         assert_eq!(request.input_tokens, 10);
         assert_eq!(request.max_output_tokens, Some(20));
         assert_eq!(Request::from_value(request.to_json()).unwrap(), request);
+    }
+
+    #[test]
+    fn a_service_ignores_unknown_members_but_not_bad_types() {
+        let value = serde_json::json!({
+            "subject": {"type": "Key", "id": "k1", "tenant": "x"}, "action": {"name": "invoke"},
+            "resource": {"type": "Model", "id": "m"}, "options": {},
+            "context": {"input_tokens": 5, "reserve": true, "trace": {"a": 1}},
+        });
+        assert!(Request::from_value(value.clone()).is_err());
+        let request = Request::from_value_ignoring_unknown(value).unwrap();
+        assert_eq!((request.key.as_str(), request.input_tokens), ("k1", 5));
+        let bad = serde_json::json!({
+            "subject": {"type": "Key", "id": "k1"}, "action": {"name": "invoke"},
+            "resource": {"type": "Model", "id": "m"}, "context": {"input_tokens": "5"},
+        });
+        assert!(Request::from_value_ignoring_unknown(bad).is_err());
     }
 
     #[test]

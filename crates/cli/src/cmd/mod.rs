@@ -7,6 +7,7 @@ pub mod ledger;
 pub mod policy;
 pub mod rules;
 pub mod scan;
+pub mod serve;
 pub mod settings;
 pub mod spend;
 pub mod usage;
@@ -37,6 +38,8 @@ pub enum Command {
     Usage(usage::Command),
     /// Report spend by scope, model or day, from the budget ledger.
     Spend(spend::Args),
+    /// Serve decisions over HTTP: an AuthZEN 1.0 policy decision point.
+    Serve(serve::Args),
     /// Check a budget ledger for damage, or rebuild its totals.
     #[command(subcommand)]
     Ledger(ledger::Command),
@@ -53,6 +56,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Decide(a) => decide::run(a),
         Command::Usage(c) => usage::run(c),
         Command::Spend(a) => spend::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Ledger(c) => ledger::run(c),
     }
 }

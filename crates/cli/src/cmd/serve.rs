@@ -1,0 +1,66 @@
+//! `keyscope serve`: the decision engine as an AuthZEN 1.0 service over HTTP.
+
+use std::net::SocketAddr;
+
+use keyscope_policy::{Clock, Engine, Ledger, Timestamp};
+use keyscope_server::{Service, ServiceConfig};
+
+use crate::cmd::policy::{LedgerArgs, StoreArgs};
+use crate::exit::Exit;
+
+/// Arguments of `keyscope serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    ledger: LedgerArgs,
+    /// Serve without a budget ledger: budgets apply to each request alone and reservations are
+    /// denied.
+    #[arg(long, conflicts_with = "ledger")]
+    no_ledger: bool,
+    /// Where to listen. Loopback only: put the service behind the gateway that calls it.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
+    listen: SocketAddr,
+    /// Decide at a request's `context.time` when it is at most this many seconds from the
+    /// system clock, and deny it when further off.
+    #[arg(long, value_name = "SECONDS")]
+    trust_request_time: Option<u32>,
+    /// Decide every request at this time (RFC 3339) instead of the system clock: replays and
+    /// tests, never production.
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "trust_request_time")]
+    now: Option<Timestamp>,
+}
+
+fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).ok_or_else(|| {
+        "expected an RFC 3339 date-time with offset (`2026-11-22T18:00:00Z`) or a date".to_owned()
+    })
+}
+
+/// Runs `keyscope serve` until SIGTERM or Ctrl-C.
+pub fn run(args: Args) -> miette::Result<Exit> {
+    if !args.listen.ip().is_loopback() {
+        miette::bail!(
+            "`{}` is not a loopback address: a service reachable from other machines needs \
+             bearer tokens, which this keyscope does not have yet; listen on 127.0.0.1 or [::1]",
+            args.listen
+        );
+    }
+    let clock = match (args.now, args.trust_request_time) {
+        (Some(at), _) => Clock::Fixed(at),
+        (None, Some(max_skew_seconds)) => Clock::TrustRequestTime { max_skew_seconds },
+        (None, None) => Clock::System,
+    };
+    let engine = Engine::new(args.store.load()?).with_clock(clock);
+    let ledger = if args.no_ledger {
+        None
+    } else {
+        Some(Ledger::open(&args.ledger.path(&args.store.store)).map_err(miette::Report::new)?)
+    };
+    let service = Service::start(args.listen, ServiceConfig::new(engine, ledger))
+        .map_err(miette::Report::new)?;
+    eprintln!("keyscope serve: listening on http://{}", service.addr());
+    service.wait().map_err(miette::Report::new)?;
+    Ok(Exit::Clean)
+}

@@ -1,0 +1,136 @@
+//! The second phase of a reservation over HTTP, and readiness.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as Shared};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use keyscope_policy::{LedgerError, Settlement, Timestamp, Usage};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::State;
+use crate::authzen::{error, json_body};
+
+/// The body of a commit: what the call actually used.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CommitBody {
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    output_tokens: u64,
+    /// The actual cost in micro-dollars, when the gateway knows it.
+    cost_micros: Option<u64>,
+}
+
+/// `POST /v1/usage/{request_id}/commit`: idempotent.
+pub(crate) async fn commit(
+    Shared(state): Shared<Arc<State>>,
+    Path(request_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let usage = if body.is_empty() {
+        CommitBody::default()
+    } else {
+        let value = match json_body(&headers, &body) {
+            Ok(value) => value,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        match serde_json::from_value::<CommitBody>(value) {
+            Ok(usage) => usage,
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid usage: {e}")),
+        }
+    };
+    let usage = Usage {
+        input_tokens: usage.input_tokens,
+        cached_input_tokens: usage.cached_input_tokens,
+        output_tokens: usage.output_tokens,
+        cost_micros: usage.cost_micros,
+    };
+    settle(state, request_id, move |ledger, id| {
+        ledger.commit(id, &usage, Timestamp::now())
+    })
+    .await
+}
+
+/// `POST /v1/usage/{request_id}/release`: idempotent.
+pub(crate) async fn release(
+    Shared(state): Shared<Arc<State>>,
+    Path(request_id): Path<String>,
+) -> Response {
+    settle(state, request_id, |ledger, id| {
+        ledger.release(id, Timestamp::now())
+    })
+    .await
+}
+
+/// Runs a settlement on the blocking pool and answers with its outcome.
+async fn settle(
+    state: Arc<State>,
+    request_id: String,
+    f: impl FnOnce(&keyscope_policy::Ledger, &str) -> Result<Settlement, LedgerError> + Send + 'static,
+) -> Response {
+    if state.ledger.is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this service has no budget ledger: nothing was reserved",
+        );
+    }
+    let id = request_id.clone();
+    let outcome = tokio::task::spawn_blocking(move || match &state.ledger {
+        Some(ledger) => f(ledger, &id),
+        None => Err(LedgerError::UnknownRequest(id)),
+    })
+    .await;
+    match outcome {
+        Ok(Ok(settlement)) => {
+            let mut body = serde_json::to_value(settlement).unwrap_or_else(|_| json!({}));
+            if let Some(object) = body.as_object_mut() {
+                object.insert("request_id".to_owned(), request_id.into());
+            }
+            axum::Json(body).into_response()
+        }
+        Ok(Err(e @ LedgerError::UnknownRequest(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Ok(Err(e @ (LedgerError::AlreadyCommitted(_) | LedgerError::AlreadyReleased(_)))) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the settlement task failed",
+        ),
+    }
+}
+
+/// `GET /readyz`: the store is loaded, and the ledger (if any) answers.
+pub(crate) async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
+    let policies = state.engine.store().policies().count();
+    let ledger = match &state.ledger {
+        None => "none",
+        Some(_) => {
+            let shared = Arc::clone(&state);
+            let probe = tokio::task::spawn_blocking(move || {
+                shared
+                    .ledger
+                    .as_ref()
+                    .map(|l| l.request_state("keyscope:readyz"))
+            })
+            .await;
+            match probe {
+                Ok(Some(Ok(_))) => "ok",
+                _ => {
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        axum::Json(
+                            json!({"ready": false, "policies": policies, "ledger": "unreachable"}),
+                        ),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    axum::Json(json!({"ready": true, "policies": policies, "ledger": ledger})).into_response()
+}

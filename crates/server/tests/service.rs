@@ -1,0 +1,418 @@
+//! The service on a real socket (port 0), asked over HTTP/1.1 by a plain client.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keyscope_policy::{Clock, Engine, Ledger, Store, Timestamp};
+use keyscope_server::{Service, ServiceConfig};
+use serde_json::{Value, json};
+
+fn store_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
+}
+
+fn engine_at(store: &Path, time: &str) -> Engine {
+    Engine::new(Store::load(store).unwrap())
+        .with_clock(Clock::Fixed(Timestamp::parse(time).unwrap()))
+}
+
+fn start(ledger: Option<Ledger>) -> Service {
+    let engine = engine_at(&store_dir(), "2026-11-22T18:00:00Z");
+    Service::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ServiceConfig::new(engine, ledger),
+    )
+    .unwrap()
+}
+
+/// One HTTP/1.1 exchange: status, headers (lower-cased names) and body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // A refused body may be answered and the connection closed before all of it is sent.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> Answer {
+    http(
+        addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+fn request(key: &str, model: &str, context: Value) -> Value {
+    json!({
+        "subject": {"type": "Key", "id": key}, "action": {"name": "invoke"},
+        "resource": {"type": "Model", "id": model}, "context": context,
+    })
+}
+
+fn reasons(decision: &Value) -> Vec<String> {
+    decision["context"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn an_evaluation_is_the_library_decision() {
+    let service = start(None);
+    let body = request(
+        "care-notes-prod-2026-10",
+        "gpt-4o",
+        json!({"source_ip": "10.20.1.7", "input_tokens": 1200, "max_output_tokens": 800}),
+    );
+    let answer = post(service.addr(), "/access/v1/evaluation", &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let engine = engine_at(&store_dir(), "2026-11-22T18:00:00Z");
+    let expected = engine
+        .decide(&keyscope_policy::Request::from_value(body).unwrap())
+        .to_authzen();
+    assert_eq!(answer.json(), expected);
+    assert_eq!(
+        reasons(&answer.json()),
+        ["versioned-model-in-patient-facing-production"]
+    );
+    service.stop().unwrap();
+}
+
+#[test]
+fn malformed_requests_get_400_never_a_decision() {
+    let service = start(None);
+    let addr = service.addr();
+    let json_header = [("Content-Type", "application/json")];
+    for (name, headers, body) in [
+        ("not JSON", &json_header[..], "{\"subject\": ".to_owned()),
+        (
+            "no content type",
+            &[][..],
+            request("dev-general-1", "gpt-4o-mini", json!({})).to_string(),
+        ),
+        (
+            "text content type",
+            &[("Content-Type", "text/plain")][..],
+            request("dev-general-1", "gpt-4o-mini", json!({})).to_string(),
+        ),
+        (
+            "missing resource",
+            &json_header[..],
+            json!({"subject": {"type": "Key", "id": "k"}, "action": {"name": "invoke"}})
+                .to_string(),
+        ),
+        (
+            "mistyped tokens",
+            &json_header[..],
+            request(
+                "dev-general-1",
+                "gpt-4o-mini",
+                json!({"input_tokens": "many"}),
+            )
+            .to_string(),
+        ),
+        (
+            "mistyped reserve",
+            &json_header[..],
+            request("dev-general-1", "gpt-4o-mini", json!({"reserve": "yes"})).to_string(),
+        ),
+        ("an array", &json_header[..], "[]".to_owned()),
+    ] {
+        let answer = http(
+            addr,
+            "POST",
+            "/access/v1/evaluation",
+            headers,
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 400, "{name}: {}", answer.body);
+        let json = answer.json();
+        assert!(json.get("decision").is_none(), "{name}: {json}");
+        assert_eq!(json["error"]["status"], 400, "{name}");
+    }
+    // Unknown members are ignored, as AuthZEN asks.
+    let mut body = request("dev-general-1", "gpt-4o-mini", json!({"trace_id": "t1"}));
+    body["subject"]["tenant"] = json!("acme");
+    body["extension"] = json!({"x": 1});
+    let answer = post(addr, "/access/v1/evaluation", &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["decision"], true);
+    // Too large a body: 413.
+    let big = vec![b' '; 2 << 20];
+    let answer = http(addr, "POST", "/access/v1/evaluation", &json_header, &big);
+    assert_eq!(answer.status, 413);
+    service.stop().unwrap();
+}
+
+#[test]
+fn the_request_id_header_is_echoed_and_discovery_names_the_endpoints() {
+    let service = start(None);
+    let body = request("dev-general-1", "gpt-4o-mini", json!({}));
+    let answer = http(
+        service.addr(),
+        "POST",
+        "/access/v1/evaluation",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Request-ID", "req-42"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(answer.header("x-request-id"), Some("req-42"));
+    let answer = http(
+        service.addr(),
+        "GET",
+        "/.well-known/authzen-configuration",
+        &[],
+        b"",
+    );
+    assert_eq!(answer.status, 200);
+    let config = answer.json();
+    let base = format!("http://{}", service.addr());
+    assert_eq!(config["policy_decision_point"], base);
+    assert_eq!(
+        config["access_evaluations_endpoint"],
+        format!("{base}/access/v1/evaluations")
+    );
+    assert_eq!(
+        http(service.addr(), "GET", "/healthz", &[], b"").status,
+        200
+    );
+    let ready = http(service.addr(), "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json()["ledger"], "none");
+    service.stop().unwrap();
+}
+
+#[test]
+fn a_batch_keeps_order_inherits_defaults_and_short_circuits() {
+    let service = start(None);
+    let addr = service.addr();
+    let batch = |semantic: Option<&str>| {
+        let mut body = json!({
+            "subject": {"type": "Key", "id": "dev-general-1"},
+            "action": {"name": "invoke"},
+            "context": {"input_tokens": 10},
+            "evaluations": [
+                {"resource": {"type": "Model", "id": "gpt-4o-mini"}},
+                {"resource": {"type": "Model", "id": "no-such-model"}},
+                {"resource": {"type": "Model"}},
+                {"subject": {"type": "Key", "id": "care-notes-prod-2026-09"},
+                 "resource": {"type": "Model", "id": "gpt-4o-2024-11-20"}},
+                {"resource": {"type": "Model", "id": "gpt-4o-mini"}},
+            ],
+        });
+        if let Some(semantic) = semantic {
+            body["options"] = json!({"evaluations_semantic": semantic});
+        }
+        let answer = post(addr, "/access/v1/evaluations", &body);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()["evaluations"].as_array().unwrap().clone()
+    };
+    let all = batch(None);
+    let decisions: Vec<bool> = all
+        .iter()
+        .map(|e| e["decision"].as_bool().unwrap())
+        .collect();
+    assert_eq!(decisions, [true, false, false, false, true]);
+    assert_eq!(reasons(&all[1]), ["keyscope:unknown-model"]);
+    assert_eq!(
+        all[2]["context"]["error"]["status"], 400,
+        "a bad item is a deny"
+    );
+    assert!(reasons(&all[3]).contains(&"revoked-key".to_owned()));
+    assert_eq!(batch(Some("execute_all")).len(), 5);
+    assert_eq!(batch(Some("deny_on_first_deny")).len(), 2);
+    assert_eq!(batch(Some("permit_on_first_permit")).len(), 1);
+
+    let answer = post(
+        addr,
+        "/access/v1/evaluations",
+        &json!({"evaluations": [], "options": {"evaluations_semantic": "sometimes"}}),
+    );
+    assert_eq!(answer.status, 400);
+    let answer = post(addr, "/access/v1/evaluations", &json!({"evaluations": {}}));
+    assert_eq!(answer.status, 400);
+    // Without `evaluations`, the body is one evaluation, answered as one.
+    let answer = post(
+        addr,
+        "/access/v1/evaluations",
+        &request("dev-general-1", "gpt-4o-mini", json!({})),
+    );
+    assert_eq!(answer.json()["decision"], true);
+    service.stop().unwrap();
+}
+
+/// A copy of the default store whose `dev/general` scope has a $1.00 daily cap.
+fn one_dollar_store() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(store_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let scopes = std::fs::read_to_string(dir.path().join("scopes.toml")).unwrap();
+    let capped = scopes.replace(
+        "budget = { day_usd = 5, month_usd = 50,",
+        "budget = { day_usd = 1, month_usd = 50,",
+    );
+    assert_ne!(scopes, capped);
+    std::fs::write(dir.path().join("scopes.toml"), capped).unwrap();
+    dir
+}
+
+/// 64 concurrent clients each reserve $0.10 against a $1.00 cap: exactly 10 are allowed, and
+/// what is held and committed never passes the cap. Commits and releases are idempotent.
+#[test]
+fn sixty_four_clients_race_for_a_one_dollar_cap() {
+    let store = one_dollar_store();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite");
+    let service = Service::start(
+        "127.0.0.1:0".parse().unwrap(),
+        ServiceConfig::new(
+            engine_at(store.path(), "2026-11-22T18:00:00Z"),
+            Some(Ledger::open(&path).unwrap()),
+        ),
+    )
+    .unwrap();
+    let addr = service.addr();
+    // $0.10: 1,000,000 input tokens of gpt-4.1-nano at $0.10/M, no output.
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let body = request(
+                    "dev-general-1",
+                    "gpt-4.1-nano-2025-04-14",
+                    json!({"request_id": format!("race-{i}"), "reserve": true,
+                           "input_tokens": 1_000_000, "max_output_tokens": 0}),
+                );
+                post(addr, "/access/v1/evaluation", &body).json()
+            })
+        })
+        .collect();
+    let answers: Vec<Value> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let allowed: Vec<&Value> = answers.iter().filter(|a| a["decision"] == true).collect();
+    assert_eq!(allowed.len(), 10, "{answers:#?}");
+    for answer in &allowed {
+        let obligation = &answer["context"]["obligations"][0];
+        assert_eq!(obligation["id"], "keyscope:budget-hold");
+        assert_eq!(obligation["held_micros"], 100_000);
+    }
+    for answer in answers.iter().filter(|a| a["decision"] == false) {
+        assert_eq!(reasons(answer), ["over-budget"], "{answer}");
+    }
+    let ledger = Arc::new(Ledger::open(&path).unwrap());
+    assert_eq!(
+        ledger.window_totals("dev/general", "2026-11-22").unwrap(),
+        (0, 1_000_000)
+    );
+    let id = allowed[0]["context"]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let commit = |id: &str| {
+        post(
+            addr,
+            &format!("/v1/usage/{id}/commit"),
+            &json!({"input_tokens": 500_000, "output_tokens": 0}),
+        )
+    };
+    let first = commit(&id);
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.json()["outcome"], "committed");
+    assert_eq!(first.json()["cost_micros"], 50_000);
+    assert_eq!(commit(&id).json()["outcome"], "already-committed");
+    let release = http(addr, "POST", &format!("/v1/usage/{id}/release"), &[], b"");
+    assert_eq!(release.status, 409);
+    assert_eq!(commit("never-reserved").status, 404);
+    assert_eq!(
+        ledger.window_totals("dev/general", "2026-11-22").unwrap(),
+        (50_000, 900_000)
+    );
+    let ready = http(addr, "GET", "/readyz", &[], b"");
+    assert_eq!(ready.json()["ledger"], "ok");
+    service.stop().unwrap();
+}
+
+#[test]
+fn a_reservation_without_a_ledger_is_denied() {
+    let service = start(None);
+    let body = request(
+        "dev-general-1",
+        "gpt-4o-mini",
+        json!({"request_id": "r1", "reserve": true}),
+    );
+    let answer = post(service.addr(), "/access/v1/evaluation", &body).json();
+    assert_eq!(answer["decision"], false);
+    assert_eq!(reasons(&answer), ["keyscope:ledger-unavailable"]);
+    service.stop().unwrap();
+}

@@ -1,0 +1,145 @@
+//! `keyscope serve` as a process: the same decisions as `keyscope decide`, fixture by fixture.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use crate::{keyscope_with_input, root};
+
+/// A `keyscope serve` child, killed when dropped.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
+            .arg("serve")
+            .args(args)
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in `{line}`"));
+        Self { child, addr }
+    }
+
+    /// POSTs `body` to `path`; the status and the body of the answer.
+    fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every fixture that needs no ledger setup, through the service and through `keyscope decide`,
+/// at the fixture's time: the same decision, reasons and figures, to the byte of JSON.
+#[test]
+fn the_service_decides_every_fixture_as_decide_does() {
+    let store = root().join("policies");
+    let mut by_time: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for entry in std::fs::read_dir(store.join("tests")).unwrap() {
+        let file: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+        for case in file["cases"].as_array().unwrap() {
+            if case.get("spent").is_some() || case.get("before").is_some() {
+                continue;
+            }
+            let time = case["request"]["context"]["time"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            by_time.entry(time).or_default().push(case.clone());
+        }
+    }
+    let mut compared = 0;
+    for (time, cases) in &by_time {
+        let served = Served::start(&["--no-ledger", "--listen", "127.0.0.1:0", "--now", time]);
+        for case in cases {
+            let request = case["request"].to_string();
+            let (status, body) = served.post("/access/v1/evaluation", &request);
+            assert_eq!(status, 200, "{}: {body}", case["name"]);
+            let served_json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let decided = keyscope_with_input(
+                &root(),
+                &["decide", "--now", time],
+                Some(request.as_bytes()),
+            );
+            let decided_json: serde_json::Value = serde_json::from_str(&decided.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", decided.stdout));
+            assert_eq!(served_json, decided_json, "{}", case["name"]);
+            assert_eq!(
+                served_json["decision"], case["expect"]["decision"],
+                "{}",
+                case["name"]
+            );
+            compared += 1;
+        }
+    }
+    assert!(compared >= 30, "{compared}");
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_tokens() {
+    let run = keyscope_with_input(
+        &root(),
+        &["serve", "--no-ledger", "--listen", "0.0.0.0:0"],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("not a loopback address"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// SIGTERM ends the service cleanly (exit 0).
+#[test]
+fn serve_stops_on_sigterm() {
+    let mut served = Served::start(&["--no-ledger", "--listen", "127.0.0.1:0"]);
+    let (status, _) = served.post(
+        "/access/v1/evaluation",
+        r#"{"subject": {"type": "Key", "id": "dev-general-1"}, "action": {"name": "invoke"},
+            "resource": {"type": "Model", "id": "gpt-4o-mini"}}"#,
+    );
+    assert_eq!(status, 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = served.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
