@@ -96,6 +96,18 @@ impl RequestRow {
 
     /// The checksum of every field that decides what the request counts against a budget.
     pub(super) fn checksum(&self) -> i64 {
+        self.checksum_settled(&Settled {
+            state: self.state,
+            cost_micros: self.cost_micros,
+            input_tokens: self.input_tokens,
+            cached_input_tokens: self.cached_input_tokens,
+            output_tokens: self.output_tokens,
+            at: 0,
+        })
+    }
+
+    /// The checksum the row has once settled as `settled` says.
+    fn checksum_settled(&self, settled: &Settled) -> i64 {
         let price = |f: fn(&Price) -> u64| {
             self.price
                 .as_ref()
@@ -103,7 +115,7 @@ impl RequestRow {
         };
         Checksum::new()
             .text(&self.request_id)
-            .text(self.state.as_str())
+            .text(settled.state.as_str())
             .text(&self.key_id)
             .text(&self.action)
             .text(&self.model)
@@ -113,10 +125,10 @@ impl RequestRow {
             .int(self.minute)
             .int(self.held.micros)
             .int(self.held.tokens)
-            .int(self.cost_micros)
-            .int(self.input_tokens)
-            .int(self.cached_input_tokens)
-            .int(self.output_tokens)
+            .int(settled.cost_micros)
+            .int(settled.input_tokens)
+            .int(settled.cached_input_tokens)
+            .int(settled.output_tokens)
             .int(price(|p| p.input))
             .int(price(|p| p.output))
             .int(price(|p| p.cached_input))
@@ -344,14 +356,6 @@ pub(super) fn settle(
     } else {
         settle_in!("requests")
     };
-    let after = RequestRow {
-        state: settled.state,
-        cost_micros: settled.cost_micros,
-        input_tokens: settled.input_tokens,
-        cached_input_tokens: settled.cached_input_tokens,
-        output_tokens: settled.output_tokens,
-        ..row.clone()
-    };
     txn.conn.prepare_cached(sql)?.execute(params![
         row.request_id,
         settled.state.as_str(),
@@ -360,7 +364,7 @@ pub(super) fn settle(
         settled.cached_input_tokens,
         settled.output_tokens,
         settled.at,
-        after.checksum(),
+        row.checksum_settled(settled),
     ])?;
     Ok(())
 }
