@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::{Run, keyscope};
 
 /// A synthetic Google API key: `AIza` and 35 characters from a seeded generator.
-fn key(seed: u64) -> String {
+pub(crate) fn key(seed: u64) -> String {
     let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         .chars()
         .collect();
@@ -27,13 +27,13 @@ fn key(seed: u64) -> String {
     format!("AIza{body}")
 }
 
-fn config_line(seed: u64) -> String {
+pub(crate) fn config_line(seed: u64) -> String {
     format!("GOOGLE_API_KEY = \"{}\"\n", key(seed))
 }
 
 /// Runs git in `dir` with a fixed identity and no user or system configuration; returns
 /// standard output, trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args([
             "-c",
@@ -60,7 +60,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A new repository with an initial commit holding `README.md`.
-fn repo() -> tempfile::TempDir {
+pub(crate) fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
     commit_file(dir.path(), "README.md", "hello\n", "initial", 1);
@@ -69,7 +69,13 @@ fn repo() -> tempfile::TempDir {
 
 /// Writes and commits one file at a fixed time (`tick` seconds after a fixed epoch); returns
 /// the commit id.
-fn commit_file(dir: &Path, path: &str, content: &str, message: &str, tick: u64) -> String {
+pub(crate) fn commit_file(
+    dir: &Path,
+    path: &str,
+    content: &str,
+    message: &str,
+    tick: u64,
+) -> String {
     let file = dir.join(path);
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).unwrap();
@@ -79,7 +85,7 @@ fn commit_file(dir: &Path, path: &str, content: &str, message: &str, tick: u64) 
     commit(dir, message, tick)
 }
 
-fn commit(dir: &Path, message: &str, tick: u64) -> String {
+pub(crate) fn commit(dir: &Path, message: &str, tick: u64) -> String {
     let date = format!("@{} +0000", 1_700_000_000 + tick * 60);
     let status = Command::new("git")
         .args([

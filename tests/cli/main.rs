@@ -13,6 +13,7 @@ mod git;
 mod hooks;
 mod rules_cmd;
 mod scan_fixtures;
+mod snapshots;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
