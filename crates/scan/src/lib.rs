@@ -30,6 +30,7 @@ mod engine;
 mod finding;
 pub mod flatkey;
 mod history;
+pub mod pipeline;
 mod prefilter;
 
 pub use engine::{Engine, EngineError, Match};

@@ -6,7 +6,6 @@ pub mod decide;
 pub mod policy;
 pub mod rules;
 pub mod scan;
-pub mod settings;
 pub mod spend;
 pub mod usage;
 

@@ -36,15 +36,6 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     }
 }
 
-/// Loads the built-in rules plus those of the given files.
-pub fn load_rules(files: &[PathBuf]) -> miette::Result<RuleSet> {
-    let mut rules = RuleSet::builtin()?;
-    for file in files {
-        rules.extend(read_rule_file(file)?.rules().iter().cloned())?;
-    }
-    Ok(rules)
-}
-
 fn read_rule_file(path: &Path) -> miette::Result<RuleSet> {
     let text = std::fs::read_to_string(path)
         .into_diagnostic()
@@ -53,7 +44,7 @@ fn read_rule_file(path: &Path) -> miette::Result<RuleSet> {
 }
 
 fn list(files: &[PathBuf], json: bool) -> miette::Result<Exit> {
-    let rules = load_rules(files)?;
+    let rules = keyscope_scan::pipeline::load_rules(files)?;
     if json {
         let list: Vec<serde_json::Value> = rules
             .rules()
