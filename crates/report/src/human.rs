@@ -64,17 +64,17 @@ impl FindingDiagnostic {
         FindingDiagnostic {
             message: format!(
                 "{}{}",
-                match &finding.scope {
-                    Some(scope) => format!(
-                        "{} of scope `{scope}` found at {}:{}:{}",
-                        finding.rule_name, loc.path, loc.line, loc.column
+                match &finding.owner {
+                    Some(owner) => format!(
+                        "{} of scope `{}` found at {}:{}:{}",
+                        finding.rule_name, owner.scope, loc.origin, loc.line, loc.column
                     ),
                     None => format!(
                         "{} found at {}:{}:{}",
-                        finding.rule_name, loc.path, loc.line, loc.column
+                        finding.rule_name, loc.origin, loc.line, loc.column
                     ),
                 },
-                match &loc.commit {
+                match loc.commit() {
                     Some(c) => format!(
                         ", introduced in commit {} by {}",
                         &c.id[..c.id.len().min(12)],
@@ -86,29 +86,33 @@ impl FindingDiagnostic {
             code: finding.rule_id.clone(),
             severity: finding.severity,
             help: if finding.related.is_empty() {
-                finding.help.clone()
+                crate::prose::help(finding)
             } else {
                 let places: Vec<String> = finding
                     .related
                     .iter()
-                    .map(|l| match &l.commit {
+                    .map(|l| match l.commit() {
                         Some(c) => format!(
                             "{}:{} (commit {})",
-                            l.path,
+                            l.origin,
                             l.line,
                             &c.id[..c.id.len().min(12)]
                         ),
-                        None => format!("{}:{}", l.path, l.line),
+                        None => format!("{}:{}", l.origin, l.line),
                     })
                     .collect();
-                format!("{}\nalso at: {}", finding.help, places.join(", "))
+                format!(
+                    "{}\nalso at: {}",
+                    crate::prose::help(finding),
+                    places.join(", ")
+                )
             },
             label: LabeledSpan::new_primary_with_span(
                 Some(label_text),
                 finding.snippet.highlight.clone(),
             ),
             source: MaskedLine {
-                name: loc.path.clone(),
+                name: loc.origin.to_string(),
                 text: finding.snippet.text.clone(),
                 line: loc.line,
             },

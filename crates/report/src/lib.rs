@@ -21,6 +21,7 @@
 
 pub mod human;
 pub mod json;
+pub mod prose;
 pub mod sarif;
 
 use std::time::Duration;

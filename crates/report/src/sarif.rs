@@ -226,12 +226,16 @@ fn sarif_location(loc: &keyscope_scan::Location, snippet: Option<&str>) -> Locat
     let mut location = Location::builder()
         .physical_location(
             PhysicalLocation::builder()
-                .artifact_location(ArtifactLocation::builder().uri(uri(&loc.path)).build())
+                .artifact_location(
+                    ArtifactLocation::builder()
+                        .uri(uri(&loc.origin.to_string()))
+                        .build(),
+                )
                 .region(region)
                 .build(),
         )
         .build();
-    if let Some(commit) = &loc.commit {
+    if let Some(commit) = loc.commit() {
         let mut properties = BTreeMap::new();
         properties.insert("commit".to_owned(), json!(commit.id));
         properties.insert("author".to_owned(), json!(commit.author));
@@ -256,7 +260,7 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
         .map(|(i, l)| {
             let mut related = sarif_location(l, None);
             related.id = Some(i as i64 + 1);
-            related.message = Some(message(format!("also at {}:{}", l.path, l.line)));
+            related.message = Some(message(format!("also at {}:{}", l.origin, l.line)));
             related
         })
         .collect();
@@ -266,7 +270,11 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     fingerprints.insert(
         "keyscope/v1".to_owned(),
         keyscope_scan::fingerprint(
-            format!("{}\0{}\0{}", finding.rule_id, loc.path, finding.fingerprint).as_bytes(),
+            format!(
+                "{}\0{}\0{}",
+                finding.rule_id, loc.origin, finding.fingerprint
+            )
+            .as_bytes(),
         ),
     );
     let mut properties = BTreeMap::new();
@@ -277,17 +285,20 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     if finding.base64 {
         properties.insert("encoding".to_owned(), json!("base64"));
     }
-    if let Some(scope) = &finding.scope {
-        properties.insert("scope".to_owned(), json!(scope));
+    if let Some(owner) = &finding.owner {
+        properties.insert("scope".to_owned(), json!(owner.scope));
     }
-    if let Some(commit) = &loc.commit {
+    if let Some(commit) = loc.commit() {
         properties.insert("commit".to_owned(), json!(commit.id));
         properties.insert("author".to_owned(), json!(commit.author));
         properties.insert("commitTime".to_owned(), json!(commit.time));
     }
     let text = format!(
         "{} `{}` is exposed in {}. {}",
-        finding.rule_name, finding.redacted, loc.path, finding.help
+        finding.rule_name,
+        finding.redacted,
+        loc.origin,
+        crate::prose::help(finding)
     );
     let builder = Result::builder()
         .rule_id(finding.rule_id.clone())

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use keyscope_rules::{Rule, RuleKind, Severity};
-use keyscope_sources::CommitInfo;
+use keyscope_sources::{CommitInfo, Origin};
 use sha2::{Digest, Sha256};
 
 use crate::engine::{Engine, Match};
@@ -15,19 +15,60 @@ const FINGERPRINT_SALT: &[u8] = b"keyscope-fingerprint-v1\0";
 /// Characters of context kept either side of the secret in a snippet.
 const SNIPPET_CONTEXT: usize = 48;
 
-/// Where a finding is: a path and a 1-based line and column range (in characters).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a finding is: the content it was read from and a 1-based line and column range (in
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
-    /// The path, as given or found under a given directory (`-` for standard input).
-    pub path: String,
+    /// The file, blob, message or stream the finding is in.
+    pub origin: Origin,
     /// 1-based line of the start of the secret.
     pub line: usize,
     /// 1-based column of the first character of the secret.
     pub column: usize,
     /// 1-based column just past the secret on its first line (exclusive).
     pub end_column: usize,
-    /// For content found in git history: the commit that introduced it at this path.
-    pub commit: Option<CommitInfo>,
+}
+
+impl Location {
+    /// For content found in git history: the commit that introduced it at this place.
+    pub fn commit(&self) -> Option<&CommitInfo> {
+        self.origin.commit()
+    }
+}
+
+/// Locations are ordered as reports list them: by the place as shown, then line and column.
+impl Ord for Location {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let shown = |l: &Location| l.origin.to_string();
+        shown(self)
+            .cmp(&shown(other))
+            .then_with(|| {
+                (self.line, self.column, self.end_column, self.commit()).cmp(&(
+                    other.line,
+                    other.column,
+                    other.end_column,
+                    other.commit(),
+                ))
+            })
+            .then_with(|| self.origin.cmp(&other.origin))
+    }
+}
+
+impl PartialOrd for Location {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Who a leaked key belongs to, as a key registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The registered key's id.
+    pub key_id: String,
+    /// The scope the key is issued to (`prod/care-notes-summarization`).
+    pub scope: String,
+    /// Whether that scope is production: a leak there is one severity level worse.
+    pub production: bool,
 }
 
 /// The line of a finding, with every secret on it masked, cut to a readable width.
@@ -64,11 +105,13 @@ pub struct Finding {
     pub snippet: Snippet,
     /// Whether the secret was base64-encoded where it was found.
     pub base64: bool,
-    /// What to do about it.
+    /// What to do about it, as the rule sees it (reports add what the facts below say).
     pub help: String,
-    /// The policy scope this key is registered to (`prod/care-notes-summarization`), when a
-    /// policy store registers its fingerprint: whose key leaked.
-    pub scope: Option<String>,
+    /// Whose key leaked: the registered key and its scope, when a key registry knows the key.
+    pub owner: Option<KeyOwner>,
+    /// For a git history sweep: whether the secret is still in HEAD's tree (`None` when that
+    /// was not asked, or for a commit message).
+    pub at_head: Option<bool>,
     /// Other places the same secret was found (history sweeps group them), or the places a
     /// flat-key finding relates (every environment that shares the key).
     pub related: Vec<Location>,
@@ -191,7 +234,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Builds the findings of one blob from its matches.
-pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match]) -> Vec<Finding> {
+pub(crate) fn findings(
+    rules: &[Rule],
+    origin: &Origin,
+    data: &[u8],
+    matches: &[Match],
+) -> Vec<Finding> {
     let redactions: Vec<String> = matches
         .iter()
         .map(|m| match rules[m.rule].kind() {
@@ -224,11 +272,10 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                 provider: rule.provider().to_owned(),
                 severity: rule.severity(),
                 location: Location {
-                    path: path.to_owned(),
+                    origin: origin.clone(),
                     line: line_index + 1,
                     column,
                     end_column: end_column.max(column + 1),
-                    commit: None,
                 },
                 redacted: redacted.clone(),
                 fingerprint: fingerprint(&m.secret),
@@ -238,7 +285,8 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                     RuleKind::Secret => help(rule, m.base64),
                     RuleKind::Usage | RuleKind::Correlation => rule.description().to_owned(),
                 },
-                scope: None,
+                owner: None,
+                at_head: None,
                 related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }

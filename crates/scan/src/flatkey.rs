@@ -225,8 +225,10 @@ pub fn analyze(
         places.sort_by(|a, b| a.1.cmp(b.1));
         places.dedup_by(|a, b| a.1 == b.1);
         let groupings: [(&str, KeyOf<'_>); 3] = [
-            (ENVIRONMENTS, &|l| environment_of(options, &l.path)),
-            (SERVICES, &|l| service_of(options, &l.path)),
+            (ENVIRONMENTS, &|l| {
+                environment_of(options, &l.origin.to_string())
+            }),
+            (SERVICES, &|l| service_of(options, &l.origin.to_string())),
             (REPOS, repo_of),
         ];
         for (id, key_of) in groupings {
@@ -253,7 +255,10 @@ pub fn analyze(
             ));
         }
         if enabled(CLIENT) {
-            for (finding, location) in places.iter().filter(|(_, l)| client_exposed(&l.path)) {
+            for (finding, location) in places
+                .iter()
+                .filter(|(_, l)| client_exposed(&l.origin.to_string()))
+            {
                 out.push(derive(rules, CLIENT, finding, location, Vec::new(), &[]));
             }
         }
@@ -295,7 +300,7 @@ fn derive(
         derived.snippet = crate::Snippet {
             text: format!(
                 "{} (also at {}:{})",
-                finding.redacted, finding.location.path, finding.location.line
+                finding.redacted, finding.location.origin, finding.location.line
             ),
             highlight: 0..finding.redacted.len(),
         };
@@ -303,6 +308,8 @@ fn derive(
     derived.location = location.clone();
     derived.related = related;
     derived.help = help;
+    // Whether HEAD still holds the key is a fact of the secret's own finding.
+    derived.at_head = None;
     derived
 }
 

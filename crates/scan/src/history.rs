@@ -3,18 +3,16 @@
 //! committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keyscope_sources::{
-    CommitInfo, Excludes, GitError, GitObject, GitRepo, ObjectId, SweepOptions, WalkStats,
+    CommitInfo, Excludes, GitError, GitObject, GitRepo, ObjectId, Origin, RepoName, SweepOptions,
+    WalkStats,
 };
 
 use crate::{Engine, Finding, Location, ScanOutcome, finding, sort_findings};
-
-/// The path that findings in a commit message carry.
-pub const COMMIT_MESSAGE_PATH: &str = "(commit message)";
 
 /// The result of a git scan.
 #[derive(Debug, Default)]
@@ -26,17 +24,17 @@ pub struct GitOutcome {
     pub warnings: Vec<String>,
 }
 
-/// A finding before grouping: a blob's or a message's finding at one place.
-struct Placed {
-    finding: Finding,
-    /// Whether the secret is still in HEAD's tree.
-    at_head: Option<bool>,
+/// The origin of a blob's findings until they are placed: where the blob is is known only
+/// once its findings are attributed.
+fn unplaced() -> Origin {
+    Origin::File(PathBuf::new())
 }
 
 /// Sweeps every object of each repository and groups the findings by secret.
 ///
 /// A location's commit is the one that first introduced the blob at that path; a blob no
-/// commit contains is reported at `<repository>@<blob id>` without a commit.
+/// commit contains is placed as [`Origin::Unreachable`]. Repositories are named in origins
+/// when there are several.
 pub fn scan_history(
     engine: &Engine,
     repos: &[GitRepo],
@@ -45,8 +43,9 @@ pub fn scan_history(
     let started = Instant::now();
     let mut result = GitOutcome::default();
     let mut placed = Vec::new();
-    let prefix_paths = repos.len() > 1;
     for repo in repos {
+        let whole: RepoName = Arc::from(repo.path());
+        let named = (repos.len() > 1).then(|| whole.clone());
         let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
         let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
         let summaries: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
@@ -54,19 +53,16 @@ pub fn scan_history(
             GitObject::Blob { id, data } => {
                 let matches = engine.scan(data);
                 if !matches.is_empty() {
-                    let found = finding::findings(engine.rules().rules(), "", data, &matches);
+                    let found =
+                        finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
                     lock(&blob_findings).push((id, found));
                 }
             }
             GitObject::CommitMessage { id, message } => {
                 let matches = engine.scan(message);
                 if !matches.is_empty() {
-                    let found = finding::findings(
-                        engine.rules().rules(),
-                        COMMIT_MESSAGE_PATH,
-                        message,
-                        &matches,
-                    );
+                    let found =
+                        finding::findings(engine.rules().rules(), &unplaced(), message, &matches);
                     let summary = redacted_summary(engine, message, &matches);
                     lock(&message_findings).push((id, found));
                     lock(&summaries).insert(id.to_string(), summary);
@@ -78,34 +74,28 @@ pub fn scan_history(
             .unwrap_or_else(|p| p.into_inner());
         let targets: HashSet<ObjectId> = blob_findings.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
-        let repo_prefix = |path: &str| {
-            if prefix_paths {
-                format!("{}/{path}", repo.path().display())
-            } else {
-                path.to_owned()
-            }
-        };
         for (blob, found) in blob_findings {
             let intros = attribution.introductions(blob);
             let at_head = attribution.at_head(blob);
             for f in found {
                 if intros.is_empty() {
                     let mut f = f.clone();
-                    f.location.path = format!("{}@{blob}", repo.path().display());
-                    f.location.commit = None;
-                    placed.push(Placed {
-                        finding: f,
-                        at_head: Some(false),
-                    });
+                    f.location.origin = Origin::Unreachable {
+                        repo: whole.clone(),
+                        blob,
+                    };
+                    f.at_head = Some(false);
+                    placed.push(f);
                 }
                 for intro in intros {
                     let mut f = f.clone();
-                    f.location.path = repo_prefix(&intro.path);
-                    f.location.commit = Some(intro.commit.clone());
-                    placed.push(Placed {
-                        finding: f,
-                        at_head: Some(at_head),
-                    });
+                    f.location.origin = Origin::Commit {
+                        repo: named.clone(),
+                        path: intro.path.clone(),
+                        commit: intro.commit.clone(),
+                    };
+                    f.at_head = Some(at_head);
+                    placed.push(f);
                 }
             }
         }
@@ -115,12 +105,15 @@ pub fn scan_history(
         {
             let info = history.commit(commit).cloned();
             for mut f in found {
-                f.location.path = repo_prefix(COMMIT_MESSAGE_PATH);
-                f.location.commit = info.clone();
-                placed.push(Placed {
-                    finding: f,
-                    at_head: None,
-                });
+                f.location.origin = match &info {
+                    Some(commit) => Origin::CommitMessage {
+                        repo: named.clone(),
+                        commit: commit.clone(),
+                    },
+                    // The sweep records every commit whose message it hands over.
+                    None => continue,
+                };
+                placed.push(f);
             }
         }
         redact_summaries(&mut placed, &lock(&summaries));
@@ -176,13 +169,16 @@ pub fn scan_staged(
         }
         result.outcome.stats.files += 1;
         result.outcome.stats.bytes += data.len() as u64;
-        let mut found = crate::scan_blob(engine, &change.path, &data);
+        let origin = Origin::Index {
+            path: change.path.clone(),
+        };
+        let mut found = crate::scan_blob(engine, origin.clone(), &data);
         if found.is_empty() {
             continue;
         }
         if !all && let Some(head) = change.head {
             let before = repo.read_blob(head)?;
-            let known: HashSet<(String, String)> = crate::scan_blob(engine, &change.path, &before)
+            let known: HashSet<(String, String)> = crate::scan_blob(engine, origin, &before)
                 .into_iter()
                 .map(|f| (f.rule_id, f.fingerprint))
                 .collect();
@@ -231,17 +227,17 @@ pub fn scan_range(
         if matches.is_empty() {
             return;
         }
-        let found = finding::findings(engine.rules().rules(), "", data, &matches);
+        let found = finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
         let mut out = Vec::new();
         for f in found {
             for intro in intros.get(&id).map_or(&[][..], Vec::as_slice) {
                 let mut f = f.clone();
-                f.location.path = intro.path.clone();
-                f.location.commit = Some(intro.commit.clone());
-                out.push(Placed {
-                    finding: f,
-                    at_head: None,
-                });
+                f.location.origin = Origin::Commit {
+                    repo: None,
+                    path: intro.path.clone(),
+                    commit: intro.commit.clone(),
+                };
+                out.push(f);
             }
         }
         lock(&placed).extend(out);
@@ -254,19 +250,16 @@ pub fn scan_range(
             continue;
         }
         summaries.insert(info.id.clone(), redacted_summary(engine, message, &matches));
-        let found = finding::findings(
+        let origin = Origin::CommitMessage {
+            repo: None,
+            commit: info.clone(),
+        };
+        placed.extend(finding::findings(
             engine.rules().rules(),
-            COMMIT_MESSAGE_PATH,
+            &origin,
             message,
             &matches,
-        );
-        for mut f in found {
-            f.location.commit = Some(info.clone());
-            placed.push(Placed {
-                finding: f,
-                at_head: None,
-            });
-        }
+        ));
     }
     redact_summaries(&mut placed, &summaries);
     let mut result = GitOutcome::default();
@@ -299,12 +292,12 @@ fn redacted_summary(engine: &Engine, message: &[u8], matches: &[crate::Match]) -
 }
 
 /// Replaces the summaries of commits whose messages hold a secret by their masked form.
-fn redact_summaries(placed: &mut [Placed], summaries: &HashMap<String, String>) {
+fn redact_summaries(placed: &mut [Finding], summaries: &HashMap<String, String>) {
     if summaries.is_empty() {
         return;
     }
     for p in placed {
-        if let Some(commit) = &mut p.finding.location.commit
+        if let Some(commit) = p.location.origin.commit_mut()
             && let Some(summary) = summaries.get(&commit.id)
         {
             commit.summary.clone_from(summary);
@@ -325,35 +318,33 @@ fn merge_stats(into: &mut WalkStats, from: WalkStats) {
 
 /// Orders locations by when they were introduced: earliest commit first, then locations with
 /// no commit (unreachable objects).
-fn location_order(location: &Location) -> (bool, i64, &str, &str, usize, usize) {
-    let (no_commit, time, id) = match &location.commit {
-        Some(CommitInfo { time, id, .. }) => (false, *time, id.as_str()),
-        None => (true, 0, ""),
+fn location_order(location: &Location) -> (bool, i64, String, String, usize, usize) {
+    let (no_commit, time, id) = match location.commit() {
+        Some(CommitInfo { time, id, .. }) => (false, *time, id.clone()),
+        None => (true, 0, String::new()),
     };
     (
         no_commit,
         time,
         id,
-        location.path.as_str(),
+        location.origin.to_string(),
         location.line,
         location.column,
     )
 }
 
 /// One finding per (rule, secret): the earliest location first, every other in `related`.
-fn group(placed: Vec<Placed>) -> Vec<Finding> {
-    let mut groups: BTreeMap<(String, String), Vec<Placed>> = BTreeMap::new();
+fn group(placed: Vec<Finding>) -> Vec<Finding> {
+    let mut groups: BTreeMap<(String, String), Vec<Finding>> = BTreeMap::new();
     for p in placed {
         groups
-            .entry((p.finding.rule_id.clone(), p.finding.fingerprint.clone()))
+            .entry((p.rule_id.clone(), p.fingerprint.clone()))
             .or_default()
             .push(p);
     }
     let mut findings = Vec::new();
     for (_, mut members) in groups {
-        members.sort_by(|a, b| {
-            location_order(&a.finding.location).cmp(&location_order(&b.finding.location))
-        });
+        members.sort_by_cached_key(|m| location_order(&m.location));
         let at_head = members
             .iter()
             .filter_map(|m| m.at_head)
@@ -362,20 +353,14 @@ fn group(placed: Vec<Placed>) -> Vec<Finding> {
         let Some(first) = members.next() else {
             continue;
         };
-        let mut finding = first.finding;
+        let mut finding = first;
         let mut seen: HashSet<Location> = HashSet::from([finding.location.clone()]);
         for m in members {
-            if seen.insert(m.finding.location.clone()) {
-                finding.related.push(m.finding.location);
+            if seen.insert(m.location.clone()) {
+                finding.related.push(m.location);
             }
         }
-        match at_head {
-            Some(true) => finding.help.push_str(" It is still present at HEAD."),
-            Some(false) => finding.help.push_str(
-                " It is no longer present at HEAD, but remains in the repository's history.",
-            ),
-            None => {}
-        }
+        finding.at_head = at_head;
         findings.push(finding);
     }
     sort_findings(&mut findings);

@@ -34,13 +34,13 @@ pub mod pipeline;
 mod prefilter;
 
 pub use engine::{Engine, EngineError, Match};
-pub use finding::{Finding, Location, Snippet, fingerprint, mask_secrets, redact};
-pub use history::{COMMIT_MESSAGE_PATH, GitOutcome, scan_history, scan_range, scan_staged};
+pub use finding::{Finding, KeyOwner, Location, Snippet, fingerprint, mask_secrets, redact};
+pub use history::{GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use keyscope_sources::{FileSource, WalkStats};
+use keyscope_sources::{FileSource, Origin, WalkStats};
 
 /// The result of scanning a source.
 #[derive(Debug, Clone, Default)]
@@ -53,13 +53,13 @@ pub struct ScanOutcome {
     pub elapsed: Duration,
 }
 
-/// Scans one blob; `path` is how its findings name it.
-pub fn scan_blob(engine: &Engine, path: &str, data: &[u8]) -> Vec<Finding> {
+/// Scans one blob; its findings are placed at `origin` (a path is a file's).
+pub fn scan_blob(engine: &Engine, origin: impl Into<Origin>, data: &[u8]) -> Vec<Finding> {
     let matches = engine.scan(data);
     if matches.is_empty() {
         return Vec::new();
     }
-    finding::findings(engine.rules().rules(), path, data, &matches)
+    finding::findings(engine.rules().rules(), &origin.into(), data, &matches)
 }
 
 /// Scans every file of a source, in parallel.
@@ -71,8 +71,8 @@ pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
         if matches.is_empty() {
             return;
         }
-        let path = display_path(blob.path);
-        let found = finding::findings(engine.rules().rules(), &path, blob.data, &matches);
+        let origin = Origin::File(blob.path.to_path_buf());
+        let found = finding::findings(engine.rules().rules(), &origin, blob.data, &matches);
         findings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -90,11 +90,6 @@ pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
 /// Sorts findings by location, then rule.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| (&a.location, &a.rule_id).cmp(&(&b.location, &b.rule_id)));
-}
-
-fn display_path(path: &std::path::Path) -> String {
-    let text = path.to_string_lossy();
-    text.strip_prefix("./").unwrap_or(&text).to_owned()
 }
 
 /// A rule example that does not behave as its rule file says.

@@ -25,12 +25,14 @@
 
 mod files;
 mod git;
+mod origin;
 
 pub use files::{Excludes, FileSource, FileSourceBuilder};
 pub use git::{
     Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
     StagedChange, SweepOptions,
 };
+pub use origin::{Origin, RepoName};
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use keyscope_rules::RuleKind;
 
@@ -22,8 +22,10 @@ impl Scan {
         let cache = RefCell::new(HashMap::new());
         let repo_of = |l: &Location| -> Option<String> {
             match &self.target {
-                Target::Files { .. } => repository_of(&l.path, &cache),
-                Target::History { repos } if repos.len() > 1 => swept_repository_of(repos, l),
+                Target::Files { .. } => repository_of(Path::new(&l.origin.to_string()), &cache),
+                Target::History { repos } if repos.len() > 1 => {
+                    l.origin.repository().map(|r| r.display().to_string())
+                }
                 _ => None,
             }
         };
@@ -47,33 +49,12 @@ fn attribute(owners: &dyn KeyOwners, findings: &mut [Finding]) {
         if owner.production {
             finding.severity = finding.severity.raised();
         }
-        finding.help = format!(
-            "This is the key `{}` of scope `{}`{}. {}",
-            owner.key_id,
-            owner.scope,
-            if owner.production {
-                ", a production scope"
-            } else {
-                ""
-            },
-            finding.help
-        );
-        finding.scope = Some(owner.scope);
+        finding.owner = Some(owner);
     }
 }
 
-/// The repository of a location in a multi-repository history sweep, whose paths carry it as a
-/// prefix.
-fn swept_repository_of(repos: &[PathBuf], l: &Location) -> Option<String> {
-    repos
-        .iter()
-        .map(|r| r.display().to_string())
-        .filter(|r| l.path.starts_with(&format!("{r}/")) || l.path.starts_with(&format!("{r}@")))
-        .max_by_key(String::len)
-}
-
 /// The repository a working-tree path belongs to: the nearest directory holding `.git`.
-fn repository_of(path: &str, cache: &RefCell<HashMap<PathBuf, Option<String>>>) -> Option<String> {
+fn repository_of(path: &Path, cache: &RefCell<HashMap<PathBuf, Option<String>>>) -> Option<String> {
     let start = std::path::absolute(path).ok()?;
     let dir = start.parent()?.to_path_buf();
     if let Some(known) = cache.borrow().get(&dir) {

@@ -31,8 +31,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use keyscope_rules::RuleSet;
-use keyscope_sources::{Excludes, FileSource, GitRepo, SweepOptions, WalkStats};
+use keyscope_sources::{Excludes, FileSource, GitRepo, Origin, SweepOptions, WalkStats};
 
+pub use crate::KeyOwner;
 use crate::baseline::{Baseline, BaselineEntry};
 use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
@@ -116,17 +117,6 @@ impl ConfigSource {
             None => Ok(Config::default()),
         }
     }
-}
-
-/// Who a leaked key belongs to, as a key registry records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyOwner {
-    /// The registered key's id.
-    pub key_id: String,
-    /// The scope the key is issued to (`prod/care-notes-summarization`).
-    pub scope: String,
-    /// Whether that scope is production: a leak there is one severity level worse.
-    pub production: bool,
 }
 
 /// A key registry: names the owner of a key from the plain SHA-256 of the key (hex).
@@ -379,7 +369,7 @@ impl Scan {
             outcome.stats.bytes += data.len() as u64;
             outcome
                 .findings
-                .extend(crate::scan_blob(&self.engine, "-", data));
+                .extend(crate::scan_blob(&self.engine, Origin::Stdin, data));
         }
         Ok(outcome)
     }
