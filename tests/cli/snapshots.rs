@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::config_and_baseline::{groq_key, write};
-use crate::git::{commit, commit_file, config_line, git, key, repo};
-use crate::{Run, fixture, keyscope};
+use crate::git::{commit, commit_file, config_line, key, repo};
+use crate::{Run, fixture, git, keyscope};
 
 /// Output with what changes from run to run (timings) replaced by a fixed token.
 fn stable(text: &str) -> String {

@@ -269,7 +269,7 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     // edits above a finding do not turn it into a new alert.
     fingerprints.insert(
         "keyscope/v1".to_owned(),
-        keyscope_scan::fingerprint(
+        keyscope_scan::salted_fingerprint(
             format!(
                 "{}\0{}\0{}",
                 finding.rule_id, loc.origin, finding.fingerprint

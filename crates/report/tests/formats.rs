@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use keyscope_report::{ScanReport, human, json, sarif};
 use keyscope_rules::RuleSet;
-use keyscope_scan::{Engine, Finding, scan_blob};
+use keyscope_scan::{Detector, Finding, scan_blob};
 use keyscope_sources::{Origin, SkipReason, Skipped, WalkStats};
 
 /// A synthetic body of `len` characters from `alphabet`, from a fixed seed.
@@ -47,7 +47,7 @@ fn keys() -> Vec<String> {
 
 fn findings() -> (RuleSet, Vec<Finding>) {
     let rules = RuleSet::builtin().unwrap();
-    let engine = Engine::new(rules.clone()).unwrap();
+    let engine = Detector::new(rules.clone()).unwrap();
     let keys = keys();
     let text = format!(
         "a = \"{}\"\nb = \"{}\" # same line: {}\n",

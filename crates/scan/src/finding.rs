@@ -7,7 +7,7 @@ use keyscope_rules::{Rule, RuleKind, Severity};
 use keyscope_sources::{CommitInfo, Origin};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, Match};
+use crate::detector::{Detector, Match};
 
 /// Domain separator for fingerprints, so they cannot be looked up in a table of plain hashes
 /// of known keys, and so a later format can change it.
@@ -148,7 +148,7 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
 /// report without moving anything the report points at. Terminal escape sequences (colours,
 /// links) are set aside for the search: a colour code right before a key would otherwise hide
 /// the word boundary most rules need.
-pub fn mask_secrets(engine: &Engine, text: &str) -> String {
+pub fn mask_secrets(engine: &Detector, text: &str) -> String {
     let (visible, positions) = without_escapes(text);
     let rules = engine.rules().rules();
     let mut masked = text.as_bytes().to_vec();
@@ -218,7 +218,7 @@ fn without_escapes(text: &str) -> (String, Vec<usize>) {
 }
 
 /// The salted fingerprint of a secret.
-pub fn fingerprint(secret: &[u8]) -> String {
+pub fn salted_fingerprint(secret: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(FINGERPRINT_SALT);
     hasher.update(secret);
@@ -278,7 +278,7 @@ pub(crate) fn findings(
                     end_column: end_column.max(column + 1),
                 },
                 redacted: redacted.clone(),
-                fingerprint: fingerprint(&m.secret),
+                fingerprint: salted_fingerprint(&m.secret),
                 snippet: snippet(data, line_start..line_end, m, &masks),
                 base64: m.base64,
                 help: match rule.kind() {
@@ -406,8 +406,8 @@ mod tests {
 
     #[test]
     fn masking_keeps_length_prefix_and_last_four() {
-        let engine = crate::engine::tests::engine();
-        let key = crate::engine::tests::KEY;
+        let engine = crate::detector::tests::engine();
+        let key = crate::detector::tests::KEY;
         let text = format!("line 1\n  × bad value `{key}`\n 2 │ token = \"{key}\" # é\n");
         let masked = mask_secrets(&engine, &text);
         assert_eq!(masked.len(), text.len());
@@ -437,11 +437,11 @@ mod tests {
 
     #[test]
     fn fingerprint_is_stable_salted_and_short() {
-        assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
-        assert_ne!(fingerprint(b"abc"), fingerprint(b"abd"));
-        assert_eq!(fingerprint(b"abc").len(), 32);
+        assert_eq!(salted_fingerprint(b"abc"), salted_fingerprint(b"abc"));
+        assert_ne!(salted_fingerprint(b"abc"), salted_fingerprint(b"abd"));
+        assert_eq!(salted_fingerprint(b"abc").len(), 32);
         // Not the plain SHA-256 of the secret.
-        assert!(!hex(&Sha256::digest(b"abc")).starts_with(&fingerprint(b"abc")));
+        assert!(!hex(&Sha256::digest(b"abc")).starts_with(&salted_fingerprint(b"abc")));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use keyscope_sources::{
     WalkStats,
 };
 
-use crate::{Engine, Finding, Location, ScanOutcome, finding, sort_findings};
+use crate::{Detector, Finding, Location, ScanOutcome, finding, sort_findings};
 
 /// The result of a git scan.
 #[derive(Debug, Default)]
@@ -36,7 +36,7 @@ fn unplaced() -> Origin {
 /// commit contains is placed as [`Origin::Unreachable`]. Repositories are named in origins
 /// when there are several.
 pub fn scan_history(
-    engine: &Engine,
+    engine: &Detector,
     repos: &[GitRepo],
     options: &SweepOptions,
 ) -> Result<GitOutcome, GitError> {
@@ -49,7 +49,7 @@ pub fn scan_history(
         let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
         let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
         let summaries: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
-        let history = repo.sweep(options, |object| match object {
+        let history = repo.for_each_object(options, |object| match object {
             GitObject::Blob { id, data } => {
                 let matches = engine.scan(data);
                 if !matches.is_empty() {
@@ -137,7 +137,7 @@ fn excluded(excludes: &Excludes, workdir: Option<&Path>, path: &str) -> bool {
 /// `all` is set, a secret that HEAD's version of the same path already holds is not reported.
 /// Paths that `excludes` names are not read.
 pub fn scan_staged(
-    engine: &Engine,
+    engine: &Detector,
     repo: &GitRepo,
     all: bool,
     excludes: &Excludes,
@@ -194,7 +194,7 @@ pub fn scan_staged(
 /// Scans the blobs and commit messages that the commits of `BASE..HEAD` introduce. A blob is
 /// placed only at the paths `excludes` does not name, and not read if it names them all.
 pub fn scan_range(
-    engine: &Engine,
+    engine: &Detector,
     repo: &GitRepo,
     spec: &str,
     max_blob_size: u64,
@@ -271,7 +271,7 @@ pub fn scan_range(
 
 /// A commit message's first line with every secret in it masked: commit summaries are shown
 /// wherever the commit is named.
-fn redacted_summary(engine: &Engine, message: &[u8], matches: &[crate::Match]) -> String {
+fn redacted_summary(engine: &Detector, message: &[u8], matches: &[crate::Match]) -> String {
     let rules = engine.rules().rules();
     let mut text = String::new();
     let mut at = 0;

@@ -9,9 +9,9 @@
 //!
 //! ```
 //! use keyscope_rules::RuleSet;
-//! use keyscope_scan::{Engine, scan_blob};
+//! use keyscope_scan::{Detector, scan_blob};
 //!
-//! let engine = Engine::new(RuleSet::builtin()?)?;
+//! let engine = Detector::new(RuleSet::builtin()?)?;
 //! // A synthetic key, built so that this file holds no key-shaped literal.
 //! let key = format!("gsk_{}", "q8Zr3LwX0pVt7KcN2bYh5MfJ1sDg4TuA9eRo6WiL".repeat(2)[..52].to_owned());
 //! let findings = scan_blob(&engine, "app.py", format!("GROQ_API_KEY = \"{key}\"\n").as_bytes());
@@ -25,16 +25,16 @@
 pub mod baseline;
 mod checks;
 pub mod config;
+mod detector;
 mod encoding;
-mod engine;
 mod finding;
 pub mod flatkey;
 mod history;
 pub mod pipeline;
 mod prefilter;
 
-pub use engine::{Engine, EngineError, Match};
-pub use finding::{Finding, KeyOwner, Location, Snippet, fingerprint, mask_secrets, redact};
+pub use detector::{Detector, DetectorError, Match};
+pub use finding::{Finding, KeyOwner, Location, Snippet, mask_secrets, redact, salted_fingerprint};
 pub use history::{GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
@@ -54,7 +54,7 @@ pub struct ScanOutcome {
 }
 
 /// Scans one blob; its findings are placed at `origin` (a path is a file's).
-pub fn scan_blob(engine: &Engine, origin: impl Into<Origin>, data: &[u8]) -> Vec<Finding> {
+pub fn scan_blob(engine: &Detector, origin: impl Into<Origin>, data: &[u8]) -> Vec<Finding> {
     let matches = engine.scan(data);
     if matches.is_empty() {
         return Vec::new();
@@ -63,7 +63,7 @@ pub fn scan_blob(engine: &Engine, origin: impl Into<Origin>, data: &[u8]) -> Vec
 }
 
 /// Scans every file of a source, in parallel.
-pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
+pub fn scan_files(engine: &Detector, source: &FileSource) -> ScanOutcome {
     let started = Instant::now();
     let findings = Mutex::new(Vec::new());
     let stats = source.for_each(|blob| {
@@ -124,7 +124,9 @@ impl std::fmt::Display for ExampleFailure {
 /// Checks every rule's examples (each must produce a finding of its rule) and negative
 /// examples (none may), each scanned on its own with all the rules loaded. Rules that are off
 /// by default are switched on for the check, so their examples are held to the same bar.
-pub fn check_examples(rules: &keyscope_rules::RuleSet) -> Result<Vec<ExampleFailure>, EngineError> {
+pub fn check_examples(
+    rules: &keyscope_rules::RuleSet,
+) -> Result<Vec<ExampleFailure>, DetectorError> {
     let mut rules = rules.clone();
     let ids: Vec<String> = rules.rules().iter().map(|r| r.id().to_owned()).collect();
     for id in &ids {
@@ -132,7 +134,7 @@ pub fn check_examples(rules: &keyscope_rules::RuleSet) -> Result<Vec<ExampleFail
             rule.set_enabled(true);
         }
     }
-    let engine = &Engine::new(rules)?;
+    let engine = &Detector::new(rules)?;
     let mut failures = Vec::new();
     for rule in engine.rules().rules() {
         let found = |text: &str| {

@@ -151,7 +151,7 @@ pub fn is_binary(data: &[u8]) -> bool {
 
 /// An error building a source.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub enum ExcludeError {
     /// An exclude glob does not parse.
     #[error("invalid exclude pattern `{pattern}`: {message}")]
     Exclude {

@@ -73,7 +73,7 @@ fn each_blob_is_handed_over_once_packed_or_loose_and_attributed_to_each_introduc
     let messages = Mutex::new(Vec::new());
     let repo = GitRepo::open(dir.path()).unwrap();
     let history = repo
-        .sweep(&SweepOptions::default(), |object| match object {
+        .for_each_object(&SweepOptions::default(), |object| match object {
             GitObject::Blob { id, .. } => blobs.lock().unwrap().push(id),
             GitObject::CommitMessage { message, .. } => messages
                 .lock()
@@ -184,7 +184,9 @@ fn of_two_introductions_in_the_same_second_the_ancestor_comes_first() {
         ids.push(git(dir.path(), &["rev-parse", "HEAD"]));
     }
     let repo = GitRepo::open(dir.path()).unwrap();
-    let history = repo.sweep(&SweepOptions::default(), |_| {}).unwrap();
+    let history = repo
+        .for_each_object(&SweepOptions::default(), |_| {})
+        .unwrap();
     let blob = blob_id(dir.path(), "moving content\n");
     let attribution = repo.attribute(&history, &HashSet::from([blob])).unwrap();
     let order: Vec<(&str, &str)> = attribution

@@ -130,6 +130,6 @@ fn check(files: &[PathBuf]) -> miette::Result<Exit> {
             failures.len(),
             if failures.len() == 1 { "" } else { "s" }
         );
-        Ok(Exit::Findings)
+        Ok(Exit::ChecksFailed)
     }
 }

@@ -37,7 +37,7 @@ pub use crate::KeyOwner;
 use crate::baseline::{Baseline, BaselineEntry};
 use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
-use crate::{Engine, Finding, GitOutcome, ScanOutcome};
+use crate::{Detector, Finding, GitOutcome, ScanOutcome};
 
 pub use setup::{ScanError, load_rules};
 
@@ -226,7 +226,7 @@ impl ScanBuilder {
         let rules = setup::rules(&self.rule_files, &config)?;
         let baseline = self.baseline.as_deref().map(setup::baseline).transpose()?;
         let flat_key = FlatKeyOptions::new(&config.environments.value, &config.services.value)?;
-        let engine = Engine::new(rules)?;
+        let engine = Detector::new(rules)?;
         let excludes = setup::exclude_globs(&config, &self.exclude);
         Ok(Scan {
             max_file_size: self.max_file_size.unwrap_or(config.max_file_size.value),
@@ -248,7 +248,7 @@ impl ScanBuilder {
 pub struct Scan {
     target: Target,
     config: Config,
-    engine: Engine,
+    engine: Detector,
     baseline: Option<Baseline>,
     flat_key: FlatKeyOptions,
     excludes: Vec<(Option<PathBuf>, String)>,

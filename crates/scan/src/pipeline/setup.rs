@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use keyscope_rules::{RuleError, RuleSet};
-use keyscope_sources::{GitError, SourceError};
+use keyscope_sources::{ExcludeError, GitError};
 
-use crate::EngineError;
+use crate::DetectorError;
 use crate::baseline::{Baseline, BaselineError};
 use crate::config::{Config, ConfigError};
 use crate::flatkey::GlobError;
@@ -63,10 +63,10 @@ pub enum ScanError {
     Glob(#[from] GlobError),
     /// The rules do not compile into a prefilter.
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Detector(#[from] DetectorError),
     /// An exclude glob is invalid.
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Exclude(#[from] ExcludeError),
     /// A repository cannot be opened or read.
     #[error(transparent)]
     Git(#[from] GitError),

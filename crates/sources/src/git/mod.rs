@@ -252,7 +252,7 @@ impl GitRepo {
 
     /// Hands every blob in the object database (once, deduplicated across packs and loose
     /// objects) and every commit message to `visit`, from several threads at once.
-    pub fn sweep<F>(&self, options: &SweepOptions, visit: F) -> Result<History, GitError>
+    pub fn for_each_object<F>(&self, options: &SweepOptions, visit: F) -> Result<History, GitError>
     where
         F: Fn(GitObject<'_>) + Sync,
     {
