@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use keyscope_rules::Severity;
+use keyscope_rules::{RuleSet, Severity};
 use keyscope_scan::Finding;
 use miette::{
     Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
@@ -53,8 +53,8 @@ pub struct FindingDiagnostic {
 }
 
 impl FindingDiagnostic {
-    /// Builds the diagnostic of a finding.
-    pub fn new(finding: &Finding) -> FindingDiagnostic {
+    /// Builds the diagnostic of a finding; `rules` are the scan's (for the help text).
+    pub fn new(finding: &Finding, rules: &RuleSet) -> FindingDiagnostic {
         let loc = &finding.location;
         let label_text = if finding.base64 {
             format!("{} (base64-encoded)", finding.redacted)
@@ -86,7 +86,7 @@ impl FindingDiagnostic {
             code: finding.rule_id.clone(),
             severity: finding.severity,
             help: if finding.related.is_empty() {
-                crate::prose::help(finding)
+                crate::prose::help(finding, rules)
             } else {
                 let places: Vec<String> = finding
                     .related
@@ -103,7 +103,7 @@ impl FindingDiagnostic {
                     .collect();
                 format!(
                     "{}\nalso at: {}",
-                    crate::prose::help(finding),
+                    crate::prose::help(finding, rules),
                     places.join(", ")
                 )
             },
@@ -156,7 +156,11 @@ impl Diagnostic for FindingDiagnostic {
 
 /// The diagnostics of every finding, in report order.
 pub fn diagnostics(report: &ScanReport<'_>) -> Vec<FindingDiagnostic> {
-    report.findings.iter().map(FindingDiagnostic::new).collect()
+    report
+        .findings
+        .iter()
+        .map(|f| FindingDiagnostic::new(f, report.rules))
+        .collect()
 }
 
 /// The closing summary: what was scanned, skipped and found, and how long it took.

@@ -129,7 +129,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 fingerprint: &f.fingerprint,
                 encoding: f.base64.then_some("base64"),
                 snippet: &f.snippet.text,
-                help: crate::prose::help(f),
+                help: crate::prose::help(f, report.rules),
                 commit: commit(&f.location),
                 scope: f.owner.as_ref().map(|o| o.scope.as_str()),
                 locations: f

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use keyscope_rules::{Rule, Severity};
+use keyscope_rules::{Rule, RuleSet, Severity};
 use keyscope_scan::Finding;
 use serde_json::json;
 use serde_sarif::sarif::{
@@ -26,7 +26,7 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
     let results: Vec<Result> = report
         .findings
         .iter()
-        .map(|f| result(f, index.get(f.rule_id.as_str()).copied()))
+        .map(|f| result(f, report.rules, index.get(f.rule_id.as_str()).copied()))
         .collect();
     let notifications: Vec<Notification> = report
         .stats
@@ -250,7 +250,7 @@ fn sarif_location(loc: &keyscope_scan::Location, snippet: Option<&str>) -> Locat
     location
 }
 
-fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
+fn result(finding: &Finding, rules: &RuleSet, rule_index: Option<usize>) -> Result {
     let loc = &finding.location;
     let location = sarif_location(loc, Some(&finding.snippet.text));
     let related: Vec<Location> = finding
@@ -298,7 +298,7 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
         finding.rule_name,
         finding.redacted,
         loc.origin,
-        crate::prose::help(finding)
+        crate::prose::help(finding, rules)
     );
     let builder = Result::builder()
         .rule_id(finding.rule_id.clone())

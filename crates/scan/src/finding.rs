@@ -60,6 +60,15 @@ impl PartialOrd for Location {
     }
 }
 
+/// What a flat-key finding found about a key from all the places it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Correlation {
+    /// These environments, services or repositories share the key.
+    SharedBy(Vec<String>),
+    /// The key is in a file that browsers download.
+    ServedToBrowsers,
+}
+
 /// Who a leaked key belongs to, as a key registry records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyOwner {
@@ -105,8 +114,8 @@ pub struct Finding {
     pub snippet: Snippet,
     /// Whether the secret was base64-encoded where it was found.
     pub base64: bool,
-    /// What to do about it, as the rule sees it (reports add what the facts below say).
-    pub help: String,
+    /// For a flat-key finding: what the key's places say about it.
+    pub correlation: Option<Correlation>,
     /// Whose key leaked: the registered key and its scope, when a key registry knows the key.
     pub owner: Option<KeyOwner>,
     /// For a git history sweep: whether the secret is still in HEAD's tree (`None` when that
@@ -281,10 +290,7 @@ pub(crate) fn findings(
                 fingerprint: salted_fingerprint(&m.secret),
                 snippet: snippet(data, line_start..line_end, m, &masks),
                 base64: m.base64,
-                help: match rule.kind() {
-                    RuleKind::Secret => help(rule, m.base64),
-                    RuleKind::Usage | RuleKind::Correlation => rule.description().to_owned(),
-                },
+                correlation: None,
                 owner: None,
                 at_head: None,
                 related: Vec::new(),
@@ -296,20 +302,6 @@ pub(crate) fn findings(
 
 fn char_count(bytes: &[u8]) -> usize {
     String::from_utf8_lossy(bytes).chars().count()
-}
-
-fn help(rule: &Rule, base64: bool) -> String {
-    let encoded = if base64 {
-        " It is base64-encoded here, which hides nothing."
-    } else {
-        ""
-    };
-    format!(
-        "Revoke and rotate this {} key now: removing it from the file does not remove it from \
-         history. Load it from a secrets manager at run time, and give each app and environment \
-         its own scoped key.{encoded}",
-        rule.provider()
-    )
 }
 
 /// The masked line around one match: every secret on the line replaced by its redaction.

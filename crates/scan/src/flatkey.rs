@@ -17,7 +17,7 @@ use std::path::Path;
 use keyscope_rules::{RuleKind, RuleSet};
 use regex::Regex;
 
-use crate::{Finding, Location};
+use crate::{Correlation, Finding, Location};
 
 const ENVIRONMENTS: &str = "flat-key/shared-across-environments";
 const SERVICES: &str = "flat-key/shared-across-services";
@@ -276,21 +276,6 @@ fn derive(
 ) -> Finding {
     let rule = rules.get(id);
     let name = rule.map_or(id, |r| r.name());
-    let description = rule.map_or("", |r| r.description());
-    let help = if names.is_empty() {
-        format!(
-            "This {} key ({}) is in a file that browsers download: anyone can read it. {}",
-            finding.provider, finding.redacted, description
-        )
-    } else {
-        format!(
-            "This {} key ({}) is shared by {}. {}",
-            finding.provider,
-            finding.redacted,
-            names.join(", "),
-            description
-        )
-    };
     let mut derived = finding.clone();
     derived.kind = RuleKind::Correlation;
     derived.rule_id = id.to_owned();
@@ -307,7 +292,11 @@ fn derive(
     }
     derived.location = location.clone();
     derived.related = related;
-    derived.help = help;
+    derived.correlation = Some(if names.is_empty() {
+        Correlation::ServedToBrowsers
+    } else {
+        Correlation::SharedBy(names.iter().map(|&n| n.to_owned()).collect())
+    });
     // Whether HEAD still holds the key is a fact of the secret's own finding.
     derived.at_head = None;
     derived

@@ -34,7 +34,9 @@ pub mod pipeline;
 mod prefilter;
 
 pub use detector::{Detector, DetectorError, Match};
-pub use finding::{Finding, KeyOwner, Location, Snippet, mask_secrets, redact, salted_fingerprint};
+pub use finding::{
+    Correlation, Finding, KeyOwner, Location, Snippet, mask_secrets, redact, salted_fingerprint,
+};
 pub use history::{GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
