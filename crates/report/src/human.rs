@@ -171,8 +171,7 @@ pub fn summary(report: &ScanReport<'_>) -> String {
         if skipped.reason.is_failure() {
             out.push_str(&format!(
                 "error: not scanned: {}: {}\n",
-                skipped.path.display(),
-                skipped.reason
+                skipped.place, skipped.reason
             ));
         }
     }

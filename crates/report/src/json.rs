@@ -150,7 +150,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
             .skipped
             .iter()
             .map(|s| JsonSkipped {
-                path: s.path.to_string_lossy().into_owned(),
+                path: s.place.to_string(),
                 reason: s.reason.to_string(),
                 failure: s.reason.is_failure(),
             })

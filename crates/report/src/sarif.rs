@@ -34,7 +34,7 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
         .iter()
         .map(|s| {
             Notification::builder()
-                .message(message(format!("{}: {}", s.path.display(), s.reason)))
+                .message(message(format!("{}: {}", s.place, s.reason)))
                 .level(if s.reason.is_failure() {
                     json!("error")
                 } else {

@@ -81,11 +81,11 @@ fn stats() -> WalkStats {
         binary: 1,
         skipped: vec![
             Skipped {
-                path: "logo.png".into(),
+                place: "logo.png".into(),
                 reason: SkipReason::Binary,
             },
             Skipped {
-                path: "dump.sql".into(),
+                place: "dump.sql".into(),
                 reason: SkipReason::TooLarge { size: 10, limit: 5 },
             },
         ],

@@ -157,7 +157,7 @@ pub fn scan_staged(
                     .stats
                     .skipped
                     .push(keyscope_sources::Skipped {
-                        path: change.path.clone().into(),
+                        place: change.path.clone().into(),
                         reason: keyscope_sources::SkipReason::Unreadable(e.to_string()),
                     });
                 continue;

@@ -197,14 +197,14 @@ impl Tally {
         }
         let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
         skipped.push(Skipped {
-            path: path.to_path_buf(),
+            place: path.into(),
             reason,
         });
     }
 
     fn into_stats(self) -> WalkStats {
         let mut skipped = self.skipped.into_inner().unwrap_or_else(|p| p.into_inner());
-        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped.sort_by(|a, b| a.place.cmp(&b.place));
         WalkStats {
             files: self.files.into_inner(),
             bytes: self.bytes.into_inner(),

@@ -250,11 +250,7 @@ fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
 /// Skips that lost content always reach standard error, whatever the format.
 pub fn report_failures(stats: &WalkStats) {
     for skipped in stats.skipped.iter().filter(|s| s.reason.is_failure()) {
-        eprintln!(
-            "error: not scanned: {}: {}",
-            skipped.path.display(),
-            skipped.reason
-        );
+        eprintln!("error: not scanned: {}: {}", skipped.place, skipped.reason);
     }
 }
 

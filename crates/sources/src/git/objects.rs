@@ -10,7 +10,7 @@ use gix::odb::pack;
 
 use super::tree_index::{self, TreeIndex};
 use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
-use crate::{SkipReason, Skipped};
+use crate::{SkipReason, Skipped, SkippedPlace};
 
 /// One object handed to a sweep's visitor.
 #[derive(Debug, Clone, Copy)]
@@ -44,14 +44,17 @@ struct Tally {
 }
 
 impl Tally {
-    fn skip(&self, path: PathBuf, reason: SkipReason) {
+    fn skip(&self, place: impl Into<SkippedPlace>, reason: SkipReason) {
         if reason == SkipReason::Binary {
             self.binary.fetch_add(1, Ordering::Relaxed);
         }
         self.skipped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Skipped { path, reason });
+            .push(Skipped {
+                place: place.into(),
+                reason,
+            });
     }
 }
 
@@ -136,8 +139,11 @@ where
         }
     }
 
-    fn object_path(&self, id: gix::ObjectId) -> PathBuf {
-        PathBuf::from(format!("{}@{id}", self.repo.path.display()))
+    fn object_path(&self, id: gix::ObjectId) -> SkippedPlace {
+        SkippedPlace::Object {
+            repo: std::sync::Arc::from(self.repo.path.as_path()),
+            id: ObjectId(id),
+        }
     }
 }
 
@@ -232,7 +238,7 @@ where
         .skipped
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    skipped.sort_by(|a, b| a.place.cmp(&b.place));
     Ok(History {
         stats: crate::WalkStats {
             files: tally.blobs.into_inner(),
