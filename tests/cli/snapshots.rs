@@ -180,3 +180,13 @@ fn standard_input() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     insta::assert_snapshot!("stdin_json", stable(&run.stdout));
 }
+
+#[test]
+fn rules_list() {
+    let dir = fixture("clean");
+    insta::assert_snapshot!("rules_list", output(&dir, &["rules", "list"], 0));
+    insta::assert_snapshot!(
+        "rules_list_json",
+        output(&dir, &["rules", "list", "--json"], 0)
+    );
+}
