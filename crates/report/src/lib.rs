@@ -22,6 +22,7 @@
 pub mod human;
 pub mod json;
 pub mod prose;
+pub mod rule_list;
 pub mod sarif;
 
 use std::time::Duration;

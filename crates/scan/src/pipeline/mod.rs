@@ -39,7 +39,7 @@ use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
 use crate::{Detector, Finding, GitOutcome, ScanOutcome};
 
-pub use setup::{ScanError, load_rules};
+pub use setup::{RuleFileCheck, ScanError, check_rule_files, load_rules};
 
 /// What a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use keyscope_rules::{RuleError, RuleSet};
 use keyscope_sources::{ExcludeError, GitError};
 
-use crate::DetectorError;
 use crate::baseline::{Baseline, BaselineError};
 use crate::config::{Config, ConfigError};
 use crate::flatkey::GlobError;
+use crate::{DetectorError, ExampleFailure, check_examples};
 
 /// The rule that reports direct provider calls when a gateway is configured.
 const DIRECT_CALL_RULE: &str = "flat-key/direct-provider-call";
@@ -76,14 +76,54 @@ pub enum ScanError {
 pub fn load_rules(files: &[PathBuf]) -> Result<RuleSet, ScanError> {
     let mut rules = RuleSet::builtin()?;
     for path in files {
-        let text = std::fs::read_to_string(path).map_err(|source| ScanError::RuleFile {
-            path: path.clone(),
-            source,
-        })?;
-        let file = RuleSet::from_toml(&path.display().to_string(), &text)?;
-        rules.extend(file.rules().iter().cloned())?;
+        rules.extend(read_rule_file(path)?.rules().iter().cloned())?;
     }
     Ok(rules)
+}
+
+fn read_rule_file(path: &Path) -> Result<RuleSet, ScanError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ScanError::RuleFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(RuleSet::from_toml(&path.display().to_string(), &text)?)
+}
+
+/// What checking rule files found.
+#[derive(Debug, Clone, Default)]
+pub struct RuleFileCheck {
+    /// How many rules the files hold.
+    pub rules: usize,
+    /// The examples of those rules that do not behave as their files say.
+    pub failures: Vec<ExampleFailure>,
+    /// The ids of those rules that have no examples: nothing shows that they find anything.
+    pub without_examples: Vec<String>,
+}
+
+/// Reads rule files and checks every example and negative example of their rules. The
+/// built-in rules are loaded too, so that an id clash is caught.
+pub fn check_rule_files(files: &[PathBuf]) -> Result<RuleFileCheck, ScanError> {
+    let mut custom = RuleSet::new();
+    for path in files {
+        custom.extend(read_rule_file(path)?.rules().iter().cloned())?;
+    }
+    let ids: Vec<&str> = custom.rules().iter().map(|r| r.id()).collect();
+    let mut all = RuleSet::builtin()?;
+    all.extend(custom.rules().iter().cloned())?;
+    let failures = check_examples(&all)?
+        .into_iter()
+        .filter(|f| ids.contains(&f.rule_id.as_str()))
+        .collect();
+    Ok(RuleFileCheck {
+        rules: custom.len(),
+        failures,
+        without_examples: custom
+            .rules()
+            .iter()
+            .filter(|r| r.examples().is_empty())
+            .map(|r| r.id().to_owned())
+            .collect(),
+    })
 }
 
 /// The rules of a scan: built-in, `files`, the config's own, switched on and off as the config
