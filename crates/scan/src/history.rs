@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keyscope_sources::{
-    CommitInfo, Excludes, GitError, GitObject, GitRepo, ObjectId, Origin, RepoName, SweepOptions,
-    WalkStats,
+    Attribution, CommitInfo, Excludes, GitError, GitObject, GitRepo, History, ObjectId, Origin,
+    RepoName, SweepOptions, WalkStats,
 };
 
 use crate::{Detector, Finding, Location, ScanOutcome, finding, sort_findings};
@@ -44,79 +44,19 @@ pub fn scan_history(
     let mut result = GitOutcome::default();
     let mut placed = Vec::new();
     for repo in repos {
-        let whole: RepoName = Arc::from(repo.path());
-        let named = (repos.len() > 1).then(|| whole.clone());
-        let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
-        let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
-        let summaries: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
-        let history = repo.for_each_object(options, |object| match object {
-            GitObject::Blob { id, data } => {
-                let matches = engine.scan(data);
-                if !matches.is_empty() {
-                    let found =
-                        finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
-                    lock(&blob_findings).push((id, found));
-                }
-            }
-            GitObject::CommitMessage { id, message } => {
-                let matches = engine.scan(message);
-                if !matches.is_empty() {
-                    let found =
-                        finding::findings(engine.rules().rules(), &unplaced(), message, &matches);
-                    let summary = redacted_summary(engine, message, &matches);
-                    lock(&message_findings).push((id, found));
-                    lock(&summaries).insert(id.to_string(), summary);
-                }
-            }
-        })?;
-        let blob_findings = blob_findings
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        let targets: HashSet<ObjectId> = blob_findings.iter().map(|(id, _)| *id).collect();
+        let named: Option<RepoName> = (repos.len() > 1).then(|| Arc::from(repo.path()));
+        let Swept {
+            history,
+            blobs,
+            messages,
+            summaries,
+        } = sweep(engine, repo, options)?;
+        let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
-        for (blob, found) in blob_findings {
-            let intros = attribution.introductions(blob);
-            let at_head = attribution.at_head(blob);
-            for f in found {
-                if intros.is_empty() {
-                    let mut f = f.clone();
-                    f.location.origin = Origin::Unreachable {
-                        repo: whole.clone(),
-                        blob,
-                    };
-                    f.at_head = Some(false);
-                    placed.push(f);
-                }
-                for intro in intros {
-                    let mut f = f.clone();
-                    f.location.origin = Origin::Commit {
-                        repo: named.clone(),
-                        path: intro.path.clone(),
-                        commit: intro.commit.clone(),
-                    };
-                    f.at_head = Some(at_head);
-                    placed.push(f);
-                }
-            }
-        }
-        for (commit, found) in message_findings
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-        {
-            let info = history.commit(commit).cloned();
-            for mut f in found {
-                f.location.origin = match &info {
-                    Some(commit) => Origin::CommitMessage {
-                        repo: named.clone(),
-                        commit: commit.clone(),
-                    },
-                    // The sweep records every commit whose message it hands over.
-                    None => continue,
-                };
-                placed.push(f);
-            }
-        }
-        redact_summaries(&mut placed, &lock(&summaries));
+        let mut found = place_blobs(blobs, &attribution, repo, named.as_ref());
+        found.extend(place_messages(messages, &history, named.as_ref()));
+        redact_summaries(&mut found, &summaries);
+        placed.extend(found);
         merge_stats(&mut result.outcome.stats, history.stats);
         result.outcome.stats.skipped.extend(attribution.skipped);
         result.warnings.extend(history.warnings);
@@ -124,6 +64,108 @@ pub fn scan_history(
     result.outcome.findings = group(placed);
     result.outcome.elapsed = started.elapsed();
     Ok(result)
+}
+
+/// What one repository's sweep found, before attribution.
+struct Swept {
+    history: History,
+    /// Findings per blob, not yet placed.
+    blobs: Vec<(ObjectId, Vec<Finding>)>,
+    /// Findings per commit message, not yet placed.
+    messages: Vec<(ObjectId, Vec<Finding>)>,
+    /// The masked summary of every commit whose message holds a secret.
+    summaries: HashMap<String, String>,
+}
+
+/// Reads every object of a repository, matching blobs and commit messages on many threads.
+fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Swept, GitError> {
+    let rules = engine.rules().rules();
+    let blobs = Mutex::new(Vec::new());
+    let messages = Mutex::new(Vec::new());
+    let summaries = Mutex::new(HashMap::new());
+    let history = repo.for_each_object(options, |object| match object {
+        GitObject::Blob { id, data } => {
+            let matches = engine.scan(data);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), data, &matches);
+                lock(&blobs).push((id, found));
+            }
+        }
+        GitObject::CommitMessage { id, message } => {
+            let matches = engine.scan(message);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), message, &matches);
+                let summary = redacted_summary(engine, message, &matches);
+                lock(&messages).push((id, found));
+                lock(&summaries).insert(id.to_string(), summary);
+            }
+        }
+    })?;
+    Ok(Swept {
+        history,
+        blobs: into_inner(blobs),
+        messages: into_inner(messages),
+        summaries: into_inner(summaries),
+    })
+}
+
+/// Each blob's findings at every place a commit introduced the blob, or as unreachable.
+fn place_blobs(
+    blobs: Vec<(ObjectId, Vec<Finding>)>,
+    attribution: &Attribution,
+    repo: &GitRepo,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (blob, found) in blobs {
+        let intros = attribution.introductions(blob);
+        let at_head = attribution.at_head(blob);
+        for f in found {
+            if intros.is_empty() {
+                let mut f = f.clone();
+                f.location.origin = Origin::Unreachable {
+                    repo: Arc::from(repo.path()),
+                    blob,
+                };
+                f.at_head = Some(false);
+                placed.push(f);
+            }
+            for intro in intros {
+                let mut f = f.clone();
+                f.location.origin = Origin::Commit {
+                    repo: named.cloned(),
+                    path: intro.path.clone(),
+                    commit: intro.commit.clone(),
+                };
+                f.at_head = Some(at_head);
+                placed.push(f);
+            }
+        }
+    }
+    placed
+}
+
+/// Each commit message's findings, placed in their commit.
+fn place_messages(
+    messages: Vec<(ObjectId, Vec<Finding>)>,
+    history: &History,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (id, found) in messages {
+        // The sweep records every commit whose message it hands over.
+        let Some(commit) = history.commit(id) else {
+            continue;
+        };
+        for mut f in found {
+            f.location.origin = Origin::CommitMessage {
+                repo: named.cloned(),
+                commit: commit.clone(),
+            };
+            placed.push(f);
+        }
+    }
+    placed
 }
 
 /// Whether a repository path is excluded by `excludes` (relative to the working tree, or to their
@@ -242,9 +284,26 @@ pub fn scan_range(
         }
         lock(&placed).extend(out);
     });
-    let mut placed = placed.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut placed = into_inner(placed);
+    let (messages, summaries) = scan_messages(engine, &changes.commits);
+    placed.extend(messages);
+    redact_summaries(&mut placed, &summaries);
+    let mut result = GitOutcome::default();
+    result.outcome.stats = stats;
+    result.outcome.findings = group(placed);
+    result.outcome.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// The findings of commit messages, and the masked summary of each commit whose message holds
+/// a secret.
+fn scan_messages(
+    engine: &Detector,
+    commits: &[(CommitInfo, Vec<u8>)],
+) -> (Vec<Finding>, HashMap<String, String>) {
+    let mut found = Vec::new();
     let mut summaries = HashMap::new();
-    for (info, message) in &changes.commits {
+    for (info, message) in commits {
         let matches = engine.scan(message);
         if matches.is_empty() {
             continue;
@@ -254,19 +313,14 @@ pub fn scan_range(
             repo: None,
             commit: info.clone(),
         };
-        placed.extend(finding::findings(
+        found.extend(finding::findings(
             engine.rules().rules(),
             &origin,
             message,
             &matches,
         ));
     }
-    redact_summaries(&mut placed, &summaries);
-    let mut result = GitOutcome::default();
-    result.outcome.stats = stats;
-    result.outcome.findings = group(placed);
-    result.outcome.elapsed = started.elapsed();
-    Ok(result)
+    (found, summaries)
 }
 
 /// A commit message's first line with every secret in it masked: commit summaries are shown
@@ -307,6 +361,10 @@ fn redact_summaries(placed: &mut [Finding], summaries: &HashMap<String, String>)
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 fn merge_stats(into: &mut WalkStats, from: WalkStats) {
