@@ -7,6 +7,10 @@
 //! Candidates then pass boundary, entropy, placeholder and context checks before they become
 //! [`Finding`]s, which carry a redacted form and a salted fingerprint but never the secret.
 //!
+//! A whole scan as the command line runs it (configuration, rules, git targets, key owners,
+//! flat-key analysis, baseline) is one call: [`pipeline::ScanBuilder`] builds a
+//! [`pipeline::Scan`], whose `run` returns the findings every report shows.
+//!
 //! ```
 //! use keyscope_rules::RuleSet;
 //! use keyscope_scan::{Detector, scan_blob};

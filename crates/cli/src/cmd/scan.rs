@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use keyscope_policy::Scopes;
 use keyscope_report::{ScanReport, human, json, sarif};
-use keyscope_scan::pipeline::{KeyOwner, KeyOwners, Scan, ScanBuilder, ScanResult, Target};
+use keyscope_scan::KeyOwner;
+use keyscope_scan::pipeline::{KeyOwners, Scan, ScanBuilder, ScanResult, Target};
 use keyscope_sources::WalkStats;
 use miette::{Context as _, IntoDiagnostic as _};
 

@@ -33,11 +33,10 @@ use std::time::Duration;
 use keyscope_rules::RuleSet;
 use keyscope_sources::{Excludes, FileSource, GitRepo, Origin, SweepOptions, WalkStats};
 
-pub use crate::KeyOwner;
 use crate::baseline::{Baseline, BaselineEntry};
 use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
-use crate::{Detector, Finding, GitOutcome, ScanOutcome};
+use crate::{Detector, Finding, GitOutcome, KeyOwner, ScanOutcome};
 
 pub use setup::{RuleFileCheck, ScanError, check_rule_files, load_rules};
 
@@ -372,5 +371,80 @@ impl Scan {
                 .extend(crate::scan_blob(&self.engine, Origin::Stdin, data));
         }
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyscope_rules::Severity;
+
+    use super::*;
+
+    /// A synthetic Groq key.
+    fn key() -> String {
+        format!(
+            "gsk_{}",
+            &"q8Zr3LwX0pVt7KcN2bYh5MfJ1sDg4TuA9eRo6WiL".repeat(2)[..52]
+        )
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.py"), format!("KEY = \"{}\"\n", key())).unwrap();
+        dir
+    }
+
+    fn scan(builder: ScanBuilder) -> ScanResult {
+        builder
+            .config(ConfigSource::Isolated)
+            .build()
+            .unwrap()
+            .run()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_registered_key_names_its_owner_and_a_production_key_is_worse() {
+        let dir = tree();
+        let plain = scan(ScanBuilder::new(Target::paths([dir.path()])));
+        assert_eq!(plain.findings[0].severity, Severity::High);
+        assert_eq!(plain.findings[0].owner, None);
+        let owner = KeyOwner {
+            key_id: "k1".into(),
+            scope: "prod/app".into(),
+            production: true,
+        };
+        let known = plain.findings[0].key_sha256().to_owned();
+        let registry = move |sha: &str| (sha == known).then(|| owner.clone());
+        let owned = scan(ScanBuilder::new(Target::paths([dir.path()])).key_owners(registry));
+        assert_eq!(owned.findings[0].severity, Severity::Critical);
+        assert_eq!(owned.findings[0].owner.as_ref().unwrap().key_id, "k1");
+    }
+
+    #[test]
+    fn standard_input_is_its_own_origin() {
+        let target = Target::Files {
+            paths: Vec::new(),
+            stdin: Some(format!("{}\n", key()).into_bytes()),
+        };
+        let result = scan(ScanBuilder::new(target));
+        assert_eq!(result.stats.files, 1);
+        assert_eq!(result.findings[0].location.origin, Origin::Stdin);
+    }
+
+    #[test]
+    fn a_baseline_accepts_what_it_lists_and_names_what_is_gone() {
+        let dir = tree();
+        let first = scan(ScanBuilder::new(Target::paths([dir.path()])));
+        let path = dir.path().join("baseline.json");
+        std::fs::write(&path, Baseline::from_findings(&first.findings).to_json()).unwrap();
+        let again =
+            scan(ScanBuilder::new(Target::paths([dir.path().join("app.py")])).baseline(&path));
+        assert!(again.findings.is_empty() && again.stale.is_empty());
+        std::fs::write(dir.path().join("app.py"), "nothing\n").unwrap();
+        let gone =
+            scan(ScanBuilder::new(Target::paths([dir.path().join("app.py")])).baseline(&path));
+        assert!(gone.findings.is_empty());
+        assert_eq!(gone.stale.len(), 1);
     }
 }
