@@ -263,6 +263,28 @@ fn a_key_in_a_commit_message_is_found() {
 }
 
 #[test]
+fn a_key_in_an_annotated_tag_message_is_found() {
+    let dir = repo();
+    git(
+        dir.path(),
+        &[
+            "tag",
+            "-a",
+            "v1.0",
+            "-m",
+            &format!("release with {}", key(9)),
+        ],
+    );
+    let (run, report) = scan(dir.path(), &["--history"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        locations(&findings(&report)[0]),
+        vec![("(tag v1.0)".to_owned(), None)]
+    );
+    assert_no_key_shown(&run, &[9]);
+}
+
+#[test]
 fn a_corrupt_object_is_reported_the_rest_is_scanned_and_the_exit_is_2() {
     let dir = repo();
     commit_file(dir.path(), "a.py", &config_line(9), "key", 2);

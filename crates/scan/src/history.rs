@@ -49,12 +49,14 @@ pub fn scan_history(
             history,
             blobs,
             messages,
+            tags,
             summaries,
         } = sweep(engine, repo, options)?;
         let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
         let mut found = place_blobs(blobs, &attribution, repo, named.as_ref());
         found.extend(place_messages(messages, &history, named.as_ref()));
+        found.extend(place_tags(tags, named.as_ref()));
         redact_summaries(&mut found, &summaries);
         placed.extend(found);
         merge_stats(&mut result.outcome.stats, history.stats);
@@ -73,15 +75,18 @@ struct Swept {
     blobs: Vec<(ObjectId, Vec<Finding>)>,
     /// Findings per commit message, not yet placed.
     messages: Vec<(ObjectId, Vec<Finding>)>,
+    /// Findings per annotated tag message (the tag's id and name), not yet placed.
+    tags: Vec<(ObjectId, String, Vec<Finding>)>,
     /// The masked summary of every commit whose message holds a secret.
     summaries: HashMap<String, String>,
 }
 
-/// Reads every object of a repository, matching blobs and commit messages on many threads.
+/// Reads every object of a repository, matching blobs, commit messages and tag messages on many threads.
 fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Swept, GitError> {
     let rules = engine.rules().rules();
     let blobs = Mutex::new(Vec::new());
     let messages = Mutex::new(Vec::new());
+    let tags = Mutex::new(Vec::new());
     let summaries = Mutex::new(HashMap::new());
     let history = repo.for_each_object(options, |object| match object {
         GitObject::Blob { id, data } => {
@@ -100,11 +105,20 @@ fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Sw
                 lock(&summaries).insert(id.to_string(), summary);
             }
         }
+        GitObject::TagMessage { id, name, message } => {
+            let matches = engine.scan(message);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), message, &matches);
+                let name = String::from_utf8_lossy(name).into_owned();
+                lock(&tags).push((id, name, found));
+            }
+        }
     })?;
     Ok(Swept {
         history,
         blobs: into_inner(blobs),
         messages: into_inner(messages),
+        tags: into_inner(tags),
         summaries: into_inner(summaries),
     })
 }
@@ -140,6 +154,25 @@ fn place_blobs(
                 f.at_head = Some(at_head);
                 placed.push(f);
             }
+        }
+    }
+    placed
+}
+
+/// Each annotated tag message's findings, placed in their tag.
+fn place_tags(
+    tags: Vec<(ObjectId, String, Vec<Finding>)>,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (id, name, found) in tags {
+        for mut f in found {
+            f.location.origin = Origin::TagMessage {
+                repo: named.cloned(),
+                name: name.clone(),
+                id,
+            };
+            placed.push(f);
         }
     }
     placed

@@ -46,6 +46,15 @@ pub enum Origin {
         /// The commit.
         commit: CommitInfo,
     },
+    /// The message of an annotated tag.
+    TagMessage {
+        /// The repository, when the scan covered several (`None`: the only one).
+        repo: Option<RepoName>,
+        /// The tag's name.
+        name: String,
+        /// The tag object.
+        id: ObjectId,
+    },
 }
 
 /// What a commit message is called where a path would be.
@@ -71,15 +80,18 @@ impl Origin {
     /// The repository this content came from, when the scan named it.
     pub fn repository(&self) -> Option<&Path> {
         match self {
-            Origin::Commit { repo, .. } | Origin::CommitMessage { repo, .. } => repo.as_deref(),
+            Origin::Commit { repo, .. }
+            | Origin::CommitMessage { repo, .. }
+            | Origin::TagMessage { repo, .. } => repo.as_deref(),
             Origin::Unreachable { repo, .. } => Some(repo),
             Origin::File(_) | Origin::Stdin | Origin::Index { .. } => None,
         }
     }
 }
 
-/// The place as a path: `src/app.py`, `-` for standard input, `repo/src/app.py` or
-/// `repo/(commit message)` in a scan of several repositories, `repo@<blob id>` for an
+/// The place as a path: `src/app.py`, `-` for standard input, `(commit message)`, `(tag v1.0)`
+/// for an annotated tag's message, `repo/src/app.py` or `repo/(commit message)` in a scan of
+/// several repositories, `repo@<blob id>` for an
 /// unreachable blob.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -97,6 +109,7 @@ impl fmt::Display for Origin {
             Origin::Commit { repo, path, .. } => in_repo(f, repo, path),
             Origin::Unreachable { repo, blob } => write!(f, "{}@{blob}", repo.display()),
             Origin::CommitMessage { repo, .. } => in_repo(f, repo, COMMIT_MESSAGE),
+            Origin::TagMessage { repo, name, .. } => in_repo(f, repo, &format!("(tag {name})")),
         }
     }
 }
@@ -161,6 +174,14 @@ mod tests {
                     commit: commit(),
                 },
                 "a/(commit message)",
+            ),
+            (
+                Origin::TagMessage {
+                    repo: None,
+                    name: "v1.0".into(),
+                    id: blob,
+                },
+                "(tag v1.0)",
             ),
             (
                 Origin::Unreachable { repo, blob },

@@ -79,7 +79,7 @@ pub struct Args {
 #[derive(Debug, Clone, clap::Args)]
 struct GitArgs {
     /// Scan every object in each repository's database (the paths name repositories): all
-    /// branches, tags, stashes and unreachable objects, and every commit message.
+    /// branches, tags, stashes and unreachable objects, and every commit and tag message.
     #[arg(long, conflicts_with_all = ["staged", "range"])]
     history: bool,
     /// Scan what the next commit would add: the index (`$GIT_INDEX_FILE` when set), for

@@ -251,7 +251,8 @@ impl GitRepo {
     }
 
     /// Hands every blob in the object database (once, deduplicated across packs and loose
-    /// objects) and every commit message to `visit`, from several threads at once.
+    /// objects), every commit message and every annotated tag message to `visit`, from several
+    /// threads at once.
     pub fn for_each_object<F>(&self, options: &SweepOptions, visit: F) -> Result<History, GitError>
     where
         F: Fn(GitObject<'_>) + Sync,

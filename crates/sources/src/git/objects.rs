@@ -29,6 +29,15 @@ pub enum GitObject<'a> {
         /// The raw message.
         message: &'a [u8],
     },
+    /// An annotated tag's message.
+    TagMessage {
+        /// The tag object's id.
+        id: ObjectId,
+        /// The tag's name (`v1.0`).
+        name: &'a [u8],
+        /// The raw message.
+        message: &'a [u8],
+    },
 }
 
 /// Counters and records shared by the traversal threads.
@@ -88,7 +97,7 @@ where
                         .insert(id, parsed);
                 }
             }
-            gix::objs::Kind::Tag => {}
+            gix::objs::Kind::Tag => self.tag(id, data),
         }
     }
 
@@ -135,6 +144,20 @@ where
             Err(e) => self.tally.skip(
                 self.object_path(id),
                 SkipReason::Unreadable(format!("corrupt commit: {e}")),
+            ),
+        }
+    }
+
+    fn tag(&self, id: gix::ObjectId, data: &[u8]) {
+        match gix::objs::TagRef::from_bytes(data, self.hash) {
+            Ok(tag) => (self.visit)(GitObject::TagMessage {
+                id: ObjectId(id),
+                name: tag.name,
+                message: tag.message,
+            }),
+            Err(e) => self.tally.skip(
+                self.object_path(id),
+                SkipReason::Unreadable(format!("corrupt tag: {e}")),
             ),
         }
     }
