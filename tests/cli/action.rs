@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::root;
+use crate::{git, root};
 
 /// A synthetic Google API key: `AIza` and 35 characters from a fixed linear congruential
 /// generator, made at run time so no key-shaped string sits in the source.
@@ -41,39 +41,6 @@ pub fn path_with_keyscope() -> std::ffi::OsString {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     std::env::join_paths(dirs).unwrap()
-}
-
-/// Gives `command` a fixed git identity and date, independent of the machine's git config.
-pub fn with_git_identity(command: &mut Command) -> &mut Command {
-    command
-        .env("GIT_AUTHOR_NAME", "Test Author")
-        .env("GIT_AUTHOR_EMAIL", "author@keyscope.invalid")
-        .env("GIT_COMMITTER_NAME", "Test Committer")
-        .env("GIT_COMMITTER_EMAIL", "committer@keyscope.invalid")
-        .env("GIT_AUTHOR_DATE", "2026-01-02T03:04:05Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-02T03:04:05Z")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_INDEX_FILE")
-        .env_remove("GIT_WORK_TREE")
-}
-
-/// A `git` command in `dir` with a fixed identity.
-pub fn git_command(dir: &Path) -> Command {
-    let mut command = Command::new("git");
-    command.current_dir(dir);
-    with_git_identity(&mut command);
-    command
-}
-
-/// Runs `git ARGS` in `dir`, panics on failure, returns trimmed standard output.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = git_command(dir).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// A new repository on branch `main`.

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::keyscope;
 
 /// A synthetic Groq key from a fixed seed.
-fn groq_key(seed: u64) -> String {
+pub(crate) fn groq_key(seed: u64) -> String {
     let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
         .chars()
         .collect();
@@ -21,7 +21,7 @@ fn groq_key(seed: u64) -> String {
     format!("gsk_{body}")
 }
 
-fn write(dir: &Path, path: &str, text: &str) {
+pub(crate) fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();

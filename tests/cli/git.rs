@@ -6,10 +6,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::{Run, keyscope};
+use crate::{Run, git, git_command, keyscope};
 
 /// A synthetic Google API key: `AIza` and 35 characters from a seeded generator.
-fn key(seed: u64) -> String {
+pub(crate) fn key(seed: u64) -> String {
     let alphabet: Vec<char> = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         .chars()
         .collect();
@@ -27,40 +27,12 @@ fn key(seed: u64) -> String {
     format!("AIza{body}")
 }
 
-fn config_line(seed: u64) -> String {
+pub(crate) fn config_line(seed: u64) -> String {
     format!("GOOGLE_API_KEY = \"{}\"\n", key(seed))
 }
 
-/// Runs git in `dir` with a fixed identity and no user or system configuration; returns
-/// standard output, trimmed.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_NAME", "Ada")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
 /// A new repository with an initial commit holding `README.md`.
-fn repo() -> tempfile::TempDir {
+pub(crate) fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q"]);
     commit_file(dir.path(), "README.md", "hello\n", "initial", 1);
@@ -69,7 +41,13 @@ fn repo() -> tempfile::TempDir {
 
 /// Writes and commits one file at a fixed time (`tick` seconds after a fixed epoch); returns
 /// the commit id.
-fn commit_file(dir: &Path, path: &str, content: &str, message: &str, tick: u64) -> String {
+pub(crate) fn commit_file(
+    dir: &Path,
+    path: &str,
+    content: &str,
+    message: &str,
+    tick: u64,
+) -> String {
     let file = dir.join(path);
     if let Some(parent) = file.parent() {
         std::fs::create_dir_all(parent).unwrap();
@@ -79,21 +57,10 @@ fn commit_file(dir: &Path, path: &str, content: &str, message: &str, tick: u64) 
     commit(dir, message, tick)
 }
 
-fn commit(dir: &Path, message: &str, tick: u64) -> String {
+pub(crate) fn commit(dir: &Path, message: &str, tick: u64) -> String {
     let date = format!("@{} +0000", 1_700_000_000 + tick * 60);
-    let status = Command::new("git")
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            message,
-        ])
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
+    let status = git_command(dir)
+        .args(["commit", "-q", "--allow-empty", "-m", message])
         .env("GIT_AUTHOR_NAME", "Ada")
         .env("GIT_AUTHOR_EMAIL", "ada@example.com")
         .env("GIT_COMMITTER_NAME", "Ada")
@@ -228,10 +195,8 @@ fn merge_with_resolution(dir: &Path, seed: u64) -> String {
     commit_file(dir, "app.cfg", "token = theirs\n", "theirs", 3);
     git(dir, &["checkout", "-q", "main"]);
     commit_file(dir, "app.cfg", "token = ours\n", "ours", 4);
-    let merge = Command::new("git")
+    let merge = git_command(dir)
         .args(["merge", "-q", "other"])
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .output()
         .unwrap();
     assert!(!merge.status.success(), "the merge conflicts");
@@ -295,6 +260,28 @@ fn a_key_in_a_commit_message_is_found() {
         vec![("(commit message)".to_owned(), Some(id))]
     );
     assert_no_key_shown(&run, &[8]);
+}
+
+#[test]
+fn a_key_in_an_annotated_tag_message_is_found() {
+    let dir = repo();
+    git(
+        dir.path(),
+        &[
+            "tag",
+            "-a",
+            "v1.0",
+            "-m",
+            &format!("release with {}", key(9)),
+        ],
+    );
+    let (run, report) = scan(dir.path(), &["--history"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        locations(&findings(&report)[0]),
+        vec![("(tag v1.0)".to_owned(), None)]
+    );
+    assert_no_key_shown(&run, &[9]);
 }
 
 #[test]
@@ -487,9 +474,8 @@ fn staged_honors_git_index_file() {
     let dir = repo();
     std::fs::write(dir.path().join("new.py"), config_line(19)).unwrap();
     let index = dir.path().join("other-index");
-    let status = Command::new("git")
+    let status = git_command(dir.path())
         .args(["add", "new.py"])
-        .current_dir(dir.path())
         .env("GIT_INDEX_FILE", &index)
         .status()
         .unwrap();

@@ -15,10 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::action::{
-    commit, git, git_command, init_repo, leaky_config, path_with_keyscope, with_git_identity,
-};
-use crate::root;
+use crate::action::{commit, init_repo, leaky_config, path_with_keyscope};
+use crate::{git, git_command, root, with_git_identity};
 
 /// The `pre-commit` executable, installed on first use.
 fn pre_commit() -> &'static Path {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use keyscope_rules::{RuleKind, RuleSet};
-use keyscope_scan::Engine;
+use keyscope_scan::Detector;
 
 use crate::{fixture, keyscope, keyscope_with_input, root};
 
@@ -92,7 +92,7 @@ fn look_alikes_and_placeholders_are_quiet() {
 /// Every secret the engine sees in the leaks tree, with the length of its public prefix.
 fn planted_secrets() -> Vec<(String, usize)> {
     let rules = RuleSet::builtin().unwrap();
-    let engine = Engine::new(rules.clone()).unwrap();
+    let engine = Detector::new(rules.clone()).unwrap();
     let mut secrets = Vec::new();
     for entry in walk(&fixture("leaks")) {
         let data = std::fs::read(&entry).unwrap();

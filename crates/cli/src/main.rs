@@ -62,7 +62,7 @@ fn render(report: &miette::Report) -> String {
 
 /// `text` with every key the built-in rules find in it masked.
 fn mask(text: String) -> String {
-    match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Engine::new) {
+    match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Detector::new) {
         Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
         // The built-in rules are checked by the tests; without them there is nothing to mask by.
         _ => text,

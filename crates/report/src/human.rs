@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use keyscope_rules::Severity;
+use keyscope_rules::{RuleSet, Severity};
 use keyscope_scan::Finding;
 use miette::{
     Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
@@ -53,8 +53,8 @@ pub struct FindingDiagnostic {
 }
 
 impl FindingDiagnostic {
-    /// Builds the diagnostic of a finding.
-    pub fn new(finding: &Finding) -> FindingDiagnostic {
+    /// Builds the diagnostic of a finding; `rules` are the scan's (for the help text).
+    pub fn new(finding: &Finding, rules: &RuleSet) -> FindingDiagnostic {
         let loc = &finding.location;
         let label_text = if finding.base64 {
             format!("{} (base64-encoded)", finding.redacted)
@@ -64,17 +64,17 @@ impl FindingDiagnostic {
         FindingDiagnostic {
             message: format!(
                 "{}{}",
-                match &finding.scope {
-                    Some(scope) => format!(
-                        "{} of scope `{scope}` found at {}:{}:{}",
-                        finding.rule_name, loc.path, loc.line, loc.column
+                match &finding.owner {
+                    Some(owner) => format!(
+                        "{} of scope `{}` found at {}:{}:{}",
+                        finding.rule_name, owner.scope, loc.origin, loc.line, loc.column
                     ),
                     None => format!(
                         "{} found at {}:{}:{}",
-                        finding.rule_name, loc.path, loc.line, loc.column
+                        finding.rule_name, loc.origin, loc.line, loc.column
                     ),
                 },
-                match &loc.commit {
+                match loc.commit() {
                     Some(c) => format!(
                         ", introduced in commit {} by {}",
                         &c.id[..c.id.len().min(12)],
@@ -86,29 +86,33 @@ impl FindingDiagnostic {
             code: finding.rule_id.clone(),
             severity: finding.severity,
             help: if finding.related.is_empty() {
-                finding.help.clone()
+                crate::prose::help(finding, rules)
             } else {
                 let places: Vec<String> = finding
                     .related
                     .iter()
-                    .map(|l| match &l.commit {
+                    .map(|l| match l.commit() {
                         Some(c) => format!(
                             "{}:{} (commit {})",
-                            l.path,
+                            l.origin,
                             l.line,
                             &c.id[..c.id.len().min(12)]
                         ),
-                        None => format!("{}:{}", l.path, l.line),
+                        None => format!("{}:{}", l.origin, l.line),
                     })
                     .collect();
-                format!("{}\nalso at: {}", finding.help, places.join(", "))
+                format!(
+                    "{}\nalso at: {}",
+                    crate::prose::help(finding, rules),
+                    places.join(", ")
+                )
             },
             label: LabeledSpan::new_primary_with_span(
                 Some(label_text),
                 finding.snippet.highlight.clone(),
             ),
             source: MaskedLine {
-                name: loc.path.clone(),
+                name: loc.origin.to_string(),
                 text: finding.snippet.text.clone(),
                 line: loc.line,
             },
@@ -152,7 +156,11 @@ impl Diagnostic for FindingDiagnostic {
 
 /// The diagnostics of every finding, in report order.
 pub fn diagnostics(report: &ScanReport<'_>) -> Vec<FindingDiagnostic> {
-    report.findings.iter().map(FindingDiagnostic::new).collect()
+    report
+        .findings
+        .iter()
+        .map(|f| FindingDiagnostic::new(f, report.rules))
+        .collect()
 }
 
 /// The closing summary: what was scanned, skipped and found, and how long it took.
@@ -163,8 +171,7 @@ pub fn summary(report: &ScanReport<'_>) -> String {
         if skipped.reason.is_failure() {
             out.push_str(&format!(
                 "error: not scanned: {}: {}\n",
-                skipped.path.display(),
-                skipped.reason
+                skipped.place, skipped.reason
             ));
         }
     }

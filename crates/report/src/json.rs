@@ -44,7 +44,7 @@ struct JsonFinding<'a> {
     rule_name: &'a str,
     provider: &'a str,
     severity: &'a str,
-    path: &'a str,
+    path: String,
     line: usize,
     column: usize,
     end_column: usize,
@@ -52,7 +52,7 @@ struct JsonFinding<'a> {
     fingerprint: &'a str,
     encoding: Option<&'static str>,
     snippet: &'a str,
-    help: &'a str,
+    help: String,
     commit: Option<JsonCommit<'a>>,
     scope: Option<&'a str>,
     locations: Vec<JsonLocation<'a>>,
@@ -68,7 +68,7 @@ struct JsonCommit<'a> {
 
 #[derive(Serialize)]
 struct JsonLocation<'a> {
-    path: &'a str,
+    path: String,
     line: usize,
     column: usize,
     end_column: usize,
@@ -76,7 +76,7 @@ struct JsonLocation<'a> {
 }
 
 fn commit(location: &keyscope_scan::Location) -> Option<JsonCommit<'_>> {
-    location.commit.as_ref().map(|c| JsonCommit {
+    location.commit().map(|c| JsonCommit {
         id: &c.id,
         author: &c.author,
         time: c.time,
@@ -121,7 +121,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 rule_name: &f.rule_name,
                 provider: &f.provider,
                 severity: f.severity.as_str(),
-                path: &f.location.path,
+                path: f.location.origin.to_string(),
                 line: f.location.line,
                 column: f.location.column,
                 end_column: f.location.end_column,
@@ -129,14 +129,14 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 fingerprint: &f.fingerprint,
                 encoding: f.base64.then_some("base64"),
                 snippet: &f.snippet.text,
-                help: &f.help,
+                help: crate::prose::help(f, report.rules),
                 commit: commit(&f.location),
-                scope: f.scope.as_deref(),
+                scope: f.owner.as_ref().map(|o| o.scope.as_str()),
                 locations: f
                     .related
                     .iter()
                     .map(|l| JsonLocation {
-                        path: &l.path,
+                        path: l.origin.to_string(),
                         line: l.line,
                         column: l.column,
                         end_column: l.end_column,
@@ -150,7 +150,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
             .skipped
             .iter()
             .map(|s| JsonSkipped {
-                path: s.path.to_string_lossy().into_owned(),
+                path: s.place.to_string(),
                 reason: s.reason.to_string(),
                 failure: s.reason.is_failure(),
             })

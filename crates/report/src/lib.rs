@@ -21,6 +21,8 @@
 
 pub mod human;
 pub mod json;
+pub mod prose;
+pub mod rule_list;
 pub mod sarif;
 
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use keyscope_rules::{Rule, Severity};
+use keyscope_rules::{Rule, RuleSet, Severity};
 use keyscope_scan::Finding;
 use serde_json::json;
 use serde_sarif::sarif::{
@@ -26,7 +26,7 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
     let results: Vec<Result> = report
         .findings
         .iter()
-        .map(|f| result(f, index.get(f.rule_id.as_str()).copied()))
+        .map(|f| result(f, report.rules, index.get(f.rule_id.as_str()).copied()))
         .collect();
     let notifications: Vec<Notification> = report
         .stats
@@ -34,7 +34,7 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
         .iter()
         .map(|s| {
             Notification::builder()
-                .message(message(format!("{}: {}", s.path.display(), s.reason)))
+                .message(message(format!("{}: {}", s.place, s.reason)))
                 .level(if s.reason.is_failure() {
                     json!("error")
                 } else {
@@ -226,12 +226,16 @@ fn sarif_location(loc: &keyscope_scan::Location, snippet: Option<&str>) -> Locat
     let mut location = Location::builder()
         .physical_location(
             PhysicalLocation::builder()
-                .artifact_location(ArtifactLocation::builder().uri(uri(&loc.path)).build())
+                .artifact_location(
+                    ArtifactLocation::builder()
+                        .uri(uri(&loc.origin.to_string()))
+                        .build(),
+                )
                 .region(region)
                 .build(),
         )
         .build();
-    if let Some(commit) = &loc.commit {
+    if let Some(commit) = loc.commit() {
         let mut properties = BTreeMap::new();
         properties.insert("commit".to_owned(), json!(commit.id));
         properties.insert("author".to_owned(), json!(commit.author));
@@ -246,7 +250,7 @@ fn sarif_location(loc: &keyscope_scan::Location, snippet: Option<&str>) -> Locat
     location
 }
 
-fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
+fn result(finding: &Finding, rules: &RuleSet, rule_index: Option<usize>) -> Result {
     let loc = &finding.location;
     let location = sarif_location(loc, Some(&finding.snippet.text));
     let related: Vec<Location> = finding
@@ -256,7 +260,7 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
         .map(|(i, l)| {
             let mut related = sarif_location(l, None);
             related.id = Some(i as i64 + 1);
-            related.message = Some(message(format!("also at {}:{}", l.path, l.line)));
+            related.message = Some(message(format!("also at {}:{}", l.origin, l.line)));
             related
         })
         .collect();
@@ -265,8 +269,12 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     // edits above a finding do not turn it into a new alert.
     fingerprints.insert(
         "keyscope/v1".to_owned(),
-        keyscope_scan::fingerprint(
-            format!("{}\0{}\0{}", finding.rule_id, loc.path, finding.fingerprint).as_bytes(),
+        keyscope_scan::salted_fingerprint(
+            format!(
+                "{}\0{}\0{}",
+                finding.rule_id, loc.origin, finding.fingerprint
+            )
+            .as_bytes(),
         ),
     );
     let mut properties = BTreeMap::new();
@@ -277,17 +285,20 @@ fn result(finding: &Finding, rule_index: Option<usize>) -> Result {
     if finding.base64 {
         properties.insert("encoding".to_owned(), json!("base64"));
     }
-    if let Some(scope) = &finding.scope {
-        properties.insert("scope".to_owned(), json!(scope));
+    if let Some(owner) = &finding.owner {
+        properties.insert("scope".to_owned(), json!(owner.scope));
     }
-    if let Some(commit) = &loc.commit {
+    if let Some(commit) = loc.commit() {
         properties.insert("commit".to_owned(), json!(commit.id));
         properties.insert("author".to_owned(), json!(commit.author));
         properties.insert("commitTime".to_owned(), json!(commit.time));
     }
     let text = format!(
         "{} `{}` is exposed in {}. {}",
-        finding.rule_name, finding.redacted, loc.path, finding.help
+        finding.rule_name,
+        finding.redacted,
+        loc.origin,
+        crate::prose::help(finding, rules)
     );
     let builder = Result::builder()
         .rule_id(finding.rule_id.clone())

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use keyscope_report::{ScanReport, human, json, sarif};
 use keyscope_rules::RuleSet;
-use keyscope_scan::{Engine, Finding, scan_blob};
-use keyscope_sources::{SkipReason, Skipped, WalkStats};
+use keyscope_scan::{Detector, Finding, scan_blob};
+use keyscope_sources::{Origin, SkipReason, Skipped, WalkStats};
 
 /// A synthetic body of `len` characters from `alphabet`, from a fixed seed.
 fn synthetic(alphabet: &str, len: usize, seed: u64) -> String {
@@ -47,7 +47,7 @@ fn keys() -> Vec<String> {
 
 fn findings() -> (RuleSet, Vec<Finding>) {
     let rules = RuleSet::builtin().unwrap();
-    let engine = Engine::new(rules.clone()).unwrap();
+    let engine = Detector::new(rules.clone()).unwrap();
     let keys = keys();
     let text = format!(
         "a = \"{}\"\nb = \"{}\" # same line: {}\n",
@@ -62,9 +62,14 @@ fn findings() -> (RuleSet, Vec<Finding>) {
         time: 1_700_000_000,
         summary: "add client".into(),
     };
-    found[0].location.commit = Some(commit.clone());
+    let placed = |path: &str| Origin::Commit {
+        repo: None,
+        path: path.into(),
+        commit: commit.clone(),
+    };
+    found[0].location.origin = placed("dir with space/app.py");
     let mut elsewhere = found[0].location.clone();
-    elsewhere.path = "old/app.py".into();
+    elsewhere.origin = placed("old/app.py");
     found[0].related.push(elsewhere);
     (rules, found)
 }
@@ -76,11 +81,11 @@ fn stats() -> WalkStats {
         binary: 1,
         skipped: vec![
             Skipped {
-                path: "logo.png".into(),
+                place: "logo.png".into(),
                 reason: SkipReason::Binary,
             },
             Skipped {
-                path: "dump.sql".into(),
+                place: "dump.sql".into(),
                 reason: SkipReason::TooLarge { size: 10, limit: 5 },
             },
         ],

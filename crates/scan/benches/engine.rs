@@ -1,4 +1,4 @@
-//! Engine throughput: a blob with no keyword (the common case), a realistic source file with a
+//! Detector throughput: a blob with no keyword (the common case), a realistic source file with a
 //! few keys, and a minified bundle full of keyword-like noise. Also the cost of building the
 //! engine from the built-in rules, which every process pays once.
 #![expect(
@@ -8,7 +8,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use keyscope_rules::RuleSet;
-use keyscope_scan::Engine;
+use keyscope_scan::Detector;
 
 fn corpus_plain(len: usize) -> Vec<u8> {
     let line = b"<p>The <code>Iterator</code> trait's task-oriented methods: map, filter, fold, disk-backed iterators and such.</p>\n";
@@ -34,9 +34,9 @@ fn corpus_minified(len: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     c.bench_function("engine_build_builtin", |b| {
-        b.iter(|| Engine::new(RuleSet::builtin().expect("rules")).expect("engine"))
+        b.iter(|| Detector::new(RuleSet::builtin().expect("rules")).expect("engine"))
     });
-    let engine = Engine::new(RuleSet::builtin().expect("rules")).expect("engine");
+    let engine = Detector::new(RuleSet::builtin().expect("rules")).expect("engine");
     let mut group = c.benchmark_group("scan");
     let len = 4 << 20;
     for (name, data) in [

@@ -4,10 +4,10 @@
 use std::ops::Range;
 
 use keyscope_rules::{Rule, RuleKind, Severity};
-use keyscope_sources::CommitInfo;
+use keyscope_sources::{CommitInfo, Origin};
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Engine, Match};
+use crate::detector::{Detector, Match};
 
 /// Domain separator for fingerprints, so they cannot be looked up in a table of plain hashes
 /// of known keys, and so a later format can change it.
@@ -15,19 +15,69 @@ const FINGERPRINT_SALT: &[u8] = b"keyscope-fingerprint-v1\0";
 /// Characters of context kept either side of the secret in a snippet.
 const SNIPPET_CONTEXT: usize = 48;
 
-/// Where a finding is: a path and a 1-based line and column range (in characters).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where a finding is: the content it was read from and a 1-based line and column range (in
+/// characters).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
-    /// The path, as given or found under a given directory (`-` for standard input).
-    pub path: String,
+    /// The file, blob, message or stream the finding is in.
+    pub origin: Origin,
     /// 1-based line of the start of the secret.
     pub line: usize,
     /// 1-based column of the first character of the secret.
     pub column: usize,
     /// 1-based column just past the secret on its first line (exclusive).
     pub end_column: usize,
-    /// For content found in git history: the commit that introduced it at this path.
-    pub commit: Option<CommitInfo>,
+}
+
+impl Location {
+    /// For content found in git history: the commit that introduced it at this place.
+    pub fn commit(&self) -> Option<&CommitInfo> {
+        self.origin.commit()
+    }
+}
+
+/// Locations are ordered as reports list them: by the place as shown, then line and column.
+impl Ord for Location {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let shown = |l: &Location| l.origin.to_string();
+        shown(self)
+            .cmp(&shown(other))
+            .then_with(|| {
+                (self.line, self.column, self.end_column, self.commit()).cmp(&(
+                    other.line,
+                    other.column,
+                    other.end_column,
+                    other.commit(),
+                ))
+            })
+            .then_with(|| self.origin.cmp(&other.origin))
+    }
+}
+
+impl PartialOrd for Location {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// What a flat-key finding found about a key from all the places it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Correlation {
+    /// These environments, services or repositories share the key.
+    SharedBy(Vec<String>),
+    /// The key is in a file that browsers download.
+    ServedToBrowsers,
+}
+
+/// Who a leaked key belongs to, as a key registry records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The registered key's id.
+    pub key_id: String,
+    /// The scope the key is issued to (`prod/care-notes-summarization`).
+    pub scope: String,
+    /// Whether that scope is production: a leak there is one severity level worse.
+    pub production: bool,
 }
 
 /// The line of a finding, with every secret on it masked, cut to a readable width.
@@ -64,11 +114,13 @@ pub struct Finding {
     pub snippet: Snippet,
     /// Whether the secret was base64-encoded where it was found.
     pub base64: bool,
-    /// What to do about it.
-    pub help: String,
-    /// The policy scope this key is registered to (`prod/care-notes-summarization`), when a
-    /// policy store registers its fingerprint: whose key leaked.
-    pub scope: Option<String>,
+    /// For a flat-key finding: what the key's places say about it.
+    pub correlation: Option<Correlation>,
+    /// Whose key leaked: the registered key and its scope, when a key registry knows the key.
+    pub owner: Option<KeyOwner>,
+    /// For a git history sweep: whether the secret is still in HEAD's tree (`None` when that
+    /// was not asked, or for a commit message).
+    pub at_head: Option<bool>,
     /// Other places the same secret was found (history sweeps group them), or the places a
     /// flat-key finding relates (every environment that shares the key).
     pub related: Vec<Location>,
@@ -105,7 +157,7 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
 /// report without moving anything the report points at. Terminal escape sequences (colours,
 /// links) are set aside for the search: a colour code right before a key would otherwise hide
 /// the word boundary most rules need.
-pub fn mask_secrets(engine: &Engine, text: &str) -> String {
+pub fn mask_secrets(engine: &Detector, text: &str) -> String {
     let (visible, positions) = without_escapes(text);
     let rules = engine.rules().rules();
     let mut masked = text.as_bytes().to_vec();
@@ -175,7 +227,7 @@ fn without_escapes(text: &str) -> (String, Vec<usize>) {
 }
 
 /// The salted fingerprint of a secret.
-pub fn fingerprint(secret: &[u8]) -> String {
+pub fn salted_fingerprint(secret: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(FINGERPRINT_SALT);
     hasher.update(secret);
@@ -191,7 +243,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Builds the findings of one blob from its matches.
-pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match]) -> Vec<Finding> {
+pub(crate) fn findings(
+    rules: &[Rule],
+    origin: &Origin,
+    data: &[u8],
+    matches: &[Match],
+) -> Vec<Finding> {
     let redactions: Vec<String> = matches
         .iter()
         .map(|m| match rules[m.rule].kind() {
@@ -224,21 +281,18 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
                 provider: rule.provider().to_owned(),
                 severity: rule.severity(),
                 location: Location {
-                    path: path.to_owned(),
+                    origin: origin.clone(),
                     line: line_index + 1,
                     column,
                     end_column: end_column.max(column + 1),
-                    commit: None,
                 },
                 redacted: redacted.clone(),
-                fingerprint: fingerprint(&m.secret),
+                fingerprint: salted_fingerprint(&m.secret),
                 snippet: snippet(data, line_start..line_end, m, &masks),
                 base64: m.base64,
-                help: match rule.kind() {
-                    RuleKind::Secret => help(rule, m.base64),
-                    RuleKind::Usage | RuleKind::Correlation => rule.description().to_owned(),
-                },
-                scope: None,
+                correlation: None,
+                owner: None,
+                at_head: None,
                 related: Vec::new(),
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }
@@ -248,20 +302,6 @@ pub(crate) fn findings(rules: &[Rule], path: &str, data: &[u8], matches: &[Match
 
 fn char_count(bytes: &[u8]) -> usize {
     String::from_utf8_lossy(bytes).chars().count()
-}
-
-fn help(rule: &Rule, base64: bool) -> String {
-    let encoded = if base64 {
-        " It is base64-encoded here, which hides nothing."
-    } else {
-        ""
-    };
-    format!(
-        "Revoke and rotate this {} key now: removing it from the file does not remove it from \
-         history. Load it from a secrets manager at run time, and give each app and environment \
-         its own scoped key.{encoded}",
-        rule.provider()
-    )
 }
 
 /// The masked line around one match: every secret on the line replaced by its redaction.
@@ -358,8 +398,8 @@ mod tests {
 
     #[test]
     fn masking_keeps_length_prefix_and_last_four() {
-        let engine = crate::engine::tests::engine();
-        let key = crate::engine::tests::KEY;
+        let engine = crate::detector::tests::engine();
+        let key = crate::detector::tests::KEY;
         let text = format!("line 1\n  × bad value `{key}`\n 2 │ token = \"{key}\" # é\n");
         let masked = mask_secrets(&engine, &text);
         assert_eq!(masked.len(), text.len());
@@ -389,11 +429,11 @@ mod tests {
 
     #[test]
     fn fingerprint_is_stable_salted_and_short() {
-        assert_eq!(fingerprint(b"abc"), fingerprint(b"abc"));
-        assert_ne!(fingerprint(b"abc"), fingerprint(b"abd"));
-        assert_eq!(fingerprint(b"abc").len(), 32);
+        assert_eq!(salted_fingerprint(b"abc"), salted_fingerprint(b"abc"));
+        assert_ne!(salted_fingerprint(b"abc"), salted_fingerprint(b"abd"));
+        assert_eq!(salted_fingerprint(b"abc").len(), 32);
         // Not the plain SHA-256 of the secret.
-        assert!(!hex(&Sha256::digest(b"abc")).starts_with(&fingerprint(b"abc")));
+        assert!(!hex(&Sha256::digest(b"abc")).starts_with(&salted_fingerprint(b"abc")));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::Path;
 use keyscope_rules::{RuleKind, RuleSet};
 use regex::Regex;
 
-use crate::{Finding, Location};
+use crate::{Correlation, Finding, Location};
 
 const ENVIRONMENTS: &str = "flat-key/shared-across-environments";
 const SERVICES: &str = "flat-key/shared-across-services";
@@ -225,8 +225,10 @@ pub fn analyze(
         places.sort_by(|a, b| a.1.cmp(b.1));
         places.dedup_by(|a, b| a.1 == b.1);
         let groupings: [(&str, KeyOf<'_>); 3] = [
-            (ENVIRONMENTS, &|l| environment_of(options, &l.path)),
-            (SERVICES, &|l| service_of(options, &l.path)),
+            (ENVIRONMENTS, &|l| {
+                environment_of(options, &l.origin.to_string())
+            }),
+            (SERVICES, &|l| service_of(options, &l.origin.to_string())),
             (REPOS, repo_of),
         ];
         for (id, key_of) in groupings {
@@ -253,7 +255,10 @@ pub fn analyze(
             ));
         }
         if enabled(CLIENT) {
-            for (finding, location) in places.iter().filter(|(_, l)| client_exposed(&l.path)) {
+            for (finding, location) in places
+                .iter()
+                .filter(|(_, l)| client_exposed(&l.origin.to_string()))
+            {
                 out.push(derive(rules, CLIENT, finding, location, Vec::new(), &[]));
             }
         }
@@ -271,21 +276,6 @@ fn derive(
 ) -> Finding {
     let rule = rules.get(id);
     let name = rule.map_or(id, |r| r.name());
-    let description = rule.map_or("", |r| r.description());
-    let help = if names.is_empty() {
-        format!(
-            "This {} key ({}) is in a file that browsers download: anyone can read it. {}",
-            finding.provider, finding.redacted, description
-        )
-    } else {
-        format!(
-            "This {} key ({}) is shared by {}. {}",
-            finding.provider,
-            finding.redacted,
-            names.join(", "),
-            description
-        )
-    };
     let mut derived = finding.clone();
     derived.kind = RuleKind::Correlation;
     derived.rule_id = id.to_owned();
@@ -295,14 +285,20 @@ fn derive(
         derived.snippet = crate::Snippet {
             text: format!(
                 "{} (also at {}:{})",
-                finding.redacted, finding.location.path, finding.location.line
+                finding.redacted, finding.location.origin, finding.location.line
             ),
             highlight: 0..finding.redacted.len(),
         };
     }
     derived.location = location.clone();
     derived.related = related;
-    derived.help = help;
+    derived.correlation = Some(if names.is_empty() {
+        Correlation::ServedToBrowsers
+    } else {
+        Correlation::SharedBy(names.iter().map(|&n| n.to_owned()).collect())
+    });
+    // Whether HEAD still holds the key is a fact of the secret's own finding.
+    derived.at_head = None;
     derived
 }
 

@@ -3,18 +3,16 @@
 //! committed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keyscope_sources::{
-    CommitInfo, Excludes, GitError, GitObject, GitRepo, ObjectId, SweepOptions, WalkStats,
+    Attribution, CommitInfo, Excludes, GitError, GitObject, GitRepo, History, ObjectId, Origin,
+    RepoName, SweepOptions, WalkStats,
 };
 
-use crate::{Engine, Finding, Location, ScanOutcome, finding, sort_findings};
-
-/// The path that findings in a commit message carry.
-pub const COMMIT_MESSAGE_PATH: &str = "(commit message)";
+use crate::{Detector, Finding, Location, ScanOutcome, finding, sort_findings};
 
 /// The result of a git scan.
 #[derive(Debug, Default)]
@@ -26,104 +24,41 @@ pub struct GitOutcome {
     pub warnings: Vec<String>,
 }
 
-/// A finding before grouping: a blob's or a message's finding at one place.
-struct Placed {
-    finding: Finding,
-    /// Whether the secret is still in HEAD's tree.
-    at_head: Option<bool>,
+/// The origin of a blob's findings until they are placed: where the blob is is known only
+/// once its findings are attributed.
+fn unplaced() -> Origin {
+    Origin::File(PathBuf::new())
 }
 
 /// Sweeps every object of each repository and groups the findings by secret.
 ///
 /// A location's commit is the one that first introduced the blob at that path; a blob no
-/// commit contains is reported at `<repository>@<blob id>` without a commit.
+/// commit contains is placed as [`Origin::Unreachable`]. Repositories are named in origins
+/// when there are several.
 pub fn scan_history(
-    engine: &Engine,
+    engine: &Detector,
     repos: &[GitRepo],
     options: &SweepOptions,
 ) -> Result<GitOutcome, GitError> {
     let started = Instant::now();
     let mut result = GitOutcome::default();
     let mut placed = Vec::new();
-    let prefix_paths = repos.len() > 1;
     for repo in repos {
-        let blob_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
-        let message_findings: Mutex<Vec<(ObjectId, Vec<Finding>)>> = Mutex::new(Vec::new());
-        let summaries: Mutex<HashMap<String, String>> = Mutex::new(HashMap::new());
-        let history = repo.sweep(options, |object| match object {
-            GitObject::Blob { id, data } => {
-                let matches = engine.scan(data);
-                if !matches.is_empty() {
-                    let found = finding::findings(engine.rules().rules(), "", data, &matches);
-                    lock(&blob_findings).push((id, found));
-                }
-            }
-            GitObject::CommitMessage { id, message } => {
-                let matches = engine.scan(message);
-                if !matches.is_empty() {
-                    let found = finding::findings(
-                        engine.rules().rules(),
-                        COMMIT_MESSAGE_PATH,
-                        message,
-                        &matches,
-                    );
-                    let summary = redacted_summary(engine, message, &matches);
-                    lock(&message_findings).push((id, found));
-                    lock(&summaries).insert(id.to_string(), summary);
-                }
-            }
-        })?;
-        let blob_findings = blob_findings
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner());
-        let targets: HashSet<ObjectId> = blob_findings.iter().map(|(id, _)| *id).collect();
+        let named: Option<RepoName> = (repos.len() > 1).then(|| Arc::from(repo.path()));
+        let Swept {
+            history,
+            blobs,
+            messages,
+            tags,
+            summaries,
+        } = sweep(engine, repo, options)?;
+        let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
-        let repo_prefix = |path: &str| {
-            if prefix_paths {
-                format!("{}/{path}", repo.path().display())
-            } else {
-                path.to_owned()
-            }
-        };
-        for (blob, found) in blob_findings {
-            let intros = attribution.introductions(blob);
-            let at_head = attribution.at_head(blob);
-            for f in found {
-                if intros.is_empty() {
-                    let mut f = f.clone();
-                    f.location.path = format!("{}@{blob}", repo.path().display());
-                    f.location.commit = None;
-                    placed.push(Placed {
-                        finding: f,
-                        at_head: Some(false),
-                    });
-                }
-                for intro in intros {
-                    let mut f = f.clone();
-                    f.location.path = repo_prefix(&intro.path);
-                    f.location.commit = Some(intro.commit.clone());
-                    placed.push(Placed {
-                        finding: f,
-                        at_head: Some(at_head),
-                    });
-                }
-            }
-        }
-        for (commit, found) in message_findings
-            .into_inner()
-            .unwrap_or_else(|p| p.into_inner())
-        {
-            let info = history.commit(commit).cloned();
-            for mut f in found {
-                f.location.path = repo_prefix(COMMIT_MESSAGE_PATH);
-                f.location.commit = info.clone();
-                placed.push(Placed {
-                    finding: f,
-                    at_head: None,
-                });
-            }
-        }
-        redact_summaries(&mut placed, &lock(&summaries));
+        let mut found = place_blobs(blobs, &attribution, repo, named.as_ref());
+        found.extend(place_messages(messages, &history, named.as_ref()));
+        found.extend(place_tags(tags, named.as_ref()));
+        redact_summaries(&mut found, &summaries);
+        placed.extend(found);
         merge_stats(&mut result.outcome.stats, history.stats);
         result.outcome.stats.skipped.extend(attribution.skipped);
         result.warnings.extend(history.warnings);
@@ -131,6 +66,139 @@ pub fn scan_history(
     result.outcome.findings = group(placed);
     result.outcome.elapsed = started.elapsed();
     Ok(result)
+}
+
+/// What one repository's sweep found, before attribution.
+struct Swept {
+    history: History,
+    /// Findings per blob, not yet placed.
+    blobs: Vec<(ObjectId, Vec<Finding>)>,
+    /// Findings per commit message, not yet placed.
+    messages: Vec<(ObjectId, Vec<Finding>)>,
+    /// Findings per annotated tag message (the tag's id and name), not yet placed.
+    tags: Vec<(ObjectId, String, Vec<Finding>)>,
+    /// The masked summary of every commit whose message holds a secret.
+    summaries: HashMap<String, String>,
+}
+
+/// Reads every object of a repository, matching blobs, commit messages and tag messages on many threads.
+fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Swept, GitError> {
+    let rules = engine.rules().rules();
+    let blobs = Mutex::new(Vec::new());
+    let messages = Mutex::new(Vec::new());
+    let tags = Mutex::new(Vec::new());
+    let summaries = Mutex::new(HashMap::new());
+    let history = repo.for_each_object(options, |object| match object {
+        GitObject::Blob { id, data } => {
+            let matches = engine.scan(data);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), data, &matches);
+                lock(&blobs).push((id, found));
+            }
+        }
+        GitObject::CommitMessage { id, message } => {
+            let matches = engine.scan(message);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), message, &matches);
+                let summary = redacted_summary(engine, message, &matches);
+                lock(&messages).push((id, found));
+                lock(&summaries).insert(id.to_string(), summary);
+            }
+        }
+        GitObject::TagMessage { id, name, message } => {
+            let matches = engine.scan(message);
+            if !matches.is_empty() {
+                let found = finding::findings(rules, &unplaced(), message, &matches);
+                let name = String::from_utf8_lossy(name).into_owned();
+                lock(&tags).push((id, name, found));
+            }
+        }
+    })?;
+    Ok(Swept {
+        history,
+        blobs: into_inner(blobs),
+        messages: into_inner(messages),
+        tags: into_inner(tags),
+        summaries: into_inner(summaries),
+    })
+}
+
+/// Each blob's findings at every place a commit introduced the blob, or as unreachable.
+fn place_blobs(
+    blobs: Vec<(ObjectId, Vec<Finding>)>,
+    attribution: &Attribution,
+    repo: &GitRepo,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (blob, found) in blobs {
+        let intros = attribution.introductions(blob);
+        let at_head = attribution.at_head(blob);
+        for f in found {
+            if intros.is_empty() {
+                let mut f = f.clone();
+                f.location.origin = Origin::Unreachable {
+                    repo: Arc::from(repo.path()),
+                    blob,
+                };
+                f.at_head = Some(false);
+                placed.push(f);
+            }
+            for intro in intros {
+                let mut f = f.clone();
+                f.location.origin = Origin::Commit {
+                    repo: named.cloned(),
+                    path: intro.path.clone(),
+                    commit: intro.commit.clone(),
+                };
+                f.at_head = Some(at_head);
+                placed.push(f);
+            }
+        }
+    }
+    placed
+}
+
+/// Each annotated tag message's findings, placed in their tag.
+fn place_tags(
+    tags: Vec<(ObjectId, String, Vec<Finding>)>,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (id, name, found) in tags {
+        for mut f in found {
+            f.location.origin = Origin::TagMessage {
+                repo: named.cloned(),
+                name: name.clone(),
+                id,
+            };
+            placed.push(f);
+        }
+    }
+    placed
+}
+
+/// Each commit message's findings, placed in their commit.
+fn place_messages(
+    messages: Vec<(ObjectId, Vec<Finding>)>,
+    history: &History,
+    named: Option<&RepoName>,
+) -> Vec<Finding> {
+    let mut placed = Vec::new();
+    for (id, found) in messages {
+        // The sweep records every commit whose message it hands over.
+        let Some(commit) = history.commit(id) else {
+            continue;
+        };
+        for mut f in found {
+            f.location.origin = Origin::CommitMessage {
+                repo: named.cloned(),
+                commit: commit.clone(),
+            };
+            placed.push(f);
+        }
+    }
+    placed
 }
 
 /// Whether a repository path is excluded by `excludes` (relative to the working tree, or to their
@@ -144,7 +212,7 @@ fn excluded(excludes: &Excludes, workdir: Option<&Path>, path: &str) -> bool {
 /// `all` is set, a secret that HEAD's version of the same path already holds is not reported.
 /// Paths that `excludes` names are not read.
 pub fn scan_staged(
-    engine: &Engine,
+    engine: &Detector,
     repo: &GitRepo,
     all: bool,
     excludes: &Excludes,
@@ -164,7 +232,7 @@ pub fn scan_staged(
                     .stats
                     .skipped
                     .push(keyscope_sources::Skipped {
-                        path: change.path.clone().into(),
+                        place: change.path.clone().into(),
                         reason: keyscope_sources::SkipReason::Unreadable(e.to_string()),
                     });
                 continue;
@@ -176,13 +244,16 @@ pub fn scan_staged(
         }
         result.outcome.stats.files += 1;
         result.outcome.stats.bytes += data.len() as u64;
-        let mut found = crate::scan_blob(engine, &change.path, &data);
+        let origin = Origin::Index {
+            path: change.path.clone(),
+        };
+        let mut found = crate::scan_blob(engine, origin.clone(), &data);
         if found.is_empty() {
             continue;
         }
         if !all && let Some(head) = change.head {
             let before = repo.read_blob(head)?;
-            let known: HashSet<(String, String)> = crate::scan_blob(engine, &change.path, &before)
+            let known: HashSet<(String, String)> = crate::scan_blob(engine, origin, &before)
                 .into_iter()
                 .map(|f| (f.rule_id, f.fingerprint))
                 .collect();
@@ -198,7 +269,7 @@ pub fn scan_staged(
 /// Scans the blobs and commit messages that the commits of `BASE..HEAD` introduce. A blob is
 /// placed only at the paths `excludes` does not name, and not read if it names them all.
 pub fn scan_range(
-    engine: &Engine,
+    engine: &Detector,
     repo: &GitRepo,
     spec: &str,
     max_blob_size: u64,
@@ -231,43 +302,24 @@ pub fn scan_range(
         if matches.is_empty() {
             return;
         }
-        let found = finding::findings(engine.rules().rules(), "", data, &matches);
+        let found = finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
         let mut out = Vec::new();
         for f in found {
             for intro in intros.get(&id).map_or(&[][..], Vec::as_slice) {
                 let mut f = f.clone();
-                f.location.path = intro.path.clone();
-                f.location.commit = Some(intro.commit.clone());
-                out.push(Placed {
-                    finding: f,
-                    at_head: None,
-                });
+                f.location.origin = Origin::Commit {
+                    repo: None,
+                    path: intro.path.clone(),
+                    commit: intro.commit.clone(),
+                };
+                out.push(f);
             }
         }
         lock(&placed).extend(out);
     });
-    let mut placed = placed.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut summaries = HashMap::new();
-    for (info, message) in &changes.commits {
-        let matches = engine.scan(message);
-        if matches.is_empty() {
-            continue;
-        }
-        summaries.insert(info.id.clone(), redacted_summary(engine, message, &matches));
-        let found = finding::findings(
-            engine.rules().rules(),
-            COMMIT_MESSAGE_PATH,
-            message,
-            &matches,
-        );
-        for mut f in found {
-            f.location.commit = Some(info.clone());
-            placed.push(Placed {
-                finding: f,
-                at_head: None,
-            });
-        }
-    }
+    let mut placed = into_inner(placed);
+    let (messages, summaries) = scan_messages(engine, &changes.commits);
+    placed.extend(messages);
     redact_summaries(&mut placed, &summaries);
     let mut result = GitOutcome::default();
     result.outcome.stats = stats;
@@ -276,9 +328,37 @@ pub fn scan_range(
     Ok(result)
 }
 
+/// The findings of commit messages, and the masked summary of each commit whose message holds
+/// a secret.
+fn scan_messages(
+    engine: &Detector,
+    commits: &[(CommitInfo, Vec<u8>)],
+) -> (Vec<Finding>, HashMap<String, String>) {
+    let mut found = Vec::new();
+    let mut summaries = HashMap::new();
+    for (info, message) in commits {
+        let matches = engine.scan(message);
+        if matches.is_empty() {
+            continue;
+        }
+        summaries.insert(info.id.clone(), redacted_summary(engine, message, &matches));
+        let origin = Origin::CommitMessage {
+            repo: None,
+            commit: info.clone(),
+        };
+        found.extend(finding::findings(
+            engine.rules().rules(),
+            &origin,
+            message,
+            &matches,
+        ));
+    }
+    (found, summaries)
+}
+
 /// A commit message's first line with every secret in it masked: commit summaries are shown
 /// wherever the commit is named.
-fn redacted_summary(engine: &Engine, message: &[u8], matches: &[crate::Match]) -> String {
+fn redacted_summary(engine: &Detector, message: &[u8], matches: &[crate::Match]) -> String {
     let rules = engine.rules().rules();
     let mut text = String::new();
     let mut at = 0;
@@ -299,12 +379,12 @@ fn redacted_summary(engine: &Engine, message: &[u8], matches: &[crate::Match]) -
 }
 
 /// Replaces the summaries of commits whose messages hold a secret by their masked form.
-fn redact_summaries(placed: &mut [Placed], summaries: &HashMap<String, String>) {
+fn redact_summaries(placed: &mut [Finding], summaries: &HashMap<String, String>) {
     if summaries.is_empty() {
         return;
     }
     for p in placed {
-        if let Some(commit) = &mut p.finding.location.commit
+        if let Some(commit) = p.location.origin.commit_mut()
             && let Some(summary) = summaries.get(&commit.id)
         {
             commit.summary.clone_from(summary);
@@ -316,6 +396,10 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+fn into_inner<T>(mutex: Mutex<T>) -> T {
+    mutex.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
 fn merge_stats(into: &mut WalkStats, from: WalkStats) {
     into.files += from.files;
     into.bytes += from.bytes;
@@ -325,35 +409,33 @@ fn merge_stats(into: &mut WalkStats, from: WalkStats) {
 
 /// Orders locations by when they were introduced: earliest commit first, then locations with
 /// no commit (unreachable objects).
-fn location_order(location: &Location) -> (bool, i64, &str, &str, usize, usize) {
-    let (no_commit, time, id) = match &location.commit {
-        Some(CommitInfo { time, id, .. }) => (false, *time, id.as_str()),
-        None => (true, 0, ""),
+fn location_order(location: &Location) -> (bool, i64, String, String, usize, usize) {
+    let (no_commit, time, id) = match location.commit() {
+        Some(CommitInfo { time, id, .. }) => (false, *time, id.clone()),
+        None => (true, 0, String::new()),
     };
     (
         no_commit,
         time,
         id,
-        location.path.as_str(),
+        location.origin.to_string(),
         location.line,
         location.column,
     )
 }
 
 /// One finding per (rule, secret): the earliest location first, every other in `related`.
-fn group(placed: Vec<Placed>) -> Vec<Finding> {
-    let mut groups: BTreeMap<(String, String), Vec<Placed>> = BTreeMap::new();
+fn group(placed: Vec<Finding>) -> Vec<Finding> {
+    let mut groups: BTreeMap<(String, String), Vec<Finding>> = BTreeMap::new();
     for p in placed {
         groups
-            .entry((p.finding.rule_id.clone(), p.finding.fingerprint.clone()))
+            .entry((p.rule_id.clone(), p.fingerprint.clone()))
             .or_default()
             .push(p);
     }
     let mut findings = Vec::new();
     for (_, mut members) in groups {
-        members.sort_by(|a, b| {
-            location_order(&a.finding.location).cmp(&location_order(&b.finding.location))
-        });
+        members.sort_by_cached_key(|m| location_order(&m.location));
         let at_head = members
             .iter()
             .filter_map(|m| m.at_head)
@@ -362,20 +444,14 @@ fn group(placed: Vec<Placed>) -> Vec<Finding> {
         let Some(first) = members.next() else {
             continue;
         };
-        let mut finding = first.finding;
+        let mut finding = first;
         let mut seen: HashSet<Location> = HashSet::from([finding.location.clone()]);
         for m in members {
-            if seen.insert(m.finding.location.clone()) {
-                finding.related.push(m.finding.location);
+            if seen.insert(m.location.clone()) {
+                finding.related.push(m.location);
             }
         }
-        match at_head {
-            Some(true) => finding.help.push_str(" It is still present at HEAD."),
-            Some(false) => finding.help.push_str(
-                " It is no longer present at HEAD, but remains in the repository's history.",
-            ),
-            None => {}
-        }
+        finding.at_head = at_head;
         findings.push(finding);
     }
     sort_findings(&mut findings);

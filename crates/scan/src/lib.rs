@@ -7,11 +7,15 @@
 //! Candidates then pass boundary, entropy, placeholder and context checks before they become
 //! [`Finding`]s, which carry a redacted form and a salted fingerprint but never the secret.
 //!
+//! A whole scan as the command line runs it (configuration, rules, git targets, key owners,
+//! flat-key analysis, baseline) is one call: [`pipeline::ScanBuilder`] builds a
+//! [`pipeline::Scan`], whose `run` returns the findings every report shows.
+//!
 //! ```
 //! use keyscope_rules::RuleSet;
-//! use keyscope_scan::{Engine, scan_blob};
+//! use keyscope_scan::{Detector, scan_blob};
 //!
-//! let engine = Engine::new(RuleSet::builtin()?)?;
+//! let engine = Detector::new(RuleSet::builtin()?)?;
 //! // A synthetic key, built so that this file holds no key-shaped literal.
 //! let key = format!("gsk_{}", "q8Zr3LwX0pVt7KcN2bYh5MfJ1sDg4TuA9eRo6WiL".repeat(2)[..52].to_owned());
 //! let findings = scan_blob(&engine, "app.py", format!("GROQ_API_KEY = \"{key}\"\n").as_bytes());
@@ -25,21 +29,24 @@
 pub mod baseline;
 mod checks;
 pub mod config;
+mod detector;
 mod encoding;
-mod engine;
 mod finding;
 pub mod flatkey;
 mod history;
+pub mod pipeline;
 mod prefilter;
 
-pub use engine::{Engine, EngineError, Match};
-pub use finding::{Finding, Location, Snippet, fingerprint, mask_secrets, redact};
-pub use history::{COMMIT_MESSAGE_PATH, GitOutcome, scan_history, scan_range, scan_staged};
+pub use detector::{Detector, DetectorError, Match};
+pub use finding::{
+    Correlation, Finding, KeyOwner, Location, Snippet, mask_secrets, redact, salted_fingerprint,
+};
+pub use history::{GitOutcome, scan_history, scan_range, scan_staged};
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use keyscope_sources::{FileSource, WalkStats};
+use keyscope_sources::{FileSource, Origin, WalkStats};
 
 /// The result of scanning a source.
 #[derive(Debug, Clone, Default)]
@@ -52,17 +59,17 @@ pub struct ScanOutcome {
     pub elapsed: Duration,
 }
 
-/// Scans one blob; `path` is how its findings name it.
-pub fn scan_blob(engine: &Engine, path: &str, data: &[u8]) -> Vec<Finding> {
+/// Scans one blob; its findings are placed at `origin` (a path is a file's).
+pub fn scan_blob(engine: &Detector, origin: impl Into<Origin>, data: &[u8]) -> Vec<Finding> {
     let matches = engine.scan(data);
     if matches.is_empty() {
         return Vec::new();
     }
-    finding::findings(engine.rules().rules(), path, data, &matches)
+    finding::findings(engine.rules().rules(), &origin.into(), data, &matches)
 }
 
 /// Scans every file of a source, in parallel.
-pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
+pub fn scan_files(engine: &Detector, source: &FileSource) -> ScanOutcome {
     let started = Instant::now();
     let findings = Mutex::new(Vec::new());
     let stats = source.for_each(|blob| {
@@ -70,8 +77,8 @@ pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
         if matches.is_empty() {
             return;
         }
-        let path = display_path(blob.path);
-        let found = finding::findings(engine.rules().rules(), &path, blob.data, &matches);
+        let origin = Origin::File(blob.path.to_path_buf());
+        let found = finding::findings(engine.rules().rules(), &origin, blob.data, &matches);
         findings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -89,11 +96,6 @@ pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
 /// Sorts findings by location, then rule.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| (&a.location, &a.rule_id).cmp(&(&b.location, &b.rule_id)));
-}
-
-fn display_path(path: &std::path::Path) -> String {
-    let text = path.to_string_lossy();
-    text.strip_prefix("./").unwrap_or(&text).to_owned()
 }
 
 /// A rule example that does not behave as its rule file says.
@@ -128,7 +130,9 @@ impl std::fmt::Display for ExampleFailure {
 /// Checks every rule's examples (each must produce a finding of its rule) and negative
 /// examples (none may), each scanned on its own with all the rules loaded. Rules that are off
 /// by default are switched on for the check, so their examples are held to the same bar.
-pub fn check_examples(rules: &keyscope_rules::RuleSet) -> Result<Vec<ExampleFailure>, EngineError> {
+pub fn check_examples(
+    rules: &keyscope_rules::RuleSet,
+) -> Result<Vec<ExampleFailure>, DetectorError> {
     let mut rules = rules.clone();
     let ids: Vec<String> = rules.rules().iter().map(|r| r.id().to_owned()).collect();
     for id in &ids {
@@ -136,7 +140,7 @@ pub fn check_examples(rules: &keyscope_rules::RuleSet) -> Result<Vec<ExampleFail
             rule.set_enabled(true);
         }
     }
-    let engine = &Engine::new(rules)?;
+    let engine = &Detector::new(rules)?;
     let mut failures = Vec::new();
     for rule in engine.rules().rules() {
         let found = |text: &str| {

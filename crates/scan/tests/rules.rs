@@ -7,7 +7,7 @@
 )]
 
 use keyscope_rules::{Rule, RuleSet};
-use keyscope_scan::{Engine, check_examples};
+use keyscope_scan::{Detector, check_examples};
 
 #[test]
 fn rule_examples() {
@@ -56,13 +56,13 @@ negative_examples = ["key = demo_q8Zr3LwX0pVt7KcN2bYh5MfJ"]
 
 #[test]
 fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
-    let engine = Engine::new(RuleSet::builtin().unwrap()).unwrap();
+    let engine = Detector::new(RuleSet::builtin().unwrap()).unwrap();
     assert!(
-        engine.prefilter_literals() <= Engine::FAST_PREFILTER_LIMIT,
+        engine.prefilter_literals() <= Detector::FAST_PREFILTER_LIMIT,
         "{} prefilter literals: over {}, every scan loses aho-corasick's SIMD search; share or \
          drop keywords",
         engine.prefilter_literals(),
-        Engine::FAST_PREFILTER_LIMIT
+        Detector::FAST_PREFILTER_LIMIT
     );
     let mut all = RuleSet::builtin().unwrap();
     all.get_mut("flat-key/direct-provider-call")
@@ -71,6 +71,6 @@ fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
     eprintln!(
         "prefilter literals: {} by default, {} with a gateway configured",
         engine.prefilter_literals(),
-        Engine::new(all).unwrap().prefilter_literals()
+        Detector::new(all).unwrap().prefilter_literals()
     );
 }

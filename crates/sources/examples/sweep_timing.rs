@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .to_vec();
     let started = Instant::now();
     let targets = Mutex::new(HashSet::new());
-    let history = repo.sweep(&SweepOptions::default(), |object| {
+    let history = repo.for_each_object(&SweepOptions::default(), |object| {
         if let GitObject::Blob { id, data } = object
             && data.windows(needle.len()).any(|w| w == needle)
         {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ignore::WalkState;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::{Blob, DEFAULT_MAX_FILE_SIZE, SkipReason, Skipped, SourceError, WalkStats, is_binary};
+use crate::{Blob, DEFAULT_MAX_FILE_SIZE, ExcludeError, SkipReason, Skipped, WalkStats, is_binary};
 
 /// Builds a [`FileSource`].
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ impl FileSourceBuilder {
     }
 
     /// Builds the source, checking the exclude globs.
-    pub fn build(self) -> Result<FileSource, SourceError> {
+    pub fn build(self) -> Result<FileSource, ExcludeError> {
         let excludes = Excludes::new(&self.excludes)?;
         let paths = if self.paths.is_empty() {
             vec![PathBuf::from(".")]
@@ -103,14 +103,14 @@ pub struct Excludes {
 
 impl Excludes {
     /// Compiles `(base, glob)` pairs; a base must exist (it is resolved to its canonical form).
-    pub fn new(globs: &[(Option<PathBuf>, String)]) -> Result<Excludes, SourceError> {
+    pub fn new(globs: &[(Option<PathBuf>, String)]) -> Result<Excludes, ExcludeError> {
         let mut groups: Vec<(Option<PathBuf>, Vec<&str>)> = Vec::new();
         for (base, glob) in globs {
             let base = match base {
                 None => None,
                 Some(dir) => {
                     Some(
-                        std::fs::canonicalize(dir).map_err(|e| SourceError::Exclude {
+                        std::fs::canonicalize(dir).map_err(|e| ExcludeError::Exclude {
                             pattern: glob.clone(),
                             message: format!("cannot resolve `{}`: {e}", dir.display()),
                         })?,
@@ -128,12 +128,12 @@ impl Excludes {
             for glob in &globs {
                 builder
                     .add_line(None, glob)
-                    .map_err(|e| SourceError::Exclude {
+                    .map_err(|e| ExcludeError::Exclude {
                         pattern: (*glob).to_owned(),
                         message: e.to_string(),
                     })?;
             }
-            let set = builder.build().map_err(|e| SourceError::Exclude {
+            let set = builder.build().map_err(|e| ExcludeError::Exclude {
                 pattern: globs.join(", "),
                 message: e.to_string(),
             })?;
@@ -197,14 +197,14 @@ impl Tally {
         }
         let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
         skipped.push(Skipped {
-            path: path.to_path_buf(),
+            place: path.into(),
             reason,
         });
     }
 
     fn into_stats(self) -> WalkStats {
         let mut skipped = self.skipped.into_inner().unwrap_or_else(|p| p.into_inner());
-        skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        skipped.sort_by(|a, b| a.place.cmp(&b.place));
         WalkStats {
             files: self.files.into_inner(),
             bytes: self.bytes.into_inner(),

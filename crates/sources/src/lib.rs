@@ -25,12 +25,14 @@
 
 mod files;
 mod git;
+mod origin;
 
 pub use files::{Excludes, FileSource, FileSourceBuilder};
 pub use git::{
     Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
     StagedChange, SweepOptions,
 };
+pub use origin::{Origin, RepoName};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -113,11 +115,42 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// A path that was not scanned, and why.
+/// What was not scanned: a path on disk, or an object of a repository.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkippedPlace {
+    /// A file or directory, a file in the index, or a pack or object file of a repository.
+    Path(PathBuf),
+    /// An object of a repository: a blob over the size limit, a commit or tree that cannot be
+    /// read.
+    Object {
+        /// The repository, as it was opened.
+        repo: RepoName,
+        /// The object.
+        id: ObjectId,
+    },
+}
+
+/// A path as it was given or found; an object as `<repository>@<object id>`.
+impl fmt::Display for SkippedPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkippedPlace::Path(path) => write!(f, "{}", path.display()),
+            SkippedPlace::Object { repo, id } => write!(f, "{}@{id}", repo.display()),
+        }
+    }
+}
+
+impl<P: Into<PathBuf>> From<P> for SkippedPlace {
+    fn from(path: P) -> Self {
+        SkippedPlace::Path(path.into())
+    }
+}
+
+/// Something that was not scanned, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// The path.
-    pub path: PathBuf,
+    /// What.
+    pub place: SkippedPlace,
     /// Why.
     pub reason: SkipReason,
 }
@@ -149,7 +182,7 @@ pub fn is_binary(data: &[u8]) -> bool {
 
 /// An error building a source.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub enum ExcludeError {
     /// An exclude glob does not parse.
     #[error("invalid exclude pattern `{pattern}`: {message}")]
     Exclude {

@@ -73,12 +73,13 @@ fn each_blob_is_handed_over_once_packed_or_loose_and_attributed_to_each_introduc
     let messages = Mutex::new(Vec::new());
     let repo = GitRepo::open(dir.path()).unwrap();
     let history = repo
-        .sweep(&SweepOptions::default(), |object| match object {
+        .for_each_object(&SweepOptions::default(), |object| match object {
             GitObject::Blob { id, .. } => blobs.lock().unwrap().push(id),
             GitObject::CommitMessage { message, .. } => messages
                 .lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(message).trim().to_owned()),
+            GitObject::TagMessage { .. } => {}
         })
         .unwrap();
     let blobs = blobs.into_inner().unwrap();
@@ -101,6 +102,31 @@ fn each_blob_is_handed_over_once_packed_or_loose_and_attributed_to_each_introduc
     assert!(places.contains(&("a.txt", first.as_str())));
     assert!(places.contains(&("c.txt", second.as_str())));
     assert!(attribution.at_head(shared));
+}
+
+#[test]
+fn annotated_tag_messages_are_handed_over_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    commit(dir.path(), &[("a.txt", "content\n")], "first");
+    git(dir.path(), &["tag", "-a", "v1.0", "-m", "release notes"]);
+    let tags = Mutex::new(Vec::new());
+    let repo = GitRepo::open(dir.path()).unwrap();
+    let history = repo
+        .for_each_object(&SweepOptions::default(), |object| {
+            if let GitObject::TagMessage { name, message, .. } = object {
+                tags.lock().unwrap().push((
+                    String::from_utf8_lossy(name).into_owned(),
+                    String::from_utf8_lossy(message).trim().to_owned(),
+                ));
+            }
+        })
+        .unwrap();
+    assert!(!history.stats.has_failures());
+    assert_eq!(
+        tags.into_inner().unwrap(),
+        [("v1.0".to_owned(), "release notes".to_owned())]
+    );
 }
 
 #[test]
@@ -184,7 +210,9 @@ fn of_two_introductions_in_the_same_second_the_ancestor_comes_first() {
         ids.push(git(dir.path(), &["rev-parse", "HEAD"]));
     }
     let repo = GitRepo::open(dir.path()).unwrap();
-    let history = repo.sweep(&SweepOptions::default(), |_| {}).unwrap();
+    let history = repo
+        .for_each_object(&SweepOptions::default(), |_| {})
+        .unwrap();
     let blob = blob_id(dir.path(), "moving content\n");
     let attribution = repo.attribute(&history, &HashSet::from([blob])).unwrap();
     let order: Vec<(&str, &str)> = attribution

@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::cmd::settings;
+use keyscope_scan::pipeline::ConfigSource;
+
 use crate::exit::Exit;
 
 /// Config commands.
@@ -30,9 +31,18 @@ pub fn run(command: Command) -> miette::Result<Exit> {
             config,
             isolated,
         } => {
-            let config = settings::load_config(config.as_deref(), isolated, &path)?;
+            let config = source(config, isolated).load(&path)?;
             print!("{}", config.show());
             Ok(Exit::Clean)
         }
+    }
+}
+
+/// Where the configuration of a scan comes from, as `--config` and `--isolated` say.
+pub fn source(file: Option<PathBuf>, isolated: bool) -> ConfigSource {
+    match file {
+        _ if isolated => ConfigSource::Isolated,
+        Some(file) => ConfigSource::File(file),
+        None => ConfigSource::Discover,
     }
 }

@@ -88,6 +88,6 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     Ok(if decision.allowed {
         Exit::Clean
     } else {
-        Exit::Findings
+        Exit::Denied
     })
 }

@@ -59,7 +59,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     Ok(if report.is_intact() {
         Exit::Clean
     } else {
-        Exit::Findings
+        Exit::ChecksFailed
     })
 }
 

@@ -8,7 +8,6 @@ pub mod policy;
 pub mod rules;
 pub mod scan;
 pub mod serve;
-pub mod settings;
 pub mod spend;
 pub mod usage;
 

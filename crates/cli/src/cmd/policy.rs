@@ -143,6 +143,6 @@ fn test(args: &TestArgs) -> miette::Result<Exit> {
     Ok(if failed == 0 {
         Exit::Clean
     } else {
-        Exit::Findings
+        Exit::ChecksFailed
     })
 }

@@ -1,10 +1,10 @@
 //! `keyscope rules list|check`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use keyscope_rules::RuleSet;
-use keyscope_scan::check_examples;
-use miette::{Context as _, IntoDiagnostic as _};
+use keyscope_report::rule_list;
+use keyscope_scan::pipeline::{check_rule_files, load_rules};
+use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
 
@@ -31,114 +31,33 @@ pub enum Command {
 /// Runs a rules command.
 pub fn run(command: Command) -> miette::Result<Exit> {
     match command {
-        Command::List { rule_files, json } => list(&rule_files, json),
+        Command::List { rule_files, json } => {
+            let rules = load_rules(&rule_files)?;
+            match json {
+                true => print!("{}", rule_list::json(&rules).into_diagnostic()?),
+                false => print!("{}", rule_list::table(&rules)),
+            }
+            Ok(Exit::Clean)
+        }
         Command::Check { files } => check(&files),
     }
 }
 
-/// Loads the built-in rules plus those of the given files.
-pub fn load_rules(files: &[PathBuf]) -> miette::Result<RuleSet> {
-    let mut rules = RuleSet::builtin()?;
-    for file in files {
-        rules.extend(read_rule_file(file)?.rules().iter().cloned())?;
-    }
-    Ok(rules)
-}
-
-fn read_rule_file(path: &Path) -> miette::Result<RuleSet> {
-    let text = std::fs::read_to_string(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read rule file `{}`", path.display()))?;
-    Ok(RuleSet::from_toml(&path.display().to_string(), &text)?)
-}
-
-fn list(files: &[PathBuf], json: bool) -> miette::Result<Exit> {
-    let rules = load_rules(files)?;
-    if json {
-        let list: Vec<serde_json::Value> = rules
-            .rules()
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id(),
-                    "provider": r.provider(),
-                    "name": r.name(),
-                    "severity": r.severity().as_str(),
-                    "description": r.description(),
-                    "keywords": r.keywords(),
-                    "references": r.references(),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list).into_diagnostic()?);
-        return Ok(Exit::Clean);
-    }
-    let id_width = rules
-        .rules()
-        .iter()
-        .map(|r| r.id().len())
-        .max()
-        .unwrap_or(2);
-    let provider_width = rules
-        .rules()
-        .iter()
-        .map(|r| r.provider().len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
-    println!(
-        "{:id_width$}  {:provider_width$}  {:8}  DESCRIPTION",
-        "ID", "PROVIDER", "SEVERITY"
-    );
-    for r in rules.rules() {
-        println!(
-            "{:id_width$}  {:provider_width$}  {:8}  {}",
-            r.id(),
-            r.provider(),
-            r.severity().as_str(),
-            r.name()
-        );
-    }
-    println!("{} rules", rules.len());
-    Ok(Exit::Clean)
-}
-
 fn check(files: &[PathBuf]) -> miette::Result<Exit> {
-    let mut custom = RuleSet::new();
-    for file in files {
-        custom.extend(read_rule_file(file)?.rules().iter().cloned())?;
-    }
-    let count = custom.len();
-    let ids: Vec<String> = custom.rules().iter().map(|r| r.id().to_owned()).collect();
-    // Examples are checked with the built-in rules loaded too, so that an id clash is caught.
-    let mut all = RuleSet::builtin()?;
-    all.extend(custom.rules().iter().cloned())?;
-    let failures: Vec<_> = check_examples(&all)
-        .into_diagnostic()?
-        .into_iter()
-        .filter(|f| ids.contains(&f.rule_id))
-        .collect();
-    let without_examples: Vec<&str> = custom
-        .rules()
-        .iter()
-        .filter(|r| r.examples().is_empty())
-        .map(|r| r.id())
-        .collect();
-    for failure in &failures {
+    let check = check_rule_files(files)?;
+    for failure in &check.failures {
         eprintln!("error: {failure}");
     }
-    for id in &without_examples {
+    for id in &check.without_examples {
         eprintln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
     }
-    if failures.is_empty() {
-        println!("{count} rule{} OK", if count == 1 { "" } else { "s" });
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if check.failures.is_empty() {
+        println!("{} rule{} OK", check.rules, plural(check.rules));
         Ok(Exit::Clean)
     } else {
-        eprintln!(
-            "{} example check{} failed",
-            failures.len(),
-            if failures.len() == 1 { "" } else { "s" }
-        );
-        Ok(Exit::Findings)
+        let failed = check.failures.len();
+        eprintln!("{failed} example check{} failed", plural(failed));
+        Ok(Exit::ChecksFailed)
     }
 }

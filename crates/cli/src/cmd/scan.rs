@@ -1,19 +1,22 @@
-//! `keyscope scan`: find leaked keys in files, directories or standard input.
+//! `keyscope scan`: find leaked keys in files, directories, standard input or git repositories.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use keyscope_policy::Scopes;
 use keyscope_report::{ScanReport, human, json, sarif};
-use keyscope_scan::baseline::Baseline;
-use keyscope_scan::{Engine, Finding, ScanOutcome, scan_blob, scan_files};
-use keyscope_sources::{FileSource, WalkStats};
+use keyscope_scan::KeyOwner;
+use keyscope_scan::pipeline::{KeyOwners, Scan, ScanBuilder, ScanResult, Target};
+use keyscope_sources::WalkStats;
 use miette::{Context as _, IntoDiagnostic as _};
 
-use crate::cmd::settings::{self, Settings};
 use crate::exit::Exit;
 
-#[path = "scan_git.rs"]
-mod scan_git;
+/// The policy store used when `--store` is not given, if it exists.
+const DEFAULT_STORE: &str = "policies";
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,17 +40,14 @@ pub struct Args {
     format: Format,
     /// Write the report to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Scan files that .gitignore and .ignore files exclude.
     #[arg(long)]
     no_ignore: bool,
     /// Skip (and report) files larger than this: bytes, or with a K, M or G suffix
     /// [default: 64M, or the config's max_file_size].
-    #[arg(long = "max-file-size", value_name = "SIZE", value_parser = keyscope_scan::config::parse_size)]
-    max_file_size_flag: Option<u64>,
-    /// The effective size limit: the flag, else the config, else the default.
-    #[arg(skip)]
-    max_file_size: u64,
+    #[arg(long, value_name = "SIZE", value_parser = keyscope_scan::config::parse_size)]
+    max_file_size: Option<u64>,
     /// Read settings from this file instead of the nearest .keyscope.toml.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -61,12 +61,6 @@ pub struct Args {
     /// ./policies, when it exists].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// What the scan is configured with, loaded once in `run`.
-    #[arg(skip)]
-    pub(crate) settings: Settings,
-    /// Write the findings as a baseline to `--output` instead of a report.
-    #[arg(skip)]
-    pub(crate) write_baseline: bool,
     /// Exclude paths matching this gitignore-style glob, relative to each scanned directory
     /// (repeatable). The config file's `exclude` globs are relative to the config file.
     #[arg(long, value_name = "GLOB")]
@@ -78,149 +72,186 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     threads: usize,
     #[command(flatten)]
-    git: scan_git::GitArgs,
+    git: GitArgs,
+}
+
+/// The git modes of `keyscope scan`.
+#[derive(Debug, Clone, clap::Args)]
+struct GitArgs {
+    /// Scan every object in each repository's database (the paths name repositories): all
+    /// branches, tags, stashes and unreachable objects, and every commit and tag message.
+    #[arg(long, conflicts_with_all = ["staged", "range"])]
+    history: bool,
+    /// Scan what the next commit would add: the index (`$GIT_INDEX_FILE` when set), for
+    /// pre-commit hooks.
+    #[arg(long, conflicts_with = "range")]
+    staged: bool,
+    /// Scan what the commits of `BASE..HEAD` introduce, merges included (for CI).
+    #[arg(long, value_name = "BASE..HEAD")]
+    range: Option<String>,
+    /// With --staged: also report secrets that HEAD's version of the file already holds.
+    #[arg(long, requires = "staged")]
+    all: bool,
 }
 
 /// Runs `keyscope scan`.
-pub fn run(mut args: Args) -> miette::Result<Exit> {
-    let first = args
-        .paths
-        .iter()
-        .find(|p| p.as_os_str() != "-")
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from("."));
-    args.settings = settings::load(
-        args.config.as_deref(),
-        args.isolated,
-        &first,
-        &args.rule_files,
-        args.baseline.as_deref(),
-        args.store.as_deref(),
-    )?;
-    args.max_file_size = args
-        .max_file_size_flag
-        .unwrap_or(args.settings.config.max_file_size.value);
-    let engine = Engine::new(args.settings.rules.clone()).into_diagnostic()?;
-    if args.git.is_git() {
-        return scan_git::run(&args, &engine);
-    }
-    let (stdin, paths): (Vec<PathBuf>, Vec<PathBuf>) = args
-        .paths
-        .iter()
-        .cloned()
-        .partition(|p| p.as_os_str() == "-");
-    let mut outcome = ScanOutcome::default();
-    if !paths.is_empty() {
-        let mut builder = FileSource::builder()
-            .honor_ignore_files(!args.no_ignore)
-            .max_file_size(args.max_file_size)
-            .threads(args.threads);
-        for path in paths {
-            builder = builder.path(path);
-        }
-        for (base, glob) in exclude_globs(&args) {
-            builder = match base {
-                Some(base) => builder.exclude_under(base, glob),
-                None => builder.exclude(glob),
-            };
-        }
-        let source = builder.build().into_diagnostic()?;
-        outcome = scan_files(&engine, &source);
-    }
-    if !stdin.is_empty() {
-        let mut data = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut data)
-            .into_diagnostic()
-            .wrap_err("cannot read standard input")?;
-        outcome.stats.files += 1;
-        outcome.stats.bytes += data.len() as u64;
-        outcome.findings.extend(scan_blob(&engine, "-", &data));
-    }
-    emit(&args, &engine, &outcome)
-}
-
-fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<Exit> {
-    let git_repos = args.git.is_git().then_some(args.paths.as_slice());
-    let (findings, stale) = settings::postprocess(&args.settings, &outcome.findings, git_repos);
-    if args.write_baseline {
-        return write_baseline(args, &findings, outcome);
-    }
-    for entry in &stale {
+pub fn run(args: Args) -> miette::Result<Exit> {
+    let (scan, result) = scan(&args)?;
+    for entry in &result.stale {
         eprintln!(
             "note: baseline entry no longer found: {} {} ({})",
             entry.rule_id, entry.redacted, entry.fingerprint
         );
     }
-    let report = ScanReport::new(engine.rules(), &findings, &outcome.stats, outcome.elapsed);
+    let report = ScanReport::new(
+        scan.rules(),
+        &result.findings,
+        &result.stats,
+        result.elapsed,
+    );
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let text = match args.format {
         Format::Json => json::render(&report).into_diagnostic()?,
         Format::Sarif => sarif::render(&report).into_diagnostic()?,
         Format::Human => render_human(&report, to_terminal),
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, &text)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot write the report to `{}`", path.display()))?,
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
-            let _ = stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush());
-        }
-    }
+    write_report(args.output.as_deref(), &text)?;
     if args.format != Format::Human || args.output.is_some() {
-        report_failures(&outcome.stats);
+        report_failures(&result.stats);
     }
-    Ok(if !report.complete() {
+    Ok(if !result.complete() {
         Exit::Error
-    } else if findings.is_empty() {
+    } else if result.findings.is_empty() {
         Exit::Clean
     } else {
         Exit::Findings
     })
 }
 
-/// `keyscope baseline create`: the findings as a baseline file, not a report.
-fn write_baseline(
-    args: &Args,
-    findings: &[Finding],
-    outcome: &ScanOutcome,
-) -> miette::Result<Exit> {
-    report_failures(&outcome.stats);
-    if outcome.stats.has_failures() {
-        miette::bail!("the scan is incomplete, so no baseline was written");
+/// Runs the scan that `args` describe, showing progress and warnings on standard error.
+pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
+    let mut builder = ScanBuilder::new(target(args)?)
+        .config(crate::cmd::config::source(
+            args.config.clone(),
+            args.isolated,
+        ))
+        .honor_ignore_files(!args.no_ignore)
+        .max_file_size(args.max_file_size)
+        .threads(args.threads);
+    for glob in &args.exclude {
+        builder = builder.exclude(glob);
     }
-    let baseline = Baseline::from_findings(findings);
-    let path = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_BASELINE));
-    std::fs::write(&path, baseline.to_json())
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write the baseline to `{}`", path.display()))?;
-    eprintln!(
-        "wrote {} entr{} to {}",
-        baseline.len(),
-        if baseline.len() == 1 { "y" } else { "ies" },
-        path.display()
-    );
-    Ok(Exit::Clean)
+    for file in &args.rule_files {
+        builder = builder.rule_file(file);
+    }
+    if let Some(path) = &args.baseline {
+        builder = builder.baseline(path);
+    }
+    if let Some(owners) = key_owners(args.store.as_deref())? {
+        builder = builder.key_owners(owners);
+    }
+    let progress = Arc::new(AtomicU64::new(0));
+    if args.git.history {
+        builder = builder.progress(Arc::clone(&progress));
+    }
+    let scan = builder.build()?;
+    let result = if args.git.history {
+        with_progress(&progress, || scan.run())
+    } else {
+        scan.run()
+    }?;
+    for warning in &result.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok((scan, result))
 }
 
-/// Where `keyscope baseline create` writes without `-o`.
-pub const DEFAULT_BASELINE: &str = ".keyscope-baseline.json";
+/// What the arguments name: a git mode's repositories, or files and standard input.
+fn target(args: &Args) -> miette::Result<Target> {
+    let first = || args.paths.first().cloned().unwrap_or_else(|| ".".into());
+    let git = &args.git;
+    Ok(if git.history {
+        Target::History {
+            repos: args.paths.clone(),
+        }
+    } else if let Some(spec) = &git.range {
+        Target::Range {
+            repo: first(),
+            spec: spec.clone(),
+        }
+    } else if git.staged {
+        Target::Staged {
+            repo: first(),
+            all: git.all,
+        }
+    } else {
+        let (stdin, paths): (Vec<PathBuf>, Vec<PathBuf>) = args
+            .paths
+            .iter()
+            .cloned()
+            .partition(|p| p.as_os_str() == "-");
+        let stdin = match stdin.is_empty() {
+            true => None,
+            false => Some(read_stdin()?),
+        };
+        Target::Files { paths, stdin }
+    })
+}
+
+fn read_stdin() -> miette::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut data)
+        .into_diagnostic()
+        .wrap_err("cannot read standard input")?;
+    Ok(data)
+}
+
+/// The key registry of the policy store, which names the owner of a leaked key.
+fn key_owners(store: Option<&Path>) -> miette::Result<Option<impl KeyOwners + 'static>> {
+    let scopes = match store {
+        Some(dir) => Some(
+            Scopes::load_from_store(dir)
+                .wrap_err_with(|| format!("cannot load the key registry of `{}`", dir.display()))?,
+        ),
+        // Without --store, the default store is used when there is one.
+        None if Path::new(DEFAULT_STORE).join("scopes.toml").is_file() => {
+            Some(Scopes::load_from_store(Path::new(DEFAULT_STORE))?)
+        }
+        None => None,
+    };
+    Ok(scopes.map(|scopes| {
+        move |key_sha256: &str| {
+            let info = scopes.scope_for_key_fingerprint(key_sha256)?;
+            Some(KeyOwner {
+                key_id: info.key_id,
+                scope: info.scope,
+                production: info.production,
+            })
+        }
+    }))
+}
+
+fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
+    match output {
+        Some(path) => std::fs::write(path, text)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot write the report to `{}`", path.display())),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+            let _ = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush());
+            Ok(())
+        }
+    }
+}
 
 /// Skips that lost content always reach standard error, whatever the format.
-fn report_failures(stats: &WalkStats) {
+pub fn report_failures(stats: &WalkStats) {
     for skipped in stats.skipped.iter().filter(|s| s.reason.is_failure()) {
-        eprintln!(
-            "error: not scanned: {}: {}",
-            skipped.path.display(),
-            skipped.reason
-        );
+        eprintln!("error: not scanned: {}: {}", skipped.place, skipped.reason);
     }
 }
 
@@ -244,25 +275,29 @@ fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
     out
 }
 
-/// The exclude globs with the directory each is relative to: the config file's globs to the config
-/// file's directory, `--exclude` to each scanned directory (`None`; for git modes, the working
-/// tree).
-pub(crate) fn exclude_globs(args: &Args) -> Vec<(Option<PathBuf>, String)> {
-    let config = &args.settings.config;
-    let base = config.file.as_ref().map(|file| {
-        file.parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf()
-    });
-    let from_config = base.into_iter().flat_map(|base| {
-        config
-            .exclude
-            .value
-            .iter()
-            .map(move |glob| (Some(base.clone()), glob.clone()))
-    });
-    from_config
-        .chain(args.exclude.iter().map(|glob| (None, glob.clone())))
-        .collect()
+/// Shows a count of objects read on standard error while `work` runs, when standard error is
+/// a terminal.
+fn with_progress<T>(count: &AtomicU64, work: impl FnOnce() -> T) -> T {
+    if !std::io::stderr().is_terminal() {
+        return work();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let mut stderr = std::io::stderr().lock();
+                let _ = write!(
+                    stderr,
+                    "\rscanning git history: {} objects",
+                    count.load(Ordering::Relaxed)
+                );
+                let _ = stderr.flush();
+            }
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        });
+        let result = work();
+        done.store(true, Ordering::Relaxed);
+        result
+    })
 }

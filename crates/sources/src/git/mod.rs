@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use crate::{CommitInfo, DEFAULT_MAX_FILE_SIZE, SkipReason, Skipped, WalkStats};
+use crate::{CommitInfo, DEFAULT_MAX_FILE_SIZE, SkipReason, Skipped, SkippedPlace, WalkStats};
 
 pub use objects::GitObject;
 
@@ -125,7 +125,7 @@ struct CommitRecord {
 #[derive(Debug, Default)]
 pub struct History {
     /// Blobs handed over (`files`), their bytes, binary blobs, and objects that could not be
-    /// read (each a failure, named `<repository>@<object id>` or by its pack file).
+    /// read (each a failure, a [`SkippedPlace::Object`](crate::SkippedPlace::Object), or a pack file).
     pub stats: WalkStats,
     /// Objects in the database, of every kind, as counted by the packs and loose objects.
     pub objects: u64,
@@ -251,8 +251,9 @@ impl GitRepo {
     }
 
     /// Hands every blob in the object database (once, deduplicated across packs and loose
-    /// objects) and every commit message to `visit`, from several threads at once.
-    pub fn sweep<F>(&self, options: &SweepOptions, visit: F) -> Result<History, GitError>
+    /// objects), every commit message and every annotated tag message to `visit`, from several
+    /// threads at once.
+    pub fn for_each_object<F>(&self, options: &SweepOptions, visit: F) -> Result<History, GitError>
     where
         F: Fn(GitObject<'_>) + Sync,
     {
@@ -346,13 +347,16 @@ impl GitRepo {
                 stats.skipped.push(skip);
             }
         }
-        stats.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+        stats.skipped.sort_by(|a, b| a.place.cmp(&b.place));
         stats
     }
 
     fn skipped(&self, id: ObjectId, reason: SkipReason) -> Skipped {
         Skipped {
-            path: PathBuf::from(format!("{}@{id}", self.path.display())),
+            place: SkippedPlace::Object {
+                repo: Arc::from(self.path.as_path()),
+                id,
+            },
             reason,
         }
     }

@@ -10,7 +10,7 @@ use gix::odb::pack;
 
 use super::tree_index::{self, TreeIndex};
 use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
-use crate::{SkipReason, Skipped};
+use crate::{SkipReason, Skipped, SkippedPlace};
 
 /// One object handed to a sweep's visitor.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +29,15 @@ pub enum GitObject<'a> {
         /// The raw message.
         message: &'a [u8],
     },
+    /// An annotated tag's message.
+    TagMessage {
+        /// The tag object's id.
+        id: ObjectId,
+        /// The tag's name (`v1.0`).
+        name: &'a [u8],
+        /// The raw message.
+        message: &'a [u8],
+    },
 }
 
 /// Counters and records shared by the traversal threads.
@@ -44,14 +53,17 @@ struct Tally {
 }
 
 impl Tally {
-    fn skip(&self, path: PathBuf, reason: SkipReason) {
+    fn skip(&self, place: impl Into<SkippedPlace>, reason: SkipReason) {
         if reason == SkipReason::Binary {
             self.binary.fetch_add(1, Ordering::Relaxed);
         }
         self.skipped
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Skipped { path, reason });
+            .push(Skipped {
+                place: place.into(),
+                reason,
+            });
     }
 }
 
@@ -85,7 +97,7 @@ where
                         .insert(id, parsed);
                 }
             }
-            gix::objs::Kind::Tag => {}
+            gix::objs::Kind::Tag => self.tag(id, data),
         }
     }
 
@@ -136,8 +148,25 @@ where
         }
     }
 
-    fn object_path(&self, id: gix::ObjectId) -> PathBuf {
-        PathBuf::from(format!("{}@{id}", self.repo.path.display()))
+    fn tag(&self, id: gix::ObjectId, data: &[u8]) {
+        match gix::objs::TagRef::from_bytes(data, self.hash) {
+            Ok(tag) => (self.visit)(GitObject::TagMessage {
+                id: ObjectId(id),
+                name: tag.name,
+                message: tag.message,
+            }),
+            Err(e) => self.tally.skip(
+                self.object_path(id),
+                SkipReason::Unreadable(format!("corrupt tag: {e}")),
+            ),
+        }
+    }
+
+    fn object_path(&self, id: gix::ObjectId) -> SkippedPlace {
+        SkippedPlace::Object {
+            repo: std::sync::Arc::from(self.repo.path.as_path()),
+            id: ObjectId(id),
+        }
     }
 }
 
@@ -232,7 +261,7 @@ where
         .skipped
         .into_inner()
         .unwrap_or_else(|p| p.into_inner());
-    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    skipped.sort_by(|a, b| a.place.cmp(&b.place));
     Ok(History {
         stats: crate::WalkStats {
             files: tally.blobs.into_inner(),

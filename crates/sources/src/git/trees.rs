@@ -10,7 +10,7 @@ use super::{
     Attribution, CommitRecord, GitError, GitRepo, History, Introduction, ObjectId, RangeChanges,
     StagedChange, commit_info, read_error,
 };
-use crate::{CommitInfo, SkipReason, Skipped};
+use crate::{CommitInfo, SkipReason, Skipped, SkippedPlace};
 
 /// What a tree entry points at.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -282,7 +282,10 @@ pub(super) fn attribute(
                     &mut out,
                 )
                 .map_err(|e| Skipped {
-                    path: PathBuf::from(format!("{}@{id}", repo.path.display())),
+                    place: SkippedPlace::Object {
+                        repo: std::sync::Arc::from(repo.path.as_path()),
+                        id: ObjectId(**id),
+                    },
                     reason: SkipReason::Unreadable(e.to_string()),
                 })?;
                 Ok(out

@@ -9,9 +9,9 @@ use crate::checks;
 use crate::encoding;
 use crate::prefilter::Prefilter;
 
-/// An error building an [`Engine`].
+/// An error building an [`Detector`].
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum DetectorError {
     /// The keyword automaton could not be built (too many or too long keywords).
     #[error("cannot build the keyword prefilter: {0}")]
     Prefilter(String),
@@ -66,7 +66,7 @@ pub struct Match {
 
 /// A compiled rule set, ready to scan blobs from many threads at once.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub struct Detector {
     rules: RuleSet,
     prefilter: Prefilter,
     uses: Vec<KeywordUse>,
@@ -74,9 +74,9 @@ pub struct Engine {
     encoded: AhoCorasick,
 }
 
-impl Engine {
+impl Detector {
     /// Compiles the keyword prefilter for a rule set.
-    pub fn new(rules: RuleSet) -> Result<Engine, EngineError> {
+    pub fn new(rules: RuleSet) -> Result<Detector, DetectorError> {
         let mut keywords: Vec<Vec<u8>> = Vec::new();
         let mut uses: Vec<KeywordUse> = Vec::new();
         let mut index_of = std::collections::HashMap::<Vec<u8>, usize>::new();
@@ -112,13 +112,13 @@ impl Engine {
             }
         }
         let prefilter =
-            Prefilter::new(keywords).map_err(|e| EngineError::Prefilter(e.to_string()))?;
+            Prefilter::new(keywords).map_err(|e| DetectorError::Prefilter(e.to_string()))?;
         let encoded = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&needles)
-            .map_err(|e| EngineError::Prefilter(e.to_string()))?;
-        Ok(Engine {
+            .map_err(|e| DetectorError::Prefilter(e.to_string()))?;
+        Ok(Detector {
             rules,
             prefilter,
             uses,
@@ -324,8 +324,8 @@ context = { patterns = ['DEMO_ID'], lines = 1 }
 "#;
 
     /// An engine with two demo rules: `demo-key` (prefix `demo_`) and a context rule.
-    pub(crate) fn engine() -> Engine {
-        Engine::new(RuleSet::from_toml("demo.toml", RULES).unwrap()).unwrap()
+    pub(crate) fn engine() -> Detector {
+        Detector::new(RuleSet::from_toml("demo.toml", RULES).unwrap()).unwrap()
     }
 
     /// A `demo-key` secret.
@@ -404,7 +404,7 @@ context = { patterns = ['DEMO_ID'], lines = 1 }
     /// answer, in both directions, and windows far apart share it.
     #[test]
     fn whole_blob_context_answers_every_candidate() {
-        let engine = Engine::new(RuleSet::builtin().unwrap()).unwrap();
+        let engine = Detector::new(RuleSet::builtin().unwrap()).unwrap();
         let tls = |text: &str| {
             engine
                 .scan(text.as_bytes())
