@@ -413,6 +413,18 @@ impl Engine {
                 format!("unknown key `{shown}`: no key with this id or fingerprint in scopes.toml"),
             ));
         };
+        if time < key.created {
+            // Not a policy: no store may allow a key before it exists.
+            let mut decision = self.base(request, time);
+            decision.reasons.push(engine_reason(
+                "key-not-yet-valid",
+                format!(
+                    "key `{}` is valid from {}, after the decision's time {time}",
+                    key.id, key.created
+                ),
+            ));
+            return Err(Box::new(decision));
+        }
         let Some(model) = self.store.catalog.model(&request.model) else {
             return Err(deny(
                 "unknown-model",

@@ -123,8 +123,13 @@ proptest! {
             }
             None => {
                 prop_assert!(!decision.allowed);
-                // An unknown subject may be a raw key sent by mistake: never echoed.
-                if request.key.len() >= 8 {
+                // An unknown subject may be a raw key sent by mistake: never echoed. (It may
+                // still appear because another field holds the same text: compare with the
+                // decision for a subject that cannot occur elsewhere.)
+                let mut probe = request.clone();
+                probe.key = "\u{1F511}probe-subject\u{1F511}".to_owned();
+                let probe_shown = serde_json::to_string(&engine.decide(&probe).to_authzen()).unwrap();
+                if request.key.len() >= 8 && !probe_shown.contains(&request.key) {
                     prop_assert!(!shown.contains(&request.key), "{}", shown);
                 }
             }
