@@ -1,6 +1,45 @@
-//! Issue 18's command-line side: what ignore files keep out of a scan, said out loud.
+//! Issue 18's command-line side: shell completions, the man page, and what ignore files keep out
+//! of a scan said out loud.
 
-use crate::keyscope;
+use crate::{keyscope, root};
+
+#[test]
+fn completions_for_each_shell_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let run = keyscope(&root(), &["completions", shell]);
+        assert_eq!(run.code, 0, "{shell}: {}", run.stderr);
+        assert!(run.stdout.contains("keyscope"), "{shell}");
+        for sub in ["scan", "decide", "completions"] {
+            assert!(run.stdout.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let bash = keyscope(&root(), &["completions", "bash"]).stdout;
+    assert!(bash.contains("complete -F _keyscope"), "{bash}");
+    assert!(bash.contains("--no-ignore"), "scan's flags are completed");
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let run = keyscope(&root(), &["completions", "tcsh"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("tcsh"), "{}", run.stderr);
+}
+
+#[test]
+fn the_man_page_is_roff_with_name_synopsis_and_the_subcommands() {
+    let run = keyscope(&root(), &["man"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let page = run.stdout;
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH keyscope 1"),
+        "{page}"
+    );
+    assert!(page.contains(".TH keyscope 1"), "{page}");
+    assert!(page.contains(".SH NAME\nkeyscope \\- "), "{page}");
+    assert!(page.contains(".SH SYNOPSIS"), "{page}");
+    assert!(page.contains("keyscope\\-scan"), "{page}");
+    assert!(page.contains(env!("CARGO_PKG_VERSION")), "{page}");
+}
 
 /// Issue 18: a `.env` that `.gitignore` excludes was skipped without a word.
 #[test]

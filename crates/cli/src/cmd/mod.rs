@@ -1,9 +1,11 @@
 //! One module per subcommand, each with its own `Args` and `run`.
 
 pub mod baseline;
+pub mod completions;
 pub mod config;
 pub mod decide;
 pub mod ledger;
+pub mod man;
 pub mod policy;
 pub mod rules;
 pub mod scan;
@@ -40,6 +42,10 @@ pub enum Command {
     /// Check a budget ledger for damage, or rebuild its totals.
     #[command(subcommand)]
     Ledger(ledger::Command),
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page (roff): `keyscope man > keyscope.1`.
+    Man(man::Args),
 }
 
 /// Runs a subcommand.
@@ -54,5 +60,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Usage(c) => usage::run(c),
         Command::Spend(a) => spend::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
