@@ -79,3 +79,63 @@ fn issue_18_what_gitignore_keeps_out_is_counted_and_named() {
     assert_eq!(all.code, 1, "{}", all.stdout);
     assert!(!all.stdout.contains("not scanned:"), "{}", all.stdout);
 }
+
+/// `1.89` or `1.89.0` as comparable numbers.
+fn version_key(version: &str) -> Vec<u32> {
+    version.split('.').map(|p| p.parse().unwrap()).collect()
+}
+
+/// Issue 18: the README claimed 1.85 while the locked dependencies declare 1.89. `rust-version`
+/// is the newest `rust-version` among the locked dependencies (for this host's platform, which
+/// is what `cargo metadata` can read offline), and the README says the same.
+#[test]
+fn issue_18_rust_version_is_what_the_locked_dependencies_need_and_the_readme_says_it() {
+    let rustc = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .unwrap();
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .args(["--filter-platform", &host])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let packages = metadata["packages"].as_array().unwrap();
+    let needed = packages
+        .iter()
+        .filter(|p| !p["source"].is_null())
+        .filter_map(|p| p["rust_version"].as_str())
+        .max_by_key(|v| version_key(v))
+        .unwrap();
+    let declared = packages
+        .iter()
+        .find(|p| p["name"] == "keyscope")
+        .and_then(|p| p["rust_version"].as_str())
+        .expect("the keyscope package declares rust-version");
+    assert_eq!(version_key(declared)[..2], version_key(needed)[..2]);
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("Rust toolchain ({declared} or newer")),
+        "the README names another minimum"
+    );
+    assert!(readme.contains("cargo install --locked --path ."));
+}
+
+#[test]
+fn issue_18_the_license_file_is_the_apache_license_cargo_toml_names() {
+    let license = std::fs::read_to_string(root().join("LICENSE")).unwrap();
+    assert!(license.contains("Apache License\n                        Version 2.0, January 2004"));
+    assert!(license.contains("END OF TERMS AND CONDITIONS"));
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("license = \"Apache-2.0\""));
+}
