@@ -8,4 +8,4 @@ INPUT_SARIF_FILE="${INPUT_SARIF_FILE:-$(printenv 'INPUT_SARIF-FILE' || true)}"
 INPUT_FAIL_ON_FINDINGS="${INPUT_FAIL_ON_FINDINGS:-$(printenv 'INPUT_FAIL-ON-FINDINGS' || true)}"
 export INPUT_SARIF_FILE INPUT_FAIL_ON_FINDINGS
 git config --global --add safe.directory "${GITHUB_WORKSPACE:-/github/workspace}"
-exec bash /opt/keyscope/scripts/github-action.sh
+exec bash "${KEYSCOPE_ACTION_SCRIPT:-/opt/keyscope/scripts/github-action.sh}"

@@ -914,3 +914,67 @@ fn thousands(n: usize) -> String {
     }
     out
 }
+
+/// The container Action's entrypoint (docker/action.yml) outside a container: GitHub passes
+/// `INPUT_SARIF-FILE`-style names there, and the reports stay in the workspace (`.keyscope/`,
+/// the container does not share `$RUNNER_TEMP`), excluded from the scan and named relative to
+/// it so the next step finds them.
+#[test]
+fn issue_18_the_container_entrypoint_maps_inputs_and_keeps_reports_out_of_the_scan() {
+    let h = history();
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let output_path = files.path().join(format!("{name}-output"));
+        let summary_path = files.path().join(format!("{name}-summary.md"));
+        let output = Command::new("bash")
+            .arg(root().join("docker/entrypoint.sh"))
+            .current_dir(h.dir.path())
+            .env("HOME", home.path())
+            .env("PATH", path_with_keyscope())
+            .env("NO_COLOR", "1")
+            .env("GITHUB_WORKSPACE", h.dir.path())
+            .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+            .env("GITHUB_EVENT_PATH", files.path().join("none.json"))
+            .env("GITHUB_OUTPUT", &output_path)
+            .env("GITHUB_STEP_SUMMARY", &summary_path)
+            .env("KEYSCOPE_OUT_DIR", ".keyscope")
+            .env(
+                "KEYSCOPE_ACTION_SCRIPT",
+                root().join("scripts/github-action.sh"),
+            )
+            .env("INPUT_FORMAT", "none")
+            .env("INPUT_FAIL-ON-FINDINGS", "false")
+            .env_remove("INPUT_SARIF_FILE")
+            .env_remove("INPUT_FAIL_ON_FINDINGS")
+            .env_remove("RUNNER_TEMP")
+            .env_remove("KEYSCOPE_CONFIG")
+            .output()
+            .unwrap();
+        let outputs = std::fs::read_to_string(output_path).unwrap_or_default();
+        (output.status.code().unwrap(), outputs)
+    };
+    let (code, outputs) = run("first");
+    assert_eq!(code, 0, "fail-on-findings false came through: {outputs}");
+    assert!(outputs.contains("findings=1\n"), "{outputs}");
+    assert!(
+        outputs.contains("sarif-file=.keyscope/keyscope.sarif\n"),
+        "{outputs}"
+    );
+    assert!(h.dir.path().join(".keyscope/keyscope.sarif").is_file());
+    let files_scanned = || {
+        let text = std::fs::read_to_string(h.dir.path().join(".keyscope/keyscope.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["summary"]["files_scanned"]
+            .clone()
+    };
+    let before = files_scanned();
+    let (_, again) = run("second");
+    assert!(again.contains("findings=1\n"), "{again}");
+    assert_eq!(
+        files_scanned(),
+        before,
+        "the reports of the first run were scanned"
+    );
+    let git_config = std::fs::read_to_string(home.path().join(".gitconfig")).unwrap();
+    assert!(git_config.contains("safe"), "{git_config}");
+}
