@@ -6,7 +6,7 @@ use std::fs::File;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ignore::WalkState;
@@ -274,8 +274,11 @@ impl FileSource {
             })
             .collect();
         let excludes = self.excludes.clone();
+        let git_seen = Arc::new(AtomicBool::new(false));
+        let saw_git = Arc::clone(&git_seen);
         let keep = move |e: &ignore::DirEntry| {
             if e.file_name() == ".git" {
+                saw_git.store(true, Ordering::Relaxed);
                 return false;
             }
             if excludes.is_empty() {
@@ -292,9 +295,10 @@ impl FileSource {
         };
         builder.filter_entry(keep.clone());
         let seen = Mutex::new(HashSet::new());
+        let rules_seen = AtomicBool::new(false);
         builder.build_parallel().run(|| {
             let mut buf = Vec::new();
-            let mut seen = SeenPaths::new(&seen, self.honor_ignore_files);
+            let mut seen = SeenPaths::new(&seen, &rules_seen, self.honor_ignore_files);
             Box::new(move |entry| {
                 match entry {
                     Ok(entry) => {
@@ -316,7 +320,15 @@ impl FileSource {
                 WalkState::Continue
             })
         });
-        if self.honor_ignore_files {
+        // The second walk costs about a plain directory walk; skip it when no ignore rule can
+        // apply: no ignore file or git directory met in the walk or above its roots, and no
+        // global gitignore.
+        let may_ignore = || {
+            rules_seen.load(Ordering::Relaxed)
+                || git_seen.load(Ordering::Relaxed)
+                || ignore_rules_above(first, rest)
+        };
+        if self.honor_ignore_files && may_ignore() {
             let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
             for path in ignored_paths(first, rest, keep, seen) {
                 tally.skip(&path, SkipReason::Ignored);
@@ -369,14 +381,17 @@ impl FileSource {
 struct SeenPaths<'a> {
     local: Vec<u64>,
     shared: &'a Mutex<HashSet<u64>>,
+    /// Set when the walk yields a `.gitignore` or `.ignore` file.
+    rules_seen: &'a AtomicBool,
     enabled: bool,
 }
 
 impl<'a> SeenPaths<'a> {
-    fn new(shared: &'a Mutex<HashSet<u64>>, enabled: bool) -> Self {
+    fn new(shared: &'a Mutex<HashSet<u64>>, rules_seen: &'a AtomicBool, enabled: bool) -> Self {
         SeenPaths {
             local: Vec::new(),
             shared,
+            rules_seen,
             enabled,
         }
     }
@@ -384,8 +399,30 @@ impl<'a> SeenPaths<'a> {
     fn insert(&mut self, path: &Path) {
         if self.enabled {
             self.local.push(path_hash(path));
+            if path
+                .file_name()
+                .is_some_and(|n| n == ".gitignore" || n == ".ignore")
+            {
+                self.rules_seen.store(true, Ordering::Relaxed);
+            }
         }
     }
+}
+
+/// Whether ignore rules can reach the walk from outside it: an ignore file or a git directory
+/// in a root or above it, or a global gitignore with rules.
+fn ignore_rules_above(first: &Path, rest: &[PathBuf]) -> bool {
+    let above = std::iter::once(first)
+        .chain(rest.iter().map(PathBuf::as_path))
+        .any(|root| {
+            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            root.ancestors().any(|dir| {
+                [".gitignore", ".ignore", ".git"]
+                    .iter()
+                    .any(|name| dir.join(name).exists())
+            })
+        });
+    above || Gitignore::global().0.num_ignores() > 0
 }
 
 impl Drop for SeenPaths<'_> {
@@ -517,6 +554,20 @@ mod tests {
         let (seen, stats) = collect(&source);
         assert_eq!(seen.len(), 5);
         assert!(stats.skipped.is_empty());
+
+        // Rules from above the scanned directory count too.
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/.env"), "A=1").unwrap();
+        std::fs::write(root.join("sub/app.py"), "x").unwrap();
+        let (seen, stats) = collect(
+            &FileSource::builder()
+                .path(root.join("sub"))
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(seen, vec![root.join("sub/app.py")]);
+        let skipped: Vec<_> = stats.skipped.iter().map(|s| &s.path).collect();
+        assert_eq!(skipped, vec![&root.join("sub/.env")]);
     }
 
     #[test]
