@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Validate action.yml (and the example workflow in examples/) against GitHub's schemas with
-# action-validator, a real validator independent of our tests. Installs it into ~/.cargo/bin
-# when missing (a few minutes of building, then cached).
+# Validate the Actions (action.yml, docker/action.yml) and the workflows (.github/workflows/,
+# examples/) against GitHub's schemas (SchemaStore's github-action and github-workflow) with
+# action-validator, a real validator independent of our tests: a file named action.yml is
+# checked as an action, any other as a workflow. Installs it into ~/.cargo/bin when missing (a
+# few minutes of building, then cached).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,9 +15,9 @@ if ! command -v action-validator >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/act
 fi
 validator="$(command -v action-validator || echo "$HOME/.cargo/bin/action-validator")"
 
-files=("$root/action.yml")
+files=("$root/action.yml" "$root/docker/action.yml")
 shopt -s nullglob
-files+=("$root"/examples/*.yml)
+files+=("$root"/.github/workflows/*.yml "$root"/examples/*.yml)
 for file in "${files[@]}"; do
     if ! "$validator" --verbose "$file"; then
         echo "action-validate: $file does not validate" >&2

@@ -9,25 +9,50 @@
 #                                      its merge base with the default branch, or the whole
 #                                      history when there is none
 #   merge_group                        merge_group.base_sha..merge_group.head_sha
-#   anything else                      the checked-out working tree
+#   anything else                      the checked-out working tree (what .gitignore excludes
+#                                      is counted in the summary, not scanned; --no-ignore in
+#                                      INPUT_ARGS scans it)
 #
 # Inputs (environment, as action.yml passes them):
 #   INPUT_FORMAT            format printed to the job log: human (default), json, sarif or none
-#   INPUT_SARIF_FILE        where the SARIF report goes (default keyscope.sarif)
+#   INPUT_SARIF_FILE        where the SARIF report goes (default: $RUNNER_TEMP/keyscope/
+#                           keyscope.sarif, outside the scanned tree; a path inside the working
+#                           tree is excluded from working-tree scans, so reruns do not scan it)
 #   INPUT_FAIL_ON_FINDINGS  true (default) or false
 #   INPUT_ARGS              extra arguments for `keyscope scan`, split on whitespace
 #   KEYSCOPE                the keyscope executable (default: `keyscope` on PATH)
+#   KEYSCOPE_OUT_DIR        where the reports go (default: $RUNNER_TEMP/keyscope)
+#
+# Outputs: findings, keys, usage-findings, exit-code, range, sarif-file and report-file (the full
+# JSON report, never capped). When the run fails before its reports are written, sarif-file and
+# report-file are empty, so `if: steps.keyscope.outputs.sarif-file != ''` skips the upload rather
+# than failing on a missing file (an empty SARIF run would close the open alerts instead).
 #
 # Exit codes follow keyscope's: 0 clean (or findings with fail-on-findings false), 1 findings,
 # 2 an error, including a base commit missing from a shallow checkout.
 #
 # JSON (the event payload, keyscope's report) is read with python3, which every GitHub-hosted
-# runner has; keyscope's output is already redacted and nothing here adds file content.
+# runner has; scripts/github-action-report.py writes the annotations, the summary and caps the
+# SARIF. keyscope's output is already redacted and nothing here adds file content.
 set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 keyscope="${KEYSCOPE:-keyscope}"
 format="${INPUT_FORMAT:-human}"
-sarif_file="${INPUT_SARIF_FILE:-keyscope.sarif}"
+if [ -n "${KEYSCOPE_OUT_DIR:-}" ]; then
+    # The container Action (docker/action.yml): $RUNNER_TEMP is not shared with the host there,
+    # so the reports go in the workspace, where they are excluded from the scan.
+    out_dir="$KEYSCOPE_OUT_DIR"
+    mkdir -p "$out_dir"
+elif [ -n "${RUNNER_TEMP:-}" ]; then
+    out_dir="$RUNNER_TEMP/keyscope"
+    mkdir -p "$out_dir"
+else
+    out_dir="$(mktemp -d "${TMPDIR:-/tmp}/keyscope-action.XXXXXX")"
+fi
+sarif_file="${INPUT_SARIF_FILE:-$out_dir/keyscope.sarif}"
+report_file="$out_dir/keyscope.json"
 fail_on_findings="${INPUT_FAIL_ON_FINDINGS:-true}"
 event_name="${GITHUB_EVENT_NAME:-}"
 event_path="${GITHUB_EVENT_PATH:-}"
@@ -52,12 +77,13 @@ fail() {
     printf '::error title=keyscope::%s\n' "$(escape_data "$message")"
     {
         printf '## keyscope: scan failed\n\n'
-        printf '%s\n' "$message"
+        printf '%s\n\n' "$message"
+        printf '%s\n' "No SARIF report was written: the \`sarif-file\` output is empty, so an upload step guarded by \`if: steps.keyscope.outputs.sarif-file != ''\` is skipped."
     } >>"$summary_file"
     {
-        printf 'findings=0\n'
+        printf 'findings=0\nkeys=0\nusage-findings=0\n'
         printf 'exit-code=%s\n' "$code"
-        printf 'sarif-file=%s\n' "$sarif_file"
+        printf 'sarif-file=\nreport-file=\n'
     } >>"$output_file"
     exit "$code"
 }
@@ -128,7 +154,7 @@ push)
         {
             printf '## keyscope\n\nThe push deleted a ref: nothing to scan.\n'
         } >>"$summary_file"
-        printf 'findings=0\nexit-code=0\nsarif-file=\nrange=\n' >>"$output_file"
+        printf 'findings=0\nkeys=0\nusage-findings=0\nexit-code=0\nsarif-file=\nreport-file=\nrange=\n' >>"$output_file"
         exit 0
     fi
     if [ "$(event_field forced)" = "true" ] && [ -n "$base" ] && ! commit_exists "$base"; then
@@ -183,11 +209,24 @@ extra_args=()
 if [ -n "${INPUT_ARGS:-}" ]; then
     read -r -a extra_args <<<"$INPUT_ARGS"
 fi
+if [ "${scan_args[0]}" = "." ]; then
+    # Reports written inside the working tree (a sarif-file input such as `keyscope.sarif`) are
+    # not scanned: on a rerun they would otherwise be findings of their own.
+    while IFS= read -r glob; do
+        [ -n "$glob" ] && extra_args+=(--exclude "$glob")
+    done < <("$python" - "$sarif_file" "$report_file" <<'PY'
+import os, re, sys
+here = os.path.realpath(".")
+for path in sys.argv[1:]:
+    full = os.path.realpath(path)
+    if full.startswith(here + os.sep):
+        print("/" + re.sub(r"([\\*?\[\]!#])", r"\\\1", os.path.relpath(full, here)))
+PY
+    )
+fi
 
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-json_file="$work/report.json"
-
+json_file="$report_file"
+rm -f "$json_file"
 code=0
 "$keyscope" scan "${scan_args[@]}" ${extra_args[@]+"${extra_args[@]}"} --format json -o "$json_file" || code=$?
 if [ "$code" -ge 2 ] || [ ! -s "$json_file" ]; then
@@ -197,6 +236,7 @@ sarif_code=0
 mkdir -p "$(dirname "$sarif_file")"
 "$keyscope" scan "${scan_args[@]}" ${extra_args[@]+"${extra_args[@]}"} --format sarif -o "$sarif_file" || sarif_code=$?
 if [ "$sarif_code" -ge 2 ]; then
+    rm -f "$sarif_file"
     fail 2 "keyscope scan --format sarif failed (exit $sarif_code)"
 fi
 case "$format" in
@@ -206,86 +246,14 @@ sarif) cat "$sarif_file" ;;
 none) ;;
 esac
 
-# Annotations on stdout, the summary table appended to the summary file; prints the count last.
-findings="$(
-    "$python" - "$json_file" "$summary_file" "$scope" "$range" <<'PY'
-import json, sys
-
-report_path, summary_path, scope, scan_range = sys.argv[1:5]
-report = json.load(open(report_path, encoding="utf-8"))
-findings = report.get("findings", [])
-
-
-def data(text):
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def prop(text):
-    return data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def cell(text):
-    text = str(text).replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    return text
-
-
-def code(text):
-    text = cell(text).replace("`", "'")
-    return f"`{text}`" if text else ""
-
-
-def path_of(finding):
-    path = finding.get("path", "")
-    return path[2:] if path.startswith("./") else path
-
-
-for f in findings:
-    commit = f.get("commit") or {}
-    where = f" in commit {commit['id'][:12]}" if commit.get("id") else ""
-    message = (
-        f"{f.get('rule_name', '')} ({f.get('rule_id', '')}): {f.get('redacted', '')}{where}. "
-        f"{f.get('help', '')}"
-    ).strip()
-    props = [
-        f"file={prop(path_of(f))}",
-        f"line={f.get('line', 1)}",
-        f"col={f.get('column', 1)}",
-        f"endColumn={f.get('end_column', 2)}",
-        f"title={prop('keyscope: ' + f.get('rule_name', f.get('rule_id', 'leaked key')))}",
-    ]
-    print(f"::error {','.join(props)}::{data(message)}")
-
-with open(summary_path, "a", encoding="utf-8") as summary:
-    where = f"{scope} (`{scan_range}`)" if scan_range else scope
-    if not findings:
-        summary.write(f"## keyscope: no leaked keys\n\nScanned {where}.\n")
-    else:
-        noun = "key" if len(findings) == 1 else "keys"
-        summary.write(f"## keyscope: {len(findings)} leaked {noun}\n\nScanned {where}.\n\n")
-        summary.write("| Rule | Location | Secret (redacted) | Commit |\n")
-        summary.write("| --- | --- | --- | --- |\n")
-        for f in findings:
-            commit = f.get("commit") or {}
-            others = len(f.get("locations") or [])
-            location = code(f"{path_of(f)}:{f.get('line', 1)}")
-            if others:
-                location += f" (+{others} more)"
-            summary.write(
-                f"| {cell(f.get('rule_name', ''))} {code(f.get('rule_id', ''))} "
-                f"| {location} | {code(f.get('redacted', ''))} "
-                f"| {code(commit.get('id', '')[:12])} |\n"
-            )
-        summary.write(
-            "\nRotate each key at its provider: removing it from the code does not "
-            "un-leak it.\n"
-        )
-print(len(findings))
-PY
-)"
-count="${findings##*$'\n'}"
-if [ "$count" != "$findings" ]; then
+# Annotations on stdout, the summary appended to the summary file, the SARIF capped; the last
+# line is `FINDINGS KEYS USAGE`.
+findings="$("$python" "$here/github-action-report.py" "$json_file" "$sarif_file" "$summary_file" "$scope" "$range")"
+counts="${findings##*$'\n'}"
+if [ "$counts" != "$findings" ]; then
     printf '%s\n' "${findings%$'\n'*}"
 fi
+read -r count keys usage <<<"$counts"
 
 exit_code=0
 if [ "$count" -gt 0 ] && [ "$fail_on_findings" = "true" ]; then
@@ -294,10 +262,11 @@ fi
 # The output is keyscope's own verdict (1 when there are findings), whatever fail-on-findings
 # makes of it, so a workflow that does not fail the job can still branch on it.
 {
-    printf 'findings=%s\n' "$count"
+    printf 'findings=%s\nkeys=%s\nusage-findings=%s\n' "$count" "$keys" "$usage"
     printf 'exit-code=%s\n' "$code"
     printf 'sarif-file=%s\n' "$sarif_file"
+    printf 'report-file=%s\n' "$report_file"
     printf 'range=%s\n' "$range"
 } >>"$output_file"
-log "$count finding(s) in $scope"
+log "$count finding(s) in $scope: $keys leaked key(s), $usage usage finding(s)"
 exit "$exit_code"

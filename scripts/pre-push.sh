@@ -27,7 +27,7 @@ else
     keyscope="$repo/target/pre-commit-hook/bin/keyscope"
     if [ ! -x "$keyscope" ]; then
         echo "keyscope-pre-push: building keyscope from $repo (first run only)" >&2
-        cargo install --quiet --locked --path "$repo" --root "$repo/target/pre-commit-hook" >&2
+        cargo install --locked --path "$repo" --root "$repo/target/pre-commit-hook" >&2
     fi
 fi
 
@@ -44,7 +44,10 @@ if [ -z "$from" ] || [[ "$from" =~ $zero ]]; then
     if [ -n "$remote" ]; then
         not_remote=("--remotes=$remote")
     fi
-    oldest="$(git rev-list --topo-order --reverse "$to" --not "${not_remote[@]}" | head -n 1)"
+    # The whole list, then its first line: `| head -n 1` closes the pipe while git still writes
+    # and, under pipefail, a long history's first push died of SIGPIPE (exit 141, no message).
+    oldest="$(git rev-list --topo-order --reverse "$to" --not "${not_remote[@]}")"
+    oldest="${oldest%%$'\n'*}"
     if [ -z "$oldest" ]; then
         echo "keyscope-pre-push: every commit of $to is already on the remote; nothing to scan" >&2
         exit 0

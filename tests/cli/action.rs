@@ -604,3 +604,344 @@ fn the_synthetic_key_is_one_keyscope_finds() {
     assert_eq!(report["findings"][0]["rule_id"], "google-api-key");
     assert_eq!(report["findings"][0]["line"], 3);
 }
+
+/// The JSON report the run left at its `report-file` output.
+fn report_of(run: &ActionRun) -> serde_json::Value {
+    let path = run
+        .output("report-file")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| panic!("no report-file output\n{}", run.describe()));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Issue 18: on `workflow_dispatch` and `schedule` the working tree is scanned, and a SARIF file
+/// written into it was scanned by the next run. A report inside the tree is now excluded.
+#[test]
+fn issue_18_a_rerun_does_not_scan_the_reports_of_the_run_before() {
+    let h = history();
+    let env = [("INPUT_SARIF_FILE", "keyscope.sarif")];
+    let first = run_action(h.dir.path(), "workflow_dispatch", &json!({}), &env);
+    assert_eq!(first.code, 1, "{}", first.describe());
+    assert!(h.dir.path().join("keyscope.sarif").is_file());
+    let second = run_action(h.dir.path(), "workflow_dispatch", &json!({}), &env);
+    let context = second.describe();
+    assert_eq!(second.output("findings"), Some("1"), "{context}");
+    let (before, after) = (report_of(&first), report_of(&second));
+    assert_eq!(
+        before["summary"]["files_scanned"], after["summary"]["files_scanned"],
+        "the second run scanned more files: {context}"
+    );
+    assert!(
+        !after.to_string().contains("keyscope.sarif"),
+        "the SARIF file was scanned: {context}"
+    );
+}
+
+/// Issue 18: by default the reports go to `$RUNNER_TEMP`, outside the scanned tree.
+#[test]
+fn issue_18_reports_go_to_runner_temp_and_leave_the_workspace_clean() {
+    let h = history();
+    let temp = tempfile::tempdir().unwrap();
+    let run = run_action(
+        h.dir.path(),
+        "schedule",
+        &json!({}),
+        &[
+            ("INPUT_SARIF_FILE", ""),
+            ("RUNNER_TEMP", temp.path().to_str().unwrap()),
+        ],
+    );
+    let context = run.describe();
+    assert_eq!(run.code, 1, "{context}");
+    let sarif = run.output("sarif-file").unwrap();
+    assert!(
+        Path::new(sarif).starts_with(temp.path()) && Path::new(sarif).is_file(),
+        "{context}"
+    );
+    let report = run.output("report-file").unwrap();
+    assert!(Path::new(report).starts_with(temp.path()), "{context}");
+    assert_eq!(
+        git(h.dir.path(), &["status", "--porcelain"]),
+        "",
+        "{context}"
+    );
+}
+
+/// Issue 18: a run that fails before writing SARIF (a shallow checkout) named the missing file
+/// in `sarif-file`, and the documented upload step failed with "Path does not exist". The output
+/// is now empty, so the upload is skipped, and the summary says so.
+#[test]
+fn issue_18_a_run_that_fails_before_its_sarif_leaves_the_output_empty() {
+    let h = history();
+    let clones = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", h.dir.path().display());
+    git(
+        clones.path(),
+        &["clone", "-q", "--depth", "1", &url, "shallow"],
+    );
+    let run = run_action(
+        &clones.path().join("shallow"),
+        "pull_request",
+        &pull_request(&h.base, &h.leak),
+        &[],
+    );
+    let context = run.describe();
+    assert_eq!(run.code, 2, "{context}");
+    assert_eq!(run.output("sarif-file"), Some(""), "{context}");
+    assert_eq!(run.output("report-file"), Some(""), "{context}");
+    assert!(!run.sarif_path.exists(), "{context}");
+    assert!(
+        run.summary.contains("No SARIF report was written"),
+        "{context}"
+    );
+}
+
+/// Issue 18: flat-key usage findings were counted as leaked keys in the job summary.
+#[test]
+fn issue_18_usage_findings_are_counted_apart_from_leaked_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    commit(
+        repo,
+        "app",
+        &[
+            ("src/config.py", &leaky_config()),
+            (
+                "src/client.py",
+                "import httpx\nfrom openai import OpenAI\n\n\
+                 client = OpenAI(http_client=httpx.Client(verify=False))\n",
+            ),
+        ],
+    );
+    let run = run_action(repo, "workflow_dispatch", &json!({}), &[]);
+    let context = run.describe();
+    let report = report_of(&run);
+    let usage = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] != "secret")
+        .count();
+    assert!(usage >= 1, "the fixture has a usage finding: {context}");
+    assert_eq!(run.output("keys"), Some("1"), "{context}");
+    assert_eq!(
+        run.output("usage-findings"),
+        Some(usage.to_string().as_str()),
+        "{context}"
+    );
+    let noun = if usage == 1 { "finding" } else { "findings" };
+    assert!(
+        run.summary.contains(&format!(
+            "## keyscope: 1 leaked key, {usage} usage {noun}\n"
+        )),
+        "{context}"
+    );
+}
+
+/// Issue 18: a `.env` that `.gitignore` excludes was skipped without a word.
+#[test]
+fn issue_18_a_gitignored_env_is_named_in_the_summary_with_how_to_scan_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    commit(
+        repo,
+        "base",
+        &[(".gitignore", ".env\n"), ("app.py", "x = 1\n")],
+    );
+    std::fs::write(repo.join(".env"), leaky_config()).unwrap();
+    let run = run_action(repo, "workflow_dispatch", &json!({}), &[]);
+    let context = run.describe();
+    assert_eq!(run.code, 0, "{context}");
+    assert!(run.summary.contains("1 path was not scanned"), "{context}");
+    assert!(run.summary.contains("`.env`"), "{context}");
+    assert!(run.summary.contains("--no-ignore"), "{context}");
+
+    let included = run_action(
+        repo,
+        "workflow_dispatch",
+        &json!({}),
+        &[("INPUT_ARGS", "--no-ignore")],
+    );
+    assert_eq!(
+        included.output("keys"),
+        Some("1"),
+        "{}",
+        included.describe()
+    );
+    included.assert_no_key();
+}
+
+/// `count` distinct synthetic Google keys, one assignment a line.
+fn many_keys(count: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut state: u64 = 0x0dd5_eed5_1234_5678;
+    let mut text = String::new();
+    for i in 0..count {
+        let body: String = (0..35)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                char::from(ALPHABET[(state >> 58) as usize])
+            })
+            .collect();
+        text.push_str(&format!("GOOGLE_API_KEY_{i} = \"AIza{body}\"\n"));
+    }
+    text
+}
+
+/// Issue 18: 26,000 keys gave 25,997 annotations (GitHub shows 10), a SARIF run over code
+/// scanning's 25,000-result limit and a 1.8 MB job summary (GitHub refuses over 1 MiB). Each is
+/// capped with a line saying how much is not shown; the counts and the JSON report stay whole.
+#[test]
+fn issue_18_annotations_sarif_and_summary_are_capped_but_the_counts_are_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    std::fs::write(repo.join("keys.py"), many_keys(25_100)).unwrap();
+    let run = run_action(
+        repo,
+        "workflow_dispatch",
+        &json!({}),
+        &[("INPUT_FORMAT", "none")],
+    );
+    let context = format!(
+        "exit {}\n{}",
+        run.code,
+        &run.stdout[..run.stdout.len().min(4000)]
+    );
+    assert_eq!(run.code, 1, "{context}");
+    let total = report_of(&run)["findings"].as_array().unwrap().len();
+    assert!(total > 25_000, "{total} findings: {context}");
+    assert_eq!(
+        run.output("findings"),
+        Some(total.to_string().as_str()),
+        "{context}"
+    );
+
+    let annotations = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::error file="))
+        .count();
+    assert_eq!(annotations, 10, "{context}");
+    let more = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::warning title=keyscope::"))
+        .unwrap_or_else(|| panic!("no 'more not shown' warning: {context}"));
+    assert!(
+        more.contains(&format!(
+            "{} more findings not shown",
+            thousands(total - 10)
+        )),
+        "{more}"
+    );
+
+    let sarif = run.sarif();
+    assert_eq!(
+        sarif["runs"][0]["results"].as_array().unwrap().len(),
+        25_000
+    );
+    let notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"].to_string();
+    assert!(
+        notes.contains(&format!("{} more results not shown", total - 25_000)),
+        "{notes}"
+    );
+
+    assert!(
+        run.summary.len() < 1024 * 1024,
+        "{} bytes",
+        run.summary.len()
+    );
+    assert!(
+        run.summary.contains("more findings not shown here"),
+        "{}",
+        &run.summary[run.summary.len().saturating_sub(2000)..]
+    );
+    assert!(
+        run.summary
+            .starts_with(&format!("## keyscope: {} leaked keys", thousands(total))),
+        "{}",
+        &run.summary[..200]
+    );
+}
+
+/// `12345` as `12,345`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The container Action's entrypoint (docker/action.yml) outside a container: GitHub passes
+/// `INPUT_SARIF-FILE`-style names there, and the reports stay in the workspace (`.keyscope/`,
+/// the container does not share `$RUNNER_TEMP`), excluded from the scan and named relative to
+/// it so the next step finds them.
+#[test]
+fn issue_18_the_container_entrypoint_maps_inputs_and_keeps_reports_out_of_the_scan() {
+    let h = history();
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let output_path = files.path().join(format!("{name}-output"));
+        let summary_path = files.path().join(format!("{name}-summary.md"));
+        let output = Command::new("bash")
+            .arg(root().join("docker/entrypoint.sh"))
+            .current_dir(h.dir.path())
+            .env("HOME", home.path())
+            .env("PATH", path_with_keyscope())
+            .env("NO_COLOR", "1")
+            .env("GITHUB_WORKSPACE", h.dir.path())
+            .env("GITHUB_EVENT_NAME", "workflow_dispatch")
+            .env("GITHUB_EVENT_PATH", files.path().join("none.json"))
+            .env("GITHUB_OUTPUT", &output_path)
+            .env("GITHUB_STEP_SUMMARY", &summary_path)
+            .env("KEYSCOPE_OUT_DIR", ".keyscope")
+            .env(
+                "KEYSCOPE_ACTION_SCRIPT",
+                root().join("scripts/github-action.sh"),
+            )
+            .env("INPUT_FORMAT", "none")
+            .env("INPUT_FAIL-ON-FINDINGS", "false")
+            .env_remove("INPUT_SARIF_FILE")
+            .env_remove("INPUT_FAIL_ON_FINDINGS")
+            .env_remove("RUNNER_TEMP")
+            .env_remove("KEYSCOPE_CONFIG")
+            .output()
+            .unwrap();
+        let outputs = std::fs::read_to_string(output_path).unwrap_or_default();
+        (output.status.code().unwrap(), outputs)
+    };
+    let (code, outputs) = run("first");
+    assert_eq!(code, 0, "fail-on-findings false came through: {outputs}");
+    assert!(outputs.contains("findings=1\n"), "{outputs}");
+    assert!(
+        outputs.contains("sarif-file=.keyscope/keyscope.sarif\n"),
+        "{outputs}"
+    );
+    assert!(h.dir.path().join(".keyscope/keyscope.sarif").is_file());
+    let files_scanned = || {
+        let text = std::fs::read_to_string(h.dir.path().join(".keyscope/keyscope.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["summary"]["files_scanned"]
+            .clone()
+    };
+    let before = files_scanned();
+    let (_, again) = run("second");
+    assert!(again.contains("findings=1\n"), "{again}");
+    assert_eq!(
+        files_scanned(),
+        before,
+        "the reports of the first run were scanned"
+    );
+    let git_config = std::fs::read_to_string(home.path().join(".gitconfig")).unwrap();
+    assert!(git_config.contains("safe"), "{git_config}");
+}

@@ -143,18 +143,29 @@ fn the_manifest_is_valid_for_pre_commit_and_declares_every_hook() {
     for id in [
         "keyscope",
         "keyscope-pre-push",
+        "keyscope-all-files",
         "keyscope-system",
         "keyscope-system-pre-push",
+        "keyscope-system-all-files",
     ] {
         assert!(text.contains(&format!("- id: {id}\n")), "no hook {id}");
     }
-    assert!(text.contains("language: rust"));
+    // Issue 18: the source-built hooks build with `cargo install --locked`, which pre-commit's
+    // `language: rust` cannot do, so they are scripts (this used to assert `language: rust`).
+    assert!(!text.contains("language: rust"));
+    assert!(text.contains("entry: scripts/pre-commit.sh --staged\n"));
+    let build = std::fs::read_to_string(root().join("scripts/pre-commit.sh")).unwrap();
+    assert!(build.contains("cargo install --locked --path"), "{build}");
     assert!(text.contains("entry: keyscope scan --staged"));
     assert!(text.contains("entry: scripts/pre-push.sh\n"));
 
     // The validator can say no: the same manifest with an unknown language fails.
     let broken = home.path().join("broken.yaml");
-    std::fs::write(&broken, text.replace("language: rust", "language: rustish")).unwrap();
+    std::fs::write(
+        &broken,
+        text.replace("language: script", "language: scriptish"),
+    )
+    .unwrap();
     let invalid = pre_commit_in(
         &root(),
         home.path(),
@@ -334,4 +345,106 @@ fn try_repo_runs_the_manifest_hooks_that_use_an_installed_keyscope() {
     assert_ne!(pushed.code, 0, "{}", pushed.output);
     assert!(pushed.output.contains("src/config.py"), "{}", pushed.output);
     assert_no_key(&pushed.output);
+}
+
+/// Issue 18: the first push of a repository whose history lists more than a pipe buffer of
+/// commits died of SIGPIPE (exit 141, no message), because the script piped `git rev-list` into
+/// `head -n 1` under `set -o pipefail`. Built with `git fast-import`: 5,000 commits print 205 KB.
+#[test]
+fn issue_18_first_push_of_a_long_history_is_scanned_not_killed_by_sigpipe() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    init_repo(repo);
+    let mut stream = String::new();
+    for i in 1..=5_000u32 {
+        let data = format!("n {i}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/main\nmark :{i}\ncommitter T <t@keyscope.invalid> {} +0000\ndata 2\nc\n",
+            1_700_000_000 + i
+        ));
+        if i > 1 {
+            stream.push_str(&format!("from :{}\n", i - 1));
+        }
+        stream.push_str(&format!(
+            "M 100644 inline notes.txt\ndata {}\n{data}\n",
+            data.len()
+        ));
+    }
+    let mut import = git_command(repo)
+        .args(["fast-import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    import
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stream.as_bytes())
+        .unwrap();
+    assert!(import.wait().unwrap().success());
+    git(repo, &["reset", "-q", "--hard"]);
+
+    let mut command = Command::new("bash");
+    command
+        .arg(root().join("scripts/pre-push.sh"))
+        .arg("--installed")
+        .current_dir(repo)
+        .env_remove("PRE_COMMIT_FROM_REF")
+        .env_remove("PRE_COMMIT_TO_REF")
+        .env_remove("PRE_COMMIT_REMOTE_NAME")
+        .env_remove("KEYSCOPE");
+    with_git_identity(&mut command);
+    let home = tempfile::tempdir().unwrap();
+    let first = run(command, home.path());
+    assert_eq!(first.code, 0, "{}", first.output);
+    assert!(
+        first.output.contains("scanning the whole history"),
+        "{}",
+        first.output
+    );
+}
+
+/// Issue 18: `pre-commit run --all-files` passes with a key already committed, because the
+/// pre-commit hooks read the index and a committed key is no change. The manual-stage
+/// `keyscope-system-all-files` hook scans the working tree and finds it.
+#[test]
+fn issue_18_the_manual_all_files_hook_finds_a_key_already_committed() {
+    let (home, repo) = hooked_repo();
+    commit(&repo, "add config", &[("src/config.py", &leaky_config())]);
+    let root = root();
+    let staged = pre_commit_in(
+        &repo,
+        home.path(),
+        &[
+            "try-repo",
+            root.to_str().unwrap(),
+            "keyscope-system",
+            "--all-files",
+        ],
+    );
+    assert_eq!(
+        staged.code, 0,
+        "the index hook sees no change: {}",
+        staged.output
+    );
+
+    let all = pre_commit_in(
+        &repo,
+        home.path(),
+        &[
+            "try-repo",
+            root.to_str().unwrap(),
+            "keyscope-system-all-files",
+            "--hook-stage",
+            "manual",
+            "--all-files",
+        ],
+    );
+    assert_ne!(all.code, 0, "{}", all.output);
+    assert!(all.output.contains("src/config.py"), "{}", all.output);
+    assert!(all.output.contains("Failed"), "{}", all.output);
+    assert_no_key(&all.output);
 }

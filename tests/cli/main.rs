@@ -9,6 +9,7 @@
 mod action;
 mod bad_input;
 mod config_and_baseline;
+mod front_end;
 mod git;
 mod hooks;
 mod policy;

@@ -175,7 +175,8 @@ pub fn summary(report: &ScanReport<'_>) -> String {
             ));
         }
     }
-    let others = stats.skipped.len() as u64 - stats.binary;
+    let ignored = report.ignored_paths();
+    let others = stats.skipped.len() as u64 - stats.binary - ignored;
     let secs = report.elapsed.as_secs_f64();
     out.push_str(&format!(
         "scanned {} files ({}) in {:.2}s; skipped {} binary and {} other; {} finding{}",
@@ -187,6 +188,13 @@ pub fn summary(report: &ScanReport<'_>) -> String {
         report.findings.len(),
         if report.findings.len() == 1 { "" } else { "s" },
     ));
+    if ignored > 0 {
+        out.push_str(&format!(
+            "\nnot scanned: {ignored} path{} that .gitignore or .ignore files exclude (scan {} with --no-ignore)",
+            if ignored == 1 { "" } else { "s" },
+            if ignored == 1 { "it" } else { "them" },
+        ));
+    }
     if !report.complete() {
         out.push_str(
             "\nthe scan is incomplete: some content could not be scanned (see errors above)",

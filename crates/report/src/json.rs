@@ -32,6 +32,7 @@ struct Summary {
     bytes_scanned: u64,
     binary_files_skipped: u64,
     skipped: usize,
+    ignored: u64,
     findings: usize,
     duration_ms: u128,
     complete: bool,
@@ -87,8 +88,21 @@ fn commit(location: &keyscope_scan::Location) -> Option<JsonCommit<'_>> {
 #[derive(Serialize)]
 struct JsonSkipped {
     path: String,
+    kind: &'static str,
     reason: String,
     failure: bool,
+}
+
+fn skip_kind(reason: &keyscope_sources::SkipReason) -> &'static str {
+    use keyscope_sources::SkipReason;
+    match reason {
+        SkipReason::Binary => "binary",
+        SkipReason::TooLarge { .. } => "too-large",
+        SkipReason::Unreadable(_) => "unreadable",
+        SkipReason::BrokenSymlink { .. } => "broken-symlink",
+        SkipReason::NotFound => "not-found",
+        SkipReason::Ignored => "ignored",
+    }
 }
 
 /// Renders the report as pretty-printed JSON.
@@ -104,6 +118,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
             bytes_scanned: report.stats.bytes,
             binary_files_skipped: report.stats.binary,
             skipped: report.stats.skipped.len(),
+            ignored: report.ignored_paths(),
             findings: report.findings.len(),
             duration_ms: report.elapsed.as_millis(),
             complete: report.complete(),
@@ -151,6 +166,7 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
             .iter()
             .map(|s| JsonSkipped {
                 path: s.place.to_string(),
+                kind: skip_kind(&s.reason),
                 reason: s.reason.to_string(),
                 failure: s.reason.is_failure(),
             })

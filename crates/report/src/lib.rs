@@ -64,6 +64,15 @@ impl<'a> ScanReport<'a> {
     pub fn complete(&self) -> bool {
         !self.stats.has_failures()
     }
+
+    /// How many skipped paths ignore files excluded (an ignored directory counts once).
+    pub fn ignored_paths(&self) -> u64 {
+        self.stats
+            .skipped
+            .iter()
+            .filter(|s| s.reason == keyscope_sources::SkipReason::Ignored)
+            .count() as u64
+    }
 }
 
 /// An error rendering a report.

@@ -1,11 +1,13 @@
 //! Files and directory trees: a parallel walk (the `ignore` crate's walker, which honours
 //! `.gitignore` and friends) that reads each file into a per-thread buffer.
 
+use std::collections::HashSet;
 use std::fs::File;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ignore::WalkState;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -272,8 +274,11 @@ impl FileSource {
             })
             .collect();
         let excludes = self.excludes.clone();
-        builder.filter_entry(move |e| {
+        let git_seen = Arc::new(AtomicBool::new(false));
+        let saw_git = Arc::clone(&git_seen);
+        let keep = move |e: &ignore::DirEntry| {
             if e.file_name() == ".git" {
+                saw_git.store(true, Ordering::Relaxed);
                 return false;
             }
             if excludes.is_empty() {
@@ -287,12 +292,17 @@ impl FileSource {
                 return true;
             };
             !excludes.excludes(canonical_root, relative, is_dir)
-        });
+        };
+        builder.filter_entry(keep.clone());
+        let seen = Mutex::new(HashSet::new());
+        let rules_seen = AtomicBool::new(false);
         builder.build_parallel().run(|| {
             let mut buf = Vec::new();
+            let mut seen = SeenPaths::new(&seen, &rules_seen, self.honor_ignore_files);
             Box::new(move |entry| {
                 match entry {
                     Ok(entry) => {
+                        seen.insert(entry.path());
                         let Some(kind) = entry.file_type() else {
                             return WalkState::Continue;
                         };
@@ -310,6 +320,20 @@ impl FileSource {
                 WalkState::Continue
             })
         });
+        // The second walk costs about a plain directory walk; skip it when no ignore rule can
+        // apply: no ignore file or git directory met in the walk or above its roots, and no
+        // global gitignore.
+        let may_ignore = || {
+            rules_seen.load(Ordering::Relaxed)
+                || git_seen.load(Ordering::Relaxed)
+                || ignore_rules_above(first, rest)
+        };
+        if self.honor_ignore_files && may_ignore() {
+            let seen = seen.into_inner().unwrap_or_else(|p| p.into_inner());
+            for path in ignored_paths(first, rest, keep, seen) {
+                tally.skip(&path, SkipReason::Ignored);
+            }
+        }
     }
 
     fn read_and_visit<F>(&self, path: &Path, buf: &mut Vec<u8>, tally: &Tally, visit: &F)
@@ -352,6 +376,100 @@ impl FileSource {
     }
 }
 
+/// Hashes of the paths one walker thread was given, merged into the shared set when the thread's
+/// visitor is dropped, so the threads do not take a lock per entry.
+struct SeenPaths<'a> {
+    local: Vec<u64>,
+    shared: &'a Mutex<HashSet<u64>>,
+    /// Set when the walk yields a `.gitignore` or `.ignore` file.
+    rules_seen: &'a AtomicBool,
+    enabled: bool,
+}
+
+impl<'a> SeenPaths<'a> {
+    fn new(shared: &'a Mutex<HashSet<u64>>, rules_seen: &'a AtomicBool, enabled: bool) -> Self {
+        SeenPaths {
+            local: Vec::new(),
+            shared,
+            rules_seen,
+            enabled,
+        }
+    }
+
+    fn insert(&mut self, path: &Path) {
+        if self.enabled {
+            self.local.push(path_hash(path));
+            if path
+                .file_name()
+                .is_some_and(|n| n == ".gitignore" || n == ".ignore")
+            {
+                self.rules_seen.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Whether ignore rules can reach the walk from outside it: an ignore file or a git directory
+/// in a root or above it, or a global gitignore with rules.
+fn ignore_rules_above(first: &Path, rest: &[PathBuf]) -> bool {
+    let above = std::iter::once(first)
+        .chain(rest.iter().map(PathBuf::as_path))
+        .any(|root| {
+            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+            root.ancestors().any(|dir| {
+                [".gitignore", ".ignore", ".git"]
+                    .iter()
+                    .any(|name| dir.join(name).exists())
+            })
+        });
+    above || Gitignore::global().0.num_ignores() > 0
+}
+
+impl Drop for SeenPaths<'_> {
+    fn drop(&mut self) {
+        let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.extend(self.local.drain(..));
+    }
+}
+
+fn path_hash(path: &Path) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    path.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The topmost paths that ignore files kept out of a walk whose yielded paths hash to `seen`: a
+/// second walk that honours no ignore file and stops at every entry the first did not yield, so
+/// an ignored directory counts once and is not descended. It reads directories, never files.
+fn ignored_paths<K>(first: &Path, rest: &[PathBuf], keep: K, seen: HashSet<u64>) -> Vec<PathBuf>
+where
+    K: Fn(&ignore::DirEntry) -> bool + Send + Sync + 'static,
+{
+    let ignored = Arc::new(Mutex::new(Vec::new()));
+    let found = Arc::clone(&ignored);
+    let mut builder = ignore::WalkBuilder::new(first);
+    for dir in rest {
+        builder.add(dir);
+    }
+    builder.standard_filters(false).filter_entry(move |e| {
+        if !keep(e) {
+            return false;
+        }
+        if seen.contains(&path_hash(e.path())) {
+            return true;
+        }
+        found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.path().to_path_buf());
+        false
+    });
+    builder.build().for_each(drop);
+    let mut ignored = std::mem::take(&mut *ignored.lock().unwrap_or_else(|p| p.into_inner()));
+    ignored.sort();
+    ignored
+}
+
 fn error_path(err: &ignore::Error) -> Option<PathBuf> {
     match err {
         ignore::Error::WithPath { path, .. } => Some(path.clone()),
@@ -375,6 +493,7 @@ fn io_message(err: &ignore::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SkippedPlace;
 
     fn collect(source: &FileSource) -> (Vec<PathBuf>, WalkStats) {
         let seen = Mutex::new(Vec::new());
@@ -405,6 +524,57 @@ mod tests {
         let (seen, _) = collect(&source);
         assert!(seen.contains(&root.join("ignored.txt")));
         assert!(!seen.contains(&root.join(".git/config")));
+    }
+
+    #[test]
+    fn ignored_paths_are_counted_once_each_without_descending() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(".gitignore"), ".env\ntarget/\n").unwrap();
+        std::fs::write(root.join(".env"), "A=1").unwrap();
+        std::fs::write(root.join("app.py"), "x").unwrap();
+        std::fs::create_dir_all(root.join("target/debug")).unwrap();
+        std::fs::write(root.join("target/debug/a.txt"), "x").unwrap();
+        std::fs::write(root.join("target/debug/b.txt"), "x").unwrap();
+        let (seen, stats) = collect(&FileSource::builder().path(root).build().unwrap());
+        assert_eq!(seen, vec![root.join(".gitignore"), root.join("app.py")]);
+        let ignored: Vec<_> = stats
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::Ignored)
+            .map(|s| s.place.clone())
+            .collect();
+        assert_eq!(
+            ignored,
+            vec![
+                SkippedPlace::Path(root.join(".env")),
+                SkippedPlace::Path(root.join("target"))
+            ]
+        );
+        assert!(!stats.has_failures());
+
+        let source = FileSource::builder()
+            .path(root)
+            .honor_ignore_files(false)
+            .build()
+            .unwrap();
+        let (seen, stats) = collect(&source);
+        assert_eq!(seen.len(), 5);
+        assert!(stats.skipped.is_empty());
+
+        // Rules from above the scanned directory count too.
+        std::fs::create_dir(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/.env"), "A=1").unwrap();
+        std::fs::write(root.join("sub/app.py"), "x").unwrap();
+        let (seen, stats) = collect(
+            &FileSource::builder()
+                .path(root.join("sub"))
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(seen, vec![root.join("sub/app.py")]);
+        let skipped: Vec<_> = stats.skipped.iter().map(|s| &s.place).collect();
+        assert_eq!(skipped, vec![&SkippedPlace::Path(root.join("sub/.env"))]);
     }
 
     #[test]

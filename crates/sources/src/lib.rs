@@ -86,6 +86,8 @@ pub enum SkipReason {
     },
     /// A path the user named does not exist.
     NotFound,
+    /// A `.gitignore`, `.ignore` or git exclude file excludes this path (a directory counts once).
+    Ignored,
 }
 
 impl SkipReason {
@@ -93,7 +95,7 @@ impl SkipReason {
     /// must not be reported as clean.
     pub fn is_failure(&self) -> bool {
         match self {
-            SkipReason::Binary => false,
+            SkipReason::Binary | SkipReason::Ignored => false,
             SkipReason::BrokenSymlink { explicit } => *explicit,
             SkipReason::TooLarge { .. } | SkipReason::Unreadable(_) | SkipReason::NotFound => true,
         }
@@ -111,6 +113,9 @@ impl fmt::Display for SkipReason {
             SkipReason::Unreadable(e) => write!(f, "cannot be read: {e}"),
             SkipReason::BrokenSymlink { .. } => f.write_str("broken symlink"),
             SkipReason::NotFound => f.write_str("no such file or directory"),
+            SkipReason::Ignored => {
+                f.write_str("excluded by an ignore file (scan it with --no-ignore)")
+            }
         }
     }
 }

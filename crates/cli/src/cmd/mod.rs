@@ -1,9 +1,11 @@
 //! One module per subcommand, each with its own `Args` and `run`.
 
 pub mod baseline;
+pub mod completions;
 pub mod config;
 pub mod decide;
 pub mod ledger;
+pub mod man;
 pub mod policy;
 pub mod rules;
 pub mod scan;
@@ -42,6 +44,10 @@ pub enum Command {
     /// Check a budget ledger for damage, or rebuild its totals.
     #[command(subcommand)]
     Ledger(ledger::Command),
+    /// Print the completion script for a shell (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page (roff): `keyscope man > keyscope.1`.
+    Man(man::Args),
 }
 
 /// Runs a subcommand.
@@ -57,5 +63,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Spend(a) => spend::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
