@@ -143,3 +143,58 @@ fn serve_stops_on_sigterm() {
     let status = served.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+/// SIGHUP reloads the store; a store that fails to load is refused and the old one keeps
+/// deciding.
+#[test]
+fn serve_reloads_on_sighup_and_refuses_a_broken_store() {
+    let store = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, store.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let served = Served::start(&[
+        "--store",
+        store.path().to_str().unwrap(),
+        "--no-ledger",
+        "--listen",
+        "127.0.0.1:0",
+        "--now",
+        "2026-11-22T18:00:00Z",
+    ]);
+    let request = r#"{"subject": {"type": "Key", "id": "dev-general-1"}, "action": {"name": "invoke"},
+        "resource": {"type": "Model", "id": "gpt-4o-mini"}}"#;
+    let decision = |served: &Served| {
+        let (status, body) = served.post("/access/v1/evaluation", request);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["decision"].clone()
+    };
+    assert_eq!(decision(&served), true);
+    let scopes = store.path().join("scopes.toml");
+    let text = std::fs::read_to_string(&scopes).unwrap();
+    let revoked = text.replace(
+        "id = \"dev-general-1\"\nscope = \"dev/general\"",
+        "id = \"dev-general-1\"\nscope = \"dev/general\"\nrevoked = true",
+    );
+    assert_ne!(text, revoked);
+    let hangup = |served: &Served| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &served.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    std::fs::write(&scopes, revoked).unwrap();
+    hangup(&served);
+    assert_eq!(decision(&served), false);
+    std::fs::write(&scopes, "[[scope]]\nid = ").unwrap();
+    hangup(&served);
+    assert_eq!(
+        decision(&served),
+        false,
+        "the last good store keeps deciding"
+    );
+}

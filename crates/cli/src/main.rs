@@ -61,7 +61,7 @@ fn render(report: &miette::Report) -> String {
 }
 
 /// `text` with every key the built-in rules find in it masked.
-fn mask(text: String) -> String {
+pub(crate) fn mask(text: String) -> String {
     match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Detector::new) {
         Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
         // The built-in rules are checked by the tests; without them there is nothing to mask by.

@@ -106,7 +106,7 @@ async fn decide(state: &Arc<State>, request: Request, reserve: bool) -> Decision
     let fallback = request.clone();
     match tokio::task::spawn_blocking(move || shared.decide(&request, reserve)).await {
         Ok(decision) => decision,
-        Err(_) => ledger_denial(&state.engine, &fallback, "the decision task failed"),
+        Err(_) => ledger_denial(&state.engine(), &fallback, "the decision task failed"),
     }
 }
 

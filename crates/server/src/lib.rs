@@ -34,19 +34,20 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use keyscope_policy::{Decision, Engine, Ledger, Request};
+use keyscope_policy::{Clock, Decision, Engine, Ledger, Request, Store, StoreError};
 use thiserror::Error;
 
 mod authzen;
 mod usage;
 
 /// Everything a service decides with.
-#[derive(Debug)]
 pub struct ServiceConfig {
     /// The decision engine, over a loaded store.
     pub engine: Engine,
@@ -55,17 +56,52 @@ pub struct ServiceConfig {
     pub ledger: Option<Ledger>,
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// The store directory to reload from (SIGHUP, [`Service::reload`], `watch`); `None` serves
+    /// the engine it was given, for good.
+    pub store_dir: Option<PathBuf>,
+    /// How often to look for a changed store and reload it; `None` reloads on SIGHUP only.
+    pub watch: Option<Duration>,
+    /// Told of reloads, refused reloads and other events: the binary logs them.
+    pub on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceConfig")
+            .field("engine", &self.engine)
+            .field("ledger", &self.ledger)
+            .field("body_limit", &self.body_limit)
+            .field("store_dir", &self.store_dir)
+            .field("watch", &self.watch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceConfig {
-    /// A configuration with the default limits.
+    /// A configuration with the default limits, no reloading and no event sink.
     pub fn new(engine: Engine, ledger: Option<Ledger>) -> Self {
         Self {
             engine,
             ledger,
             body_limit: 1 << 20,
+            store_dir: None,
+            watch: None,
+            on_event: Arc::new(|_| {}),
         }
     }
+}
+
+/// Something the service did that its operator should hear of.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A new store was validated and now decides every request.
+    Reloaded {
+        /// How many policies it holds.
+        policies: usize,
+    },
+    /// A new store failed to load; the old one keeps deciding.
+    ReloadRefused(&'a StoreError),
 }
 
 /// Why a service could not start or stopped with an error.
@@ -90,18 +126,23 @@ pub enum ServeError {
     Panicked,
 }
 
-/// What every handler shares: immutable, behind an `Arc`.
-#[derive(Debug)]
+/// What every handler shares, behind an `Arc`. The engine is swapped whole on a reload: a
+/// request decides on the engine it took at its start, never on a half-loaded store.
 pub(crate) struct State {
-    pub(crate) engine: Engine,
+    engine: RwLock<Arc<Engine>>,
+    /// The clock a reloaded engine keeps.
+    clock: Clock,
     pub(crate) ledger: Option<Ledger>,
+    store_dir: Option<PathBuf>,
+    on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
+    body_limit: usize,
 }
 
 /// A running service: its own thread and runtime, stopped on [`stop`](Self::stop) (finishing
 /// the requests in flight) or by SIGTERM / Ctrl-C when [`wait`](Self::wait)ed on.
-#[derive(Debug)]
 pub struct Service {
     addr: SocketAddr,
+    state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), ServeError>>>,
 }
@@ -117,12 +158,16 @@ impl Service {
             .enable_all()
             .thread_name("keyscope-serve")
             .build()?;
-        let app = router(config);
+        let watch = config.watch;
+        let state = State::new(config);
+        let app = router_over(Arc::clone(&state), body_limit_of(&state));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let reloader = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("keyscope-serve-main".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
+                    reloader.spawn_reloaders(watch);
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown_signal(stopped))
@@ -132,9 +177,16 @@ impl Service {
             })?;
         Ok(Self {
             addr,
+            state,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// Reloads the store from its directory, validated first: on success every new request is
+    /// decided by the new store; on failure the old one keeps deciding and the error comes back.
+    pub fn reload(&self) -> Result<usize, StoreError> {
+        self.state.reload()
     }
 
     /// The address the service listens on.
@@ -197,13 +249,27 @@ async fn shutdown_signal(stopped: tokio::sync::oneshot::Receiver<()>) {
     }
 }
 
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body limit a state was configured with; kept beside the state for the router.
+fn body_limit_of(state: &State) -> usize {
+    state.body_limit
+}
+
 /// The service's routes over `config`.
 pub fn router(config: ServiceConfig) -> Router {
-    let body_limit = config.body_limit;
-    let state = Arc::new(State {
-        engine: config.engine,
-        ledger: config.ledger,
-    });
+    let state = State::new(config);
+    let limit = body_limit_of(&state);
+    router_over(state, limit)
+}
+
+fn router_over(state: Arc<State>, body_limit: usize) -> Router {
     Router::new()
         .route(
             "/.well-known/authzen-configuration",
@@ -221,25 +287,124 @@ pub fn router(config: ServiceConfig) -> Router {
 }
 
 impl State {
+    fn new(config: ServiceConfig) -> Arc<Self> {
+        Arc::new(Self {
+            clock: config.engine.clock(),
+            engine: RwLock::new(Arc::new(config.engine)),
+            ledger: config.ledger,
+            store_dir: config.store_dir,
+            on_event: config.on_event,
+            body_limit: config.body_limit,
+        })
+    }
+
+    /// The engine deciding now.
+    pub(crate) fn engine(&self) -> Arc<Engine> {
+        match self.engine.read() {
+            Ok(engine) => Arc::clone(&engine),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Loads and validates the store again, then swaps it in.
+    fn reload(&self) -> Result<usize, StoreError> {
+        let Some(dir) = &self.store_dir else {
+            return Ok(self.engine().store().policies().count());
+        };
+        let loaded = Store::load(dir).map(|store| Engine::new(store).with_clock(self.clock));
+        match loaded {
+            Ok(engine) => {
+                let policies = engine.store().policies().count();
+                let fresh = Arc::new(engine);
+                match self.engine.write() {
+                    Ok(mut current) => *current = fresh,
+                    Err(poisoned) => *poisoned.into_inner() = fresh,
+                }
+                (self.on_event)(&Event::Reloaded { policies });
+                Ok(policies)
+            }
+            Err(error) => {
+                (self.on_event)(&Event::ReloadRefused(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// SIGHUP reloads; with `watch`, so does a change of the store's files.
+    fn spawn_reloaders(self: &Arc<Self>, watch: Option<Duration>) {
+        if self.store_dir.is_none() {
+            return;
+        }
+        #[cfg(unix)]
+        {
+            let state = Arc::clone(self);
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hangups.recv().await.is_some() {
+                    let state = Arc::clone(&state);
+                    let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                }
+            });
+        }
+        if let Some(every) = watch {
+            let state = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut seen = state.store_stamp();
+                loop {
+                    tokio::time::sleep(every).await;
+                    let now = state.store_stamp();
+                    if now != seen {
+                        seen = now;
+                        let state = Arc::clone(&state);
+                        let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Names, sizes and modification times of the store's files: what `watch` compares.
+    fn store_stamp(&self) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+        let Some(dir) = &self.store_dir else {
+            return Vec::new();
+        };
+        let mut stamp: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let meta = entry.metadata().ok()?;
+                meta.is_file()
+                    .then(|| (entry.path(), meta.len(), meta.modified().ok()))
+            })
+            .collect();
+        stamp.sort();
+        stamp
+    }
+
     /// Decides one parsed request: against the ledger when there is one (reserving when asked),
     /// else alone. A ledger failure denies.
     pub(crate) fn decide(&self, request: &Request, reserve: bool) -> Decision {
+        let engine = self.engine();
         let mode = if reserve {
             keyscope_policy::LedgerMode::Reserve
         } else {
             keyscope_policy::LedgerMode::Check
         };
         match (&self.ledger, reserve) {
-            (Some(ledger), _) => match self.engine.decide_with_ledger(request, ledger, mode) {
+            (Some(ledger), _) => match engine.decide_with_ledger(request, ledger, mode) {
                 Ok(decision) => decision,
-                Err(error) => authzen::ledger_denial(&self.engine, request, &error.to_string()),
+                Err(error) => authzen::ledger_denial(&engine, request, &error.to_string()),
             },
             (None, true) => authzen::ledger_denial(
-                &self.engine,
+                &engine,
                 request,
                 "this service has no budget ledger, so it cannot reserve",
             ),
-            (None, false) => self.engine.decide(request),
+            (None, false) => engine.decide(request),
         }
     }
 }

@@ -106,7 +106,7 @@ async fn settle(
 
 /// `GET /readyz`: the store is loaded, and the ledger (if any) answers.
 pub(crate) async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
-    let policies = state.engine.store().policies().count();
+    let policies = state.engine().store().policies().count();
     let ledger = match &state.ledger {
         None => "none",
         Some(_) => {

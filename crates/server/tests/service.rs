@@ -416,3 +416,86 @@ fn a_reservation_without_a_ledger_is_denied() {
     assert_eq!(reasons(&answer), ["keyscope:ledger-unavailable"]);
     service.stop().unwrap();
 }
+
+/// Reloads in a loop while four clients decide without pause: no request fails, every answer
+/// comes from a whole store (the old one or the new), a valid change takes effect and an
+/// invalid store is refused while the old one keeps deciding.
+#[test]
+fn reloads_under_load_fail_no_request() {
+    let store = one_dollar_store();
+    let scopes_path = store.path().join("scopes.toml");
+    let valid = std::fs::read_to_string(&scopes_path).unwrap();
+    let revoked = valid.replace(
+        "id = \"dev-general-1\"\nscope = \"dev/general\"",
+        "id = \"dev-general-1\"\nscope = \"dev/general\"\nrevoked = true",
+    );
+    assert_ne!(valid, revoked);
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&events);
+    let mut config = ServiceConfig::new(engine_at(store.path(), "2026-11-22T18:00:00Z"), None);
+    config.store_dir = Some(store.path().to_owned());
+    config.on_event = Arc::new(move |event| {
+        sink.lock().unwrap().push(format!("{event:?}"));
+    });
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = service.addr();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let body = request("dev-general-1", "gpt-4o-mini", json!({}));
+                let mut seen = (0u32, 0u32);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let answer = post(addr, "/access/v1/evaluation", &body);
+                    assert_eq!(answer.status, 200, "{}", answer.body);
+                    let json = answer.json();
+                    match json["decision"].as_bool().unwrap() {
+                        true => seen.0 += 1,
+                        false => {
+                            assert_eq!(reasons(&json), ["revoked-key"], "{json}");
+                            seen.1 += 1;
+                        }
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for round in 0..20 {
+        let text = if round % 2 == 0 { &revoked } else { &valid };
+        std::fs::write(&scopes_path, text).unwrap();
+        service.reload().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A broken store is refused; the last good one (not revoked) keeps deciding.
+    std::fs::write(&scopes_path, "[[scope]]\nid = ").unwrap();
+    assert!(service.reload().is_err());
+    let body = request("dev-general-1", "gpt-4o-mini", json!({}));
+    assert_eq!(
+        post(addr, "/access/v1/evaluation", &body).json()["decision"],
+        true
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (allowed, denied) = clients
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(
+        allowed > 0 && denied > 0,
+        "{allowed} allowed, {denied} denied"
+    );
+    let events = events.lock().unwrap();
+    assert_eq!(
+        events.iter().filter(|e| e.starts_with("Reloaded")).count(),
+        20
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.starts_with("ReloadRefused"))
+            .count(),
+        1
+    );
+    service.stop().unwrap();
+}

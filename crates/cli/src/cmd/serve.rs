@@ -1,9 +1,11 @@
 //! `keyscope serve`: the decision engine as an AuthZEN 1.0 service over HTTP.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use keyscope_policy::{Clock, Engine, Ledger, Timestamp};
-use keyscope_server::{Service, ServiceConfig};
+use keyscope_server::{Event, Service, ServiceConfig};
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
@@ -26,6 +28,10 @@ pub struct Args {
     /// system clock, and deny it when further off.
     #[arg(long, value_name = "SECONDS")]
     trust_request_time: Option<u32>,
+    /// Reload the store when its files change (checked every second), besides on SIGHUP. A
+    /// store that fails to load is refused and the old one keeps serving.
+    #[arg(long)]
+    watch: bool,
     /// Decide every request at this time (RFC 3339) instead of the system clock: replays and
     /// tests, never production.
     #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "trust_request_time")]
@@ -58,8 +64,20 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     } else {
         Some(Ledger::open(&args.ledger.path(&args.store.store)).map_err(miette::Report::new)?)
     };
-    let service = Service::start(args.listen, ServiceConfig::new(engine, ledger))
-        .map_err(miette::Report::new)?;
+    let mut config = ServiceConfig::new(engine, ledger);
+    config.store_dir = Some(args.store.store.clone());
+    config.watch = args.watch.then_some(Duration::from_secs(1));
+    config.on_event = Arc::new(|event: &Event<'_>| match event {
+        Event::Reloaded { policies } => {
+            eprintln!("keyscope serve: reloaded the store: {policies} policies");
+        }
+        Event::ReloadRefused(error) => eprintln!(
+            "keyscope serve: refused the changed store, the old one keeps serving: {}",
+            crate::mask(error.to_string())
+        ),
+        _ => {}
+    });
+    let service = Service::start(args.listen, config).map_err(miette::Report::new)?;
     eprintln!("keyscope serve: listening on http://{}", service.addr());
     service.wait().map_err(miette::Report::new)?;
     Ok(Exit::Clean)
