@@ -253,3 +253,36 @@ pub enum FixtureError {
     #[diagnostic(transparent)]
     Json(Box<SourceError>),
 }
+
+/// The largest store file read: a policy store is text written by people, and a path that
+/// leads to a device (`/dev/zero`) or a runaway file must not fill memory.
+pub(crate) const MAX_STORE_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads one file of a store: a regular file of at most [`MAX_STORE_FILE_BYTES`].
+pub(crate) fn read_store_file(path: &std::path::Path) -> Result<String, StoreError> {
+    use std::io::Read as _;
+    let error = |source| StoreError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(error)?;
+    if !meta.is_file() {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(error)?
+        .take(MAX_STORE_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(error)?;
+    if text.len() as u64 > MAX_STORE_FILE_BYTES {
+        return Err(error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_STORE_FILE_BYTES >> 20),
+        )));
+    }
+    Ok(text)
+}

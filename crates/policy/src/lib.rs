@@ -40,6 +40,7 @@
 //! # Ok::<(), keyscope_policy::StoreError>(())
 //! ```
 
+pub mod audit;
 mod catalog;
 mod decision;
 mod engine;

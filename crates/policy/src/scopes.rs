@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use toml::Spanned;
 
 use crate::catalog::toml_error;
-use crate::error::{SourceError, SourceFile, StoreError};
+use crate::error::{SourceError, SourceFile, StoreError, read_store_file};
 use crate::net::Cidr;
 use crate::time::Timestamp;
 
@@ -343,10 +343,7 @@ fn normalize_fingerprint(text: &str) -> Option<String> {
 impl Scopes {
     /// Loads `scopes.toml` alone: the quick path for attributing scanned keys.
     pub fn load(path: &Path) -> Result<Self, StoreError> {
-        let text = std::fs::read_to_string(path).map_err(|source| StoreError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_store_file(path)?;
         Ok(Self::parse(&path.display().to_string(), &text)?)
     }
 

@@ -11,7 +11,7 @@ use cedar_policy::{
 };
 
 use crate::catalog::Catalog;
-use crate::error::{SourceError, SourceFile, StoreError};
+use crate::error::{SourceError, SourceFile, StoreError, read_store_file as read};
 use crate::scopes::{ModelPattern, SCOPES_FILE, ScopeInfo, Scopes, glob_match};
 
 /// The file names a store directory holds.
@@ -97,13 +97,6 @@ pub struct StoreSources<'a> {
     pub scopes: &'a str,
     /// `models.toml`.
     pub models: &'a str,
-}
-
-fn read(path: &Path) -> Result<String, StoreError> {
-    std::fs::read_to_string(path).map_err(|source| StoreError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 fn uid(type_name: &str, id: &str) -> Result<EntityUid, StoreError> {

@@ -3,6 +3,7 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
+mod audit;
 mod common;
 mod crash;
 mod fail_closed;

@@ -1,4 +1,4 @@
-use keyscope_policy::{Store, StoreError};
+use keyscope_policy::{Scopes, Store, StoreError};
 
 use crate::common::store_copy;
 
@@ -122,4 +122,24 @@ fn missing_file_and_empty_store() {
         Store::load(dir.path()).unwrap_err(),
         StoreError::NoPolicies { .. }
     ));
+}
+
+/// A store file that is a device, or runaway in size, is refused at once instead of read into
+/// memory (issue 19: `scopes.toml` linked to `/dev/zero` grew to 23 GB).
+#[test]
+fn store_files_have_a_size_limit() {
+    let dir = store_copy();
+    let scopes = dir.path().join("scopes.toml");
+    std::fs::remove_file(&scopes).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &scopes).unwrap();
+    let err = Store::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("scopes.toml"), "{err}");
+    assert!(Scopes::load(&scopes).is_err());
+
+    std::fs::remove_file(&scopes).unwrap();
+    let file = std::fs::File::create(&scopes).unwrap();
+    file.set_len(17 << 20).unwrap();
+    let err = Store::load(dir.path()).unwrap_err();
+    let message = format!("{err:?}");
+    assert!(message.contains("larger than 16 MiB"), "{message}");
 }
