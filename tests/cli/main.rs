@@ -10,6 +10,7 @@ mod action;
 mod bad_input;
 mod config_and_baseline;
 mod git;
+mod hardening;
 mod hooks;
 mod policy;
 mod rules_cmd;

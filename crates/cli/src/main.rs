@@ -2,6 +2,7 @@
 
 mod cmd;
 mod exit;
+mod out;
 
 use std::io::IsTerminal as _;
 
@@ -28,7 +29,7 @@ fn main() -> std::process::ExitCode {
             } else {
                 styled.to_string()
             };
-            eprint!("{}", mask(text));
+            out::stderr(&mask(text));
             return Exit::Error.into();
         }
         Err(help) => {
@@ -39,7 +40,7 @@ fn main() -> std::process::ExitCode {
     match cmd::run(cli.command) {
         Ok(exit) => exit.into(),
         Err(report) => {
-            eprintln!("{}", render(&report));
+            out::errln!("{}", render(&report));
             Exit::Error.into()
         }
     }
@@ -61,7 +62,7 @@ fn render(report: &miette::Report) -> String {
 }
 
 /// `text` with every key the built-in rules find in it masked.
-fn mask(text: String) -> String {
+pub(crate) fn mask(text: String) -> String {
     match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Engine::new) {
         Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
         // The built-in rules are checked by the tests; without them there is nothing to mask by.

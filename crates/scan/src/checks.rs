@@ -62,6 +62,10 @@ const ALLOW_MARKERS: &[&[u8]] = &[
 /// A run of this many identical characters marks a made-up value.
 const REPEAT_RUN: usize = 6;
 
+/// A run of this many consecutive characters (`abcd`, `3456`) is typed, not drawn: it counts
+/// with the placeholder words (`gsk_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ`).
+const ASCENDING_RUN: usize = 4;
+
 /// Whether the secret is delimited: the bytes around it are not letters or digits, except that
 /// an escape such as `\n` just before it (JSON, C strings) counts as a delimiter.
 pub(crate) fn has_boundaries(data: &[u8], span: &Range<usize>) -> bool {
@@ -82,7 +86,8 @@ pub(crate) fn boundary_before(data: &[u8], start: usize) -> bool {
 }
 
 /// Whether the value is a placeholder: a template or an elision, a documented example, or a
-/// value made mostly of placeholder words and runs of one repeated character. The value is
+/// value made mostly of placeholder words, runs of one repeated character and runs of
+/// consecutive ones. The value is
 /// judged whole: a word or a run inside an otherwise random body does not make a key a
 /// placeholder, since random bodies hold them by chance.
 pub(crate) fn is_placeholder(secret: &[u8]) -> bool {
@@ -96,15 +101,26 @@ pub(crate) fn is_placeholder(secret: &[u8]) -> bool {
     // One pass marks what placeholder words and runs cover; most keys have neither, and
     // leave here without having allocated.
     let mut covered: Option<Vec<bool>> = None;
-    let mut run = 0;
+    let (mut run, mut ascending) = (0, 0);
     for (i, &b) in secret.iter().enumerate() {
-        run = if i > 0 && secret[i - 1].eq_ignore_ascii_case(&b) {
+        let previous = i.checked_sub(1).map(|p| secret[p]);
+        run = if previous.is_some_and(|p| p.eq_ignore_ascii_case(&b)) {
             run + 1
         } else {
             1
         };
         if run >= REPEAT_RUN {
             covered.get_or_insert_with(|| vec![false; secret.len()])[i + 1 - run..=i].fill(true);
+        }
+        ascending = if b.is_ascii_alphanumeric() && previous.is_some_and(|p| p.wrapping_add(1) == b)
+        {
+            ascending + 1
+        } else {
+            1
+        };
+        if ascending >= ASCENDING_RUN {
+            covered.get_or_insert_with(|| vec![false; secret.len()])[i + 1 - ascending..=i]
+                .fill(true);
         }
         if !WORD_STARTS[usize::from(b)] {
             continue;
@@ -235,6 +251,7 @@ mod tests {
             "${OPENAI_API_KEY}",
             "{{ .Values.key }}",
             "0000000000000",
+            "gsk_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
         ] {
             assert!(is_placeholder(p.as_bytes()), "{p}");
         }

@@ -61,23 +61,33 @@ pub fn scan_blob(engine: &Engine, path: &str, data: &[u8]) -> Vec<Finding> {
     finding::findings(engine.rules().rules(), path, data, &matches)
 }
 
-/// Scans every file of a source, in parallel.
+/// Scans every file of a source, in parallel. A key in a file's name is a finding too, and
+/// no path in the outcome shows one: paths are masked as [`mask_secrets`] masks text.
 pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
     let started = Instant::now();
     let findings = Mutex::new(Vec::new());
-    let stats = source.for_each(|blob| {
+    let mut stats = source.for_each(|blob| {
         let matches = engine.scan(blob.data);
-        if matches.is_empty() {
+        let in_name = name_findings(engine, blob.path);
+        if matches.is_empty() && in_name.is_empty() {
             return;
         }
-        let path = display_path(blob.path);
+        let path = mask_secrets(engine, &display_path(blob.path));
         let found = finding::findings(engine.rules().rules(), &path, blob.data, &matches);
-        findings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(found);
+        let mut findings = findings.lock().unwrap_or_else(|p| p.into_inner());
+        findings.extend(found);
+        findings.extend(in_name);
     });
     let mut findings = findings.into_inner().unwrap_or_else(|p| p.into_inner());
+    // A path that was not read can still be named after a key (a key typed as a path).
+    for skipped in &mut stats.skipped {
+        findings.extend(name_findings(engine, &skipped.path));
+        let text = skipped.path.to_string_lossy();
+        let shown = mask_secrets(engine, &text);
+        if shown != text {
+            skipped.path = shown.into();
+        }
+    }
     sort_findings(&mut findings);
     ScanOutcome {
         findings,
@@ -89,6 +99,30 @@ pub fn scan_files(engine: &Engine, source: &FileSource) -> ScanOutcome {
 /// Sorts findings by location, then rule.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| (&a.location, &a.rule_id).cmp(&(&b.location, &b.rule_id)));
+}
+
+/// The findings of the keys in a file's name (its last component), placed at the masked path;
+/// their line and column are those of the name.
+fn name_findings(engine: &Engine, path: &std::path::Path) -> Vec<Finding> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let matches: Vec<Match> = engine
+        .scan(name.as_bytes())
+        .into_iter()
+        .filter(|m| engine.rules().rules()[m.rule].kind() == keyscope_rules::RuleKind::Secret)
+        .collect();
+    if matches.is_empty() {
+        return Vec::new();
+    }
+    let shown = mask_secrets(engine, &display_path(path));
+    let mut found = finding::findings(engine.rules().rules(), &shown, name.as_bytes(), &matches);
+    for f in &mut found {
+        f.help
+            .push_str(" The key is in the file's name: rename the file as well.");
+    }
+    found
 }
 
 fn display_path(path: &std::path::Path) -> String {

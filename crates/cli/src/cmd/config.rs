@@ -31,7 +31,9 @@ pub fn run(command: Command) -> miette::Result<Exit> {
             isolated,
         } => {
             let config = settings::load_config(config.as_deref(), isolated, &path)?;
-            print!("{}", config.show());
+            // A key pasted into `exclude`, `disable_rules` or an environment is the user's
+            // mistake to fix, not to print.
+            crate::out::stdout(&crate::mask(config.show()))?;
             Ok(Exit::Clean)
         }
     }

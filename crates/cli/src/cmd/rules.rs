@@ -7,6 +7,7 @@ use keyscope_scan::check_examples;
 use miette::{Context as _, IntoDiagnostic as _};
 
 use crate::exit::Exit;
+use crate::out::{errln, outln};
 
 /// Rule commands.
 #[derive(Debug, clap::Subcommand)]
@@ -70,7 +71,7 @@ fn list(files: &[PathBuf], json: bool) -> miette::Result<Exit> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&list).into_diagnostic()?);
+        outln!("{}", serde_json::to_string_pretty(&list).into_diagnostic()?)?;
         return Ok(Exit::Clean);
     }
     let id_width = rules
@@ -86,20 +87,22 @@ fn list(files: &[PathBuf], json: bool) -> miette::Result<Exit> {
         .max()
         .unwrap_or(8)
         .max(8);
-    println!(
+    outln!(
         "{:id_width$}  {:provider_width$}  {:8}  DESCRIPTION",
-        "ID", "PROVIDER", "SEVERITY"
-    );
+        "ID",
+        "PROVIDER",
+        "SEVERITY"
+    )?;
     for r in rules.rules() {
-        println!(
+        outln!(
             "{:id_width$}  {:provider_width$}  {:8}  {}",
             r.id(),
             r.provider(),
             r.severity().as_str(),
             r.name()
-        );
+        )?;
     }
-    println!("{} rules", rules.len());
+    outln!("{} rules", rules.len())?;
     Ok(Exit::Clean)
 }
 
@@ -125,16 +128,16 @@ fn check(files: &[PathBuf]) -> miette::Result<Exit> {
         .map(|r| r.id())
         .collect();
     for failure in &failures {
-        eprintln!("error: {failure}");
+        errln!("error: {failure}");
     }
     for id in &without_examples {
-        eprintln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
+        errln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
     }
     if failures.is_empty() {
-        println!("{count} rule{} OK", if count == 1 { "" } else { "s" });
+        outln!("{count} rule{} OK", if count == 1 { "" } else { "s" })?;
         Ok(Exit::Clean)
     } else {
-        eprintln!(
+        errln!(
             "{} example check{} failed",
             failures.len(),
             if failures.len() == 1 { "" } else { "s" }

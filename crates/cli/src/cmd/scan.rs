@@ -11,9 +11,12 @@ use miette::{Context as _, IntoDiagnostic as _};
 
 use crate::cmd::settings::{self, Settings};
 use crate::exit::Exit;
+use crate::out::errln;
 
 #[path = "scan_git.rs"]
 mod scan_git;
+#[path = "scan_output.rs"]
+mod scan_output;
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,6 +103,7 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
     args.max_file_size = args
         .max_file_size_flag
         .unwrap_or(args.settings.config.max_file_size.value);
+    args.threads = scan_output::clamp_threads(args.threads);
     let engine = Engine::new(args.settings.rules.clone()).into_diagnostic()?;
     if args.git.is_git() {
         return scan_git::run(&args, &engine);
@@ -129,10 +133,18 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
     }
     if !stdin.is_empty() {
         let mut data = Vec::new();
+        // One byte past the limit tells that there is more, without reading all of it.
         std::io::stdin()
+            .take(args.max_file_size.saturating_add(1))
             .read_to_end(&mut data)
             .into_diagnostic()
             .wrap_err("cannot read standard input")?;
+        if data.len() as u64 > args.max_file_size {
+            miette::bail!(
+                "standard input is over the {}-byte limit (raise it with --max-file-size)",
+                args.max_file_size
+            );
+        }
         outcome.stats.files += 1;
         outcome.stats.bytes += data.len() as u64;
         outcome.findings.extend(scan_blob(&engine, "-", &data));
@@ -141,15 +153,18 @@ pub fn run(mut args: Args) -> miette::Result<Exit> {
 }
 
 fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<Exit> {
+    let outcome = &scan_output::masked(engine, outcome);
     let git_repos = args.git.is_git().then_some(args.paths.as_slice());
     let (findings, stale) = settings::postprocess(&args.settings, &outcome.findings, git_repos);
     if args.write_baseline {
         return write_baseline(args, &findings, outcome);
     }
     for entry in &stale {
-        eprintln!(
+        errln!(
             "note: baseline entry no longer found: {} {} ({})",
-            entry.rule_id, entry.redacted, entry.fingerprint
+            entry.rule_id,
+            entry.redacted,
+            entry.fingerprint
         );
     }
     let report = ScanReport::new(engine.rules(), &findings, &outcome.stats, outcome.elapsed);
@@ -159,6 +174,9 @@ fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<E
         Format::Sarif => sarif::render(&report).into_diagnostic()?,
         Format::Human => render_human(&report, to_terminal),
     };
+    // Skips that lost content are errors, and errors go to standard error in every format
+    // (before the summary, which points up at them).
+    report_failures(&outcome.stats);
     match &args.output {
         Some(path) => std::fs::write(path, &text)
             .into_diagnostic()
@@ -170,9 +188,6 @@ fn emit(args: &Args, engine: &Engine, outcome: &ScanOutcome) -> miette::Result<E
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush());
         }
-    }
-    if args.format != Format::Human || args.output.is_some() {
-        report_failures(&outcome.stats);
     }
     Ok(if !report.complete() {
         Exit::Error
@@ -201,7 +216,7 @@ fn write_baseline(
     std::fs::write(&path, baseline.to_json())
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot write the baseline to `{}`", path.display()))?;
-    eprintln!(
+    errln!(
         "wrote {} entr{} to {}",
         baseline.len(),
         if baseline.len() == 1 { "y" } else { "ies" },
@@ -216,9 +231,9 @@ pub const DEFAULT_BASELINE: &str = ".keyscope-baseline.json";
 /// Skips that lost content always reach standard error, whatever the format.
 fn report_failures(stats: &WalkStats) {
     for skipped in stats.skipped.iter().filter(|s| s.reason.is_failure()) {
-        eprintln!(
+        errln!(
             "error: not scanned: {}: {}",
-            skipped.path.display(),
+            human::escape_controls(&skipped.path.to_string_lossy()),
             skipped.reason
         );
     }

@@ -11,6 +11,7 @@ use miette::IntoDiagnostic as _;
 
 use super::{Args, emit};
 use crate::exit::Exit;
+use crate::out::errln;
 
 /// The git modes of `keyscope scan`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,7 +67,7 @@ pub fn run(args: &Args, engine: &Engine) -> miette::Result<Exit> {
     .into_diagnostic()?;
     let GitOutcome { outcome, warnings } = outcome;
     for warning in &warnings {
-        eprintln!("warning: {warning}");
+        errln!("warning: {warning}");
     }
     emit(args, engine, &outcome)
 }
