@@ -294,7 +294,12 @@ impl Engine {
                 at = whole.start + 1;
                 continue;
             };
-            at = (span.end - window.start).max(whole.start + 1);
+            at = match strictness {
+                // A match that started early (in `nvapi-` typed before a key) can cover only
+                // part of the key behind it: masking looks for matches inside matches too.
+                Strictness::Mask => whole.start + 1,
+                Strictness::Report => (span.end - window.start).max(whole.start + 1),
+            };
             let secret = &data[span.clone()];
             if strictness == Strictness::Report
                 && rule.kind() == RuleKind::Secret

@@ -107,14 +107,26 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
 /// word boundary or not: a key glued to a letter (`--format <KEY>G`) is still a key.
 pub fn mask_secrets(engine: &Engine, text: &str) -> String {
     let (visible, positions) = without_escapes(text);
-    let rules = engine.rules().rules();
     let mut masked = text.as_bytes().to_vec();
-    for m in engine.scan_for_masking(visible.as_bytes()) {
+    mask_in(engine, &visible, &mut masked, |i| positions[i]);
+    // A key inside an escape sequence (a window title, a hyperlink's target) is set aside with
+    // the sequence above, and shown by anything that is not a terminal: mask the text as it is
+    // too.
+    if visible.len() != text.len() {
+        mask_in(engine, text, &mut masked, |i| i);
+    }
+    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Masks in `masked` every secret found in `searched`, whose byte `i` is `masked[at(i)]`.
+fn mask_in(engine: &Engine, searched: &str, masked: &mut [u8], at: impl Fn(usize) -> usize) {
+    let rules = engine.rules().rules();
+    for m in engine.scan_for_masking(searched.as_bytes()) {
         let rule = &rules[m.rule];
         if rule.kind() != RuleKind::Secret {
             continue;
         }
-        let Some(found) = visible.get(m.span.clone()) else {
+        let Some(found) = searched.get(m.span.clone()) else {
             continue;
         };
         let keep_start = rule
@@ -125,13 +137,12 @@ pub fn mask_secrets(engine: &Engine, text: &str) -> String {
         let hidden = m.span.start + keep_start..m.span.end - keep_end;
         // Whole characters only: every byte of each becomes one `*`, so the result stays UTF-8
         // and offsets after the secret do not move.
-        if visible.get(hidden.clone()).is_some() {
+        if searched.get(hidden.clone()).is_some() {
             for i in hidden {
-                masked[positions[i]] = b'*';
+                masked[at(i)] = b'*';
             }
         }
     }
-    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `text` without its terminal escape sequences (CSI such as colours, OSC such as links), and
