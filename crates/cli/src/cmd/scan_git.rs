@@ -67,7 +67,12 @@ pub fn run(args: &Args, engine: &Engine) -> miette::Result<Exit> {
     .into_diagnostic()?;
     let GitOutcome { outcome, warnings } = outcome;
     for warning in &warnings {
-        errln!("warning: {warning}");
+        // A warning names the repository path the user gave, which may hold anything.
+        let warning = keyscope_scan::mask_secrets(engine, warning);
+        errln!(
+            "warning: {}",
+            keyscope_report::human::escape_controls(&warning)
+        );
     }
     emit(args, engine, &outcome)
 }
