@@ -10,11 +10,12 @@ fn google_key() -> String {
 fn a_path_that_does_not_exist_is_an_error() {
     let run = keyscope(&root(), &["scan", "no/such/path"]);
     assert_eq!(run.code, 2);
+    // Issue #19: skipped files are named on standard error, as the README says.
     assert!(
-        run.stdout
+        run.stderr
             .contains("not scanned: no/such/path: no such file"),
         "{}",
-        run.stdout
+        run.stderr
     );
     let run = keyscope(&root(), &["scan", "--format", "json", "no/such/path"]);
     assert_eq!(run.code, 2);
@@ -29,7 +30,7 @@ fn broken_symlinks_are_errors_when_named_and_listed_when_found() {
     std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("link")).unwrap();
     let run = keyscope(dir.path(), &["scan", "link"]);
     assert_eq!(run.code, 2, "{}", run.stdout);
-    assert!(run.stdout.contains("broken symlink"));
+    assert!(run.stderr.contains("broken symlink"));
     let run = keyscope(dir.path(), &["scan", "--format", "json", "."]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -57,8 +58,8 @@ fn a_file_over_the_size_limit_is_named_and_fails_the_scan() {
     std::fs::write(dir.path().join("small.txt"), "hello").unwrap();
     let run = keyscope(dir.path(), &["scan", "--max-file-size", "1K"]);
     assert_eq!(run.code, 2);
-    assert!(run.stdout.contains("dump.sql"), "{}", run.stdout);
-    assert!(run.stdout.contains("--max-file-size"), "{}", run.stdout);
+    assert!(run.stderr.contains("dump.sql"), "{}", run.stderr);
+    assert!(run.stderr.contains("--max-file-size"), "{}", run.stderr);
     let run = keyscope(dir.path(), &["scan", "--max-file-size", "8K"]);
     assert_eq!(run.code, 0);
 }
@@ -82,7 +83,7 @@ fn an_unreadable_file_fails_the_scan() {
     // read from offset 0, so it stands in for an unreadable file for every user.
     let run = keyscope(&root(), &["scan", "/proc/self/mem"]);
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("cannot be read"), "{}", run.stdout);
+    assert!(run.stderr.contains("cannot be read"), "{}", run.stderr);
 }
 
 #[test]

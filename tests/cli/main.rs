@@ -11,6 +11,7 @@ mod bad_input;
 mod config_and_baseline;
 mod front_end;
 mod git;
+mod hardening;
 mod hooks;
 mod policy;
 mod rules_cmd;

@@ -2,6 +2,7 @@
 
 mod cmd;
 mod exit;
+mod out;
 
 use std::io::IsTerminal as _;
 
@@ -28,7 +29,7 @@ fn main() -> std::process::ExitCode {
             } else {
                 styled.to_string()
             };
-            eprint!("{}", mask(text));
+            out::stderr(&mask(text));
             return Exit::Error.into();
         }
         Err(help) => {
@@ -39,7 +40,7 @@ fn main() -> std::process::ExitCode {
     match cmd::run(cli.command) {
         Ok(exit) => exit.into(),
         Err(report) => {
-            eprintln!("{}", render(&report));
+            out::errln!("{}", render(&report));
             Exit::Error.into()
         }
     }

@@ -2,7 +2,9 @@
 //! the secret underlined, what to do), and a one-paragraph summary. The binary chooses the
 //! handler (colours, width, unicode), so this module only builds values.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
 use keyscope_rules::{RuleSet, Severity};
 use keyscope_scan::Finding;
@@ -52,10 +54,56 @@ pub struct FindingDiagnostic {
     label: LabeledSpan,
 }
 
+/// `text` with control characters and bidirectional overrides written out visibly (`\u{1b}`,
+/// `\r`, `\u{202e}`), as ripgrep and git show them: a file name, a line of a file or a commit
+/// author's name must not clear the screen, retitle the terminal, or reorder what is read.
+/// Tabs stay. JSON and SARIF escape these characters themselves.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_dangerous) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        push_visible(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+fn is_dangerous(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn push_visible(out: &mut String, c: char) {
+    match c {
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        c if is_dangerous(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+        c => out.push(c),
+    }
+}
+
+/// [`escape_controls`] on a snippet, with its highlight moved to where the escaped text puts
+/// it.
+fn escape_snippet(text: &str, highlight: Range<usize>) -> (String, Range<usize>) {
+    let at = |i: usize| {
+        text.get(..i)
+            .map_or(i, |before| escape_controls(before).len())
+    };
+    let (start, end) = (at(highlight.start), at(highlight.end));
+    (escape_controls(text).into_owned(), start..end.max(start))
+}
+
 impl FindingDiagnostic {
-    /// Builds the diagnostic of a finding; `rules` are the scan's (for the help text).
+    /// Builds the diagnostic of a finding; `rules` are the scan's (for the help text). Paths,
+    /// authors and the line are shown with their control characters escaped
+    /// ([`escape_controls`]).
     pub fn new(finding: &Finding, rules: &RuleSet) -> FindingDiagnostic {
         let loc = &finding.location;
+        let origin = loc.origin.to_string();
+        let path = escape_controls(&origin);
+        let (text, highlight) =
+            escape_snippet(&finding.snippet.text, finding.snippet.highlight.clone());
         let label_text = if finding.base64 {
             format!("{} (base64-encoded)", finding.redacted)
         } else {
@@ -67,18 +115,18 @@ impl FindingDiagnostic {
                 match &finding.owner {
                     Some(owner) => format!(
                         "{} of scope `{}` found at {}:{}:{}",
-                        finding.rule_name, owner.scope, loc.origin, loc.line, loc.column
+                        finding.rule_name, owner.scope, path, loc.line, loc.column
                     ),
                     None => format!(
                         "{} found at {}:{}:{}",
-                        finding.rule_name, loc.origin, loc.line, loc.column
+                        finding.rule_name, path, loc.line, loc.column
                     ),
                 },
                 match loc.commit() {
                     Some(c) => format!(
                         ", introduced in commit {} by {}",
                         &c.id[..c.id.len().min(12)],
-                        c.author
+                        escape_controls(&c.author)
                     ),
                     None => String::new(),
                 }
@@ -94,11 +142,11 @@ impl FindingDiagnostic {
                     .map(|l| match l.commit() {
                         Some(c) => format!(
                             "{}:{} (commit {})",
-                            l.origin,
+                            escape_controls(&l.origin.to_string()),
                             l.line,
                             &c.id[..c.id.len().min(12)]
                         ),
-                        None => format!("{}:{}", l.origin, l.line),
+                        None => format!("{}:{}", escape_controls(&l.origin.to_string()), l.line),
                     })
                     .collect();
                 format!(
@@ -107,13 +155,10 @@ impl FindingDiagnostic {
                     places.join(", ")
                 )
             },
-            label: LabeledSpan::new_primary_with_span(
-                Some(label_text),
-                finding.snippet.highlight.clone(),
-            ),
+            label: LabeledSpan::new_primary_with_span(Some(label_text), highlight),
             source: MaskedLine {
-                name: loc.origin.to_string(),
-                text: finding.snippet.text.clone(),
+                name: path.into_owned(),
+                text,
                 line: loc.line,
             },
         }
@@ -167,16 +212,19 @@ pub fn diagnostics(report: &ScanReport<'_>) -> Vec<FindingDiagnostic> {
 pub fn summary(report: &ScanReport<'_>) -> String {
     let stats = report.stats;
     let mut out = String::new();
-    for skipped in &stats.skipped {
-        if skipped.reason.is_failure() {
-            out.push_str(&format!(
-                "error: not scanned: {}: {}\n",
-                skipped.place, skipped.reason
-            ));
-        }
-    }
+    // Skips that lost content are errors, for the binary to print on standard error. Binary
+    // git blobs are counted without being listed, so the others are counted, not subtracted.
     let ignored = report.ignored_paths();
-    let others = stats.skipped.len() as u64 - stats.binary - ignored;
+    let others = stats
+        .skipped
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.reason,
+                keyscope_sources::SkipReason::Binary | keyscope_sources::SkipReason::Ignored
+            )
+        })
+        .count();
     let secs = report.elapsed.as_secs_f64();
     out.push_str(&format!(
         "scanned {} files ({}) in {:.2}s; skipped {} binary and {} other; {} finding{}",
@@ -197,7 +245,8 @@ pub fn summary(report: &ScanReport<'_>) -> String {
     }
     if !report.complete() {
         out.push_str(
-            "\nthe scan is incomplete: some content could not be scanned (see errors above)",
+            "\nthe scan is incomplete: some content could not be scanned (see the errors on \
+             standard error)",
         );
     }
     out.push('\n');
@@ -222,6 +271,39 @@ fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #19: escape sequences, BEL, BS, CR and bidi overrides from a file name, a line or
+    /// an author reached the terminal raw.
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+        assert_eq!(
+            escape_controls("a\x1b[2J\x1b]0;owned\x07b\x08\r\u{202e}c"),
+            "a\\u{1b}[2J\\u{1b}]0;owned\\u{7}b\\u{8}\\r\\u{202e}c"
+        );
+        let (text, highlight) = escape_snippet("\x1b[2Jx = \"sk-…AAAA\"", 9..19);
+        assert_eq!(&text[highlight], "sk-…AAAA");
+        assert!(!text.contains('\x1b'));
+    }
+
+    /// Issue #19: binary git blobs are counted in `binary` without a `skipped` entry, and
+    /// `skipped - binary` underflowed (`skipped 1 binary and 18446744073709551615 other`).
+    #[test]
+    fn the_summary_counts_other_skips_without_underflow() {
+        let rules = keyscope_rules::RuleSet::new();
+        let stats = keyscope_sources::WalkStats {
+            files: 1,
+            bytes: 10,
+            binary: 1,
+            skipped: Vec::new(),
+        };
+        let report = ScanReport::new(&rules, &[], &stats, std::time::Duration::ZERO);
+        let summary = summary(&report);
+        assert!(
+            summary.contains("skipped 1 binary and 0 other"),
+            "{summary}"
+        );
+    }
 
     #[test]
     fn bytes_are_humane() {

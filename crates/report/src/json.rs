@@ -102,6 +102,8 @@ fn skip_kind(reason: &keyscope_sources::SkipReason) -> &'static str {
         SkipReason::BrokenSymlink { .. } => "broken-symlink",
         SkipReason::NotFound => "not-found",
         SkipReason::Ignored => "ignored",
+        SkipReason::NotAFile { .. } => "not-a-file",
+        SkipReason::SymlinkOutsideTree => "symlink-outside-tree",
     }
 }
 

@@ -64,6 +64,17 @@ pub struct Match {
     pub base64: bool,
 }
 
+/// How strictly a candidate must look like a real key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strictness {
+    /// Findings: boundaries, placeholders, entropy, context and allow comments all apply.
+    Report,
+    /// Masking text before it is shown: any run that matches a rule's pattern is hidden,
+    /// glued to a letter or not, placeholder-looking or not. Masking too much costs nothing;
+    /// masking too little prints a key.
+    Mask,
+}
+
 /// A compiled rule set, ready to scan blobs from many threads at once.
 #[derive(Debug, Clone)]
 pub struct Detector {
@@ -144,10 +155,17 @@ impl Detector {
     /// Finds every secret in `data`, in order of position. Never prints, never fails: bytes
     /// that are not UTF-8 are matched like any others.
     pub fn scan(&self, data: &[u8]) -> Vec<Match> {
-        self.scan_inner(data, true)
+        self.scan_inner(data, true, Strictness::Report)
     }
 
-    fn scan_inner(&self, data: &[u8], decode: bool) -> Vec<Match> {
+    /// Every run of `data` that a secret rule's pattern matches, without the checks that make
+    /// a match a finding (word boundaries, placeholders, entropy, context, allow comments): what
+    /// must not reach a terminal or a report in clear.
+    pub(crate) fn scan_for_masking(&self, data: &[u8]) -> Vec<Match> {
+        self.scan_inner(data, true, Strictness::Mask)
+    }
+
+    fn scan_inner(&self, data: &[u8], decode: bool, strictness: Strictness) -> Vec<Match> {
         let mut hits: Vec<(usize, usize, usize)> = Vec::new();
         let mut maybe_base64 = false;
         self.prefilter
@@ -182,6 +200,7 @@ impl Detector {
                     rule_index,
                     data,
                     window,
+                    strictness,
                     &mut lines,
                     &mut blob_context,
                     &mut found,
@@ -193,7 +212,7 @@ impl Detector {
                 let Some(decoded) = encoding::decode_base64(&data[run.clone()]) else {
                     continue;
                 };
-                for inner in self.scan_inner(&decoded, false) {
+                for inner in self.scan_inner(&decoded, false, strictness) {
                     found.push(Match {
                         rule: inner.rule,
                         span: run.clone(),
@@ -206,7 +225,7 @@ impl Detector {
         found.sort_by(|a, b| {
             (a.span.start, a.span.end, a.rule).cmp(&(b.span.start, b.span.end, b.rule))
         });
-        if decode {
+        if decode && strictness == Strictness::Report {
             found.retain(|m| !lines.allowed_inline(&m.span));
         }
         // Two rules reporting the same bytes as the same secret are one finding.
@@ -227,43 +246,83 @@ impl Detector {
         found
     }
 
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the per-blob state of one scan, passed down rather than stored"
+    )]
     fn match_window(
         &self,
         rule_index: usize,
         data: &[u8],
         window: Range<usize>,
+        strictness: Strictness,
         lines: &mut checks::LineIndex<'_>,
         blob_context: &mut Option<bool>,
         found: &mut Vec<Match>,
     ) {
         let rule = &self.rules.rules()[rule_index];
+        if strictness == Strictness::Mask && rule.kind() != RuleKind::Secret {
+            return;
+        }
         let haystack = &data[window.clone()];
         let Some(pattern) = rule.pattern() else {
             return;
         };
-        let spans: Vec<Range<usize>> = match rule.secret_group() {
-            Some(group) => pattern
-                .captures_iter(haystack)
-                .filter_map(|c| c.get(group))
-                .map(|m| m.range())
-                .collect(),
-            None => pattern.find_iter(haystack).map(|m| m.range()).collect(),
-        };
-        for span in spans {
+        // The context of the last line range asked about: candidates on one long line (a
+        // minified bundle) share it instead of searching the line again each.
+        let mut line_context: Option<(Range<usize>, bool)> = None;
+        let mut at = 0;
+        while at <= haystack.len() {
+            let Some((whole, span)) = candidate(pattern, rule.secret_group(), haystack, at) else {
+                break;
+            };
             let span = span.start + window.start..span.end + window.start;
+            let whole_start = whole.start + window.start;
+            let span = if strictness == Strictness::Report && rule.kind() == RuleKind::Secret {
+                match checks::has_boundaries(data, &span) {
+                    true => Some(span),
+                    // A pattern of variable length can run on into a neighbouring key
+                    // (`<KEY>-<KEY>`); the shorter match that ends at a delimiter is the key.
+                    false => shorter_match(rule, data, whole_start, &span),
+                }
+            } else {
+                Some(span)
+            };
+            let Some(span) = span else {
+                // The next key can start inside a rejected candidate (two keys glued by a
+                // character the pattern accepts): look again one byte on, not after it.
+                at = whole.start + 1;
+                continue;
+            };
+            at = match strictness {
+                // A match that started early (in `nvapi-` typed before a key) can cover only
+                // part of the key behind it: masking looks for matches inside matches too.
+                Strictness::Mask => whole.start + 1,
+                Strictness::Report => (span.end - window.start).max(whole.start + 1),
+            };
             let secret = &data[span.clone()];
-            if rule.kind() == RuleKind::Secret
-                && (!checks::has_boundaries(data, &span)
-                    || checks::is_placeholder(secret)
+            if strictness == Strictness::Report
+                && rule.kind() == RuleKind::Secret
+                && (checks::is_placeholder(secret)
                     || checks::shannon_entropy(secret) < rule.entropy())
             {
                 continue;
             }
-            if let Some(context) = rule.context() {
+            if strictness == Strictness::Report
+                && let Some(context) = rule.context()
+            {
                 let matches = if context.lines() == 0 {
                     *blob_context.get_or_insert_with(|| lines.context_matches(context, &span))
                 } else {
-                    lines.context_matches(context, &span)
+                    let range = lines.around(&span, context.lines());
+                    match &line_context {
+                        Some((asked, answer)) if *asked == range => *answer,
+                        _ => {
+                            let answer = lines.context_matches(context, &span);
+                            line_context = Some((range, answer));
+                            answer
+                        }
+                    }
                 };
                 if !matches {
                     continue;
@@ -277,6 +336,59 @@ impl Detector {
             });
         }
     }
+}
+
+/// The next match of `pattern` in `haystack` from `at`: the whole match and the secret's span
+/// (the capture group `group`, when the rule has one).
+fn candidate(
+    pattern: &regex::bytes::Regex,
+    group: Option<usize>,
+    haystack: &[u8],
+    at: usize,
+) -> Option<(Range<usize>, Range<usize>)> {
+    match group {
+        Some(group) => {
+            let mut at = at;
+            loop {
+                let captures = pattern.captures_at(haystack, at)?;
+                let whole = captures.get(0)?.range();
+                match captures.get(group) {
+                    Some(secret) => return Some((whole, secret.range())),
+                    None => at = whole.start + 1,
+                }
+                if at > haystack.len() {
+                    return None;
+                }
+            }
+        }
+        None => pattern
+            .find_at(haystack, at)
+            .map(|m| (m.range(), m.range())),
+    }
+}
+
+/// For a candidate whose end is not a word boundary because it ran on into a neighbouring key
+/// of the same rule (`<KEY>-<KEY>`, where the pattern accepts `-`): the match of the same
+/// pattern from the same start that ends at the delimiter before the neighbour's prefix.
+fn shorter_match(
+    rule: &keyscope_rules::Rule,
+    data: &[u8],
+    whole_start: usize,
+    span: &Range<usize>,
+) -> Option<Range<usize>> {
+    let pattern = rule.pattern()?;
+    let prefix = rule.prefix()?.as_bytes();
+    if prefix.is_empty() || !checks::boundary_before(data, span.start) {
+        return None;
+    }
+    let end = (span.start + 1..span.end)
+        .find(|&end| !data[end].is_ascii_alphanumeric() && data[end + 1..].starts_with(prefix))?;
+    let (whole, secret) = candidate(pattern, rule.secret_group(), &data[..end], whole_start)?;
+    (whole.start == whole_start
+        && secret.start == span.start
+        && secret.end == end
+        && checks::has_boundaries(data, &secret))
+    .then_some(secret)
 }
 
 /// Merges the search windows of one rule's sorted hits, so that a run of hits (a minified

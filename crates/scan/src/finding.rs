@@ -155,18 +155,30 @@ pub fn redact(secret: &[u8], prefix: Option<&str>) -> String {
 /// and the last four characters stay (as in [`redact`]), every other character becomes `*`. The
 /// text keeps its length and line structure, so it can stand in for a user's file in an error
 /// report without moving anything the report points at. Terminal escape sequences (colours,
-/// links) are set aside for the search: a colour code right before a key would otherwise hide
-/// the word boundary most rules need.
+/// links) are set aside for the search, and a key is masked wherever a rule's pattern matches,
+/// word boundary or not: a key glued to a letter (`--format <KEY>G`) is still a key.
 pub fn mask_secrets(engine: &Detector, text: &str) -> String {
     let (visible, positions) = without_escapes(text);
-    let rules = engine.rules().rules();
     let mut masked = text.as_bytes().to_vec();
-    for m in engine.scan(visible.as_bytes()) {
+    mask_in(engine, &visible, &mut masked, |i| positions[i]);
+    // A key inside an escape sequence (a window title, a hyperlink's target) is set aside with
+    // the sequence above, and shown by anything that is not a terminal: mask the text as it is
+    // too.
+    if visible.len() != text.len() {
+        mask_in(engine, text, &mut masked, |i| i);
+    }
+    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Masks in `masked` every secret found in `searched`, whose byte `i` is `masked[at(i)]`.
+fn mask_in(engine: &Detector, searched: &str, masked: &mut [u8], at: impl Fn(usize) -> usize) {
+    let rules = engine.rules().rules();
+    for m in engine.scan_for_masking(searched.as_bytes()) {
         let rule = &rules[m.rule];
         if rule.kind() != RuleKind::Secret {
             continue;
         }
-        let Some(found) = visible.get(m.span.clone()) else {
+        let Some(found) = searched.get(m.span.clone()) else {
             continue;
         };
         let keep_start = rule
@@ -177,13 +189,12 @@ pub fn mask_secrets(engine: &Detector, text: &str) -> String {
         let hidden = m.span.start + keep_start..m.span.end - keep_end;
         // Whole characters only: every byte of each becomes one `*`, so the result stays UTF-8
         // and offsets after the secret do not move.
-        if visible.get(hidden.clone()).is_some() {
+        if searched.get(hidden.clone()).is_some() {
             for i in hidden {
-                masked[positions[i]] = b'*';
+                masked[at(i)] = b'*';
             }
         }
     }
-    String::from_utf8(masked).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `text` without its terminal escape sequences (CSI such as colours, OSC such as links), and
@@ -219,6 +230,11 @@ fn without_escapes(text: &str) -> (String, Vec<usize>) {
             Some(_) => 2,
             None => 1,
         };
+        // An escape's length is counted in bytes, and what follows it may be a character of
+        // several: never stop inside one, or the text left would not line up with `positions`.
+        while i < bytes.len() && !text.is_char_boundary(i) {
+            i += 1;
+        }
     }
     // Only ASCII escape bytes were taken out, so what is left is still UTF-8.
     let visible = String::from_utf8(visible)
@@ -256,22 +272,25 @@ pub(crate) fn findings(
             RuleKind::Usage => String::new(),
         })
         .collect();
-    let masks: Vec<(&Match, &str)> = matches
-        .iter()
-        .zip(&redactions)
-        .map(|(m, r)| (m, r.as_str()))
-        .collect();
-    let mut newlines: Option<Vec<usize>> = None;
+    let masks = masks(matches, &redactions);
+    let newlines: Vec<usize> = memchr::memchr_iter(b'\n', data).collect();
+    // The column of the previous finding on the same line: columns are counted on from it, so
+    // a line with many keys is read once, not once per key.
+    let mut last: Option<(usize, usize, usize)> = None;
     matches
         .iter()
         .zip(&redactions)
         .map(|(m, redacted)| {
-            let newlines =
-                newlines.get_or_insert_with(|| memchr::memchr_iter(b'\n', data).collect());
             let line_index = newlines.partition_point(|&nl| nl < m.span.start);
             let line_start = line_index.checked_sub(1).map_or(0, |i| newlines[i] + 1);
             let line_end = newlines.get(line_index).copied().unwrap_or(data.len());
-            let column = char_count(&data[line_start..m.span.start]) + 1;
+            let column = match last {
+                Some((line, at, column)) if line == line_index && at <= m.span.start => {
+                    column + char_count(&data[at..m.span.start])
+                }
+                _ => char_count(&data[line_start..m.span.start]) + 1,
+            };
+            last = Some((line_index, m.span.start, column));
             let end_column = column + char_count(&data[m.span.start..m.span.end.min(line_end)]);
             let rule = &rules[m.rule];
             Finding {
@@ -288,7 +307,7 @@ pub(crate) fn findings(
                 },
                 redacted: redacted.clone(),
                 fingerprint: salted_fingerprint(&m.secret),
-                snippet: snippet(data, line_start..line_end, m, &masks),
+                snippet: snippet(data, line_start..line_end, &m.span, &masks),
                 base64: m.base64,
                 correlation: None,
                 owner: None,
@@ -300,75 +319,179 @@ pub(crate) fn findings(
         .collect()
 }
 
-fn char_count(bytes: &[u8]) -> usize {
-    String::from_utf8_lossy(bytes).chars().count()
+/// A run of bytes that a snippet shows as a redaction.
+struct Mask {
+    span: Range<usize>,
+    shown: String,
 }
 
-/// The masked line around one match: every secret on the line replaced by its redaction.
-/// Usage matches (code, not secrets) are shown as they are, highlighted.
-fn snippet(data: &[u8], line: Range<usize>, this: &Match, matches: &[(&Match, &str)]) -> Snippet {
-    let mut text = String::new();
-    let mut at = line.start;
-    // Where the highlight starts and ends in `text`, once known.
-    let mut highlight: (Option<usize>, Option<usize>) = (None, None);
-    let copy_to = |text: &mut String,
-                   at: usize,
-                   to: usize,
-                   highlight: &mut (Option<usize>, Option<usize>)| {
-        for (bound, slot) in [
-            (this.span.start, &mut highlight.0),
-            (this.span.end, &mut highlight.1),
-        ] {
-            if slot.is_none() && (at..=to).contains(&bound) {
-                *slot = Some(text.len() + String::from_utf8_lossy(&data[at..bound]).len());
-            }
-        }
-        text.push_str(&String::from_utf8_lossy(&data[at..to]));
-    };
-    for &(m, redacted) in matches {
-        // Matches are in position order; one that overlaps an earlier mask is already hidden.
-        if m.span.start >= line.end || m.span.end <= line.start || m.span.start < at {
-            continue;
-        }
+/// The masks of a blob's secrets, in position order; overlapping secrets (two rules, or a key
+/// running into its neighbour) make one mask, so that no part of either is shown.
+fn masks(matches: &[Match], redactions: &[String]) -> Vec<Mask> {
+    let mut masks: Vec<Mask> = Vec::new();
+    for (m, redacted) in matches.iter().zip(redactions) {
         if redacted.is_empty() {
             continue;
         }
-        copy_to(&mut text, at, m.span.start, &mut highlight);
-        let masked = if m.base64 {
-            format!("[base64: {redacted}]")
-        } else {
-            redacted.to_owned()
-        };
-        if std::ptr::eq(m, this) {
-            highlight = (Some(text.len()), Some(text.len() + masked.len()));
+        match masks.last_mut() {
+            Some(last) if m.span.start < last.span.end => {
+                last.span.end = last.span.end.max(m.span.end);
+            }
+            _ => masks.push(Mask {
+                span: m.span.clone(),
+                shown: if m.base64 {
+                    format!("[base64: {redacted}]")
+                } else {
+                    redacted.clone()
+                },
+            }),
         }
-        text.push_str(&masked);
-        at = m.span.end;
     }
-    if at < line.end {
-        copy_to(&mut text, at, line.end, &mut highlight);
+    masks
+}
+
+/// The mask that holds byte `at`, if any.
+fn mask_at(masks: &[Mask], at: usize) -> Option<&Mask> {
+    let i = masks.partition_point(|mk| mk.span.end <= at);
+    masks.get(i).filter(|mk| mk.span.start <= at)
+}
+
+/// Bytes of a line read on each side of a match for its snippet: enough for
+/// [`SNIPPET_CONTEXT`] characters of up to four bytes each, and one more to know that the
+/// line goes on.
+const WINDOW_BYTES: usize = 4 * (SNIPPET_CONTEXT + 1);
+
+fn char_count(bytes: &[u8]) -> usize {
+    // As `String::from_utf8_lossy(bytes).chars().count()`, without building the string.
+    bytes
+        .utf8_chunks()
+        .map(|chunk| chunk.valid().chars().count() + usize::from(!chunk.invalid().is_empty()))
+        .sum()
+}
+
+/// The masked line around one match: every secret on it replaced by its redaction, cut to
+/// some context on each side. Usage matches (code, not secrets) are shown as they are,
+/// highlighted. Only a window of the line around the match is read, so a finding on a long
+/// minified line costs what its snippet does, not what the line does.
+fn snippet(data: &[u8], line: Range<usize>, span: &Range<usize>, masks: &[Mask]) -> Snippet {
+    let mut line_end = line.end;
+    while line_end > line.start && data[line_end - 1] == b'\r' {
+        line_end -= 1;
     }
-    let start = highlight.0.unwrap_or(0).min(text.len());
-    let end = highlight.1.unwrap_or(text.len()).clamp(start, text.len());
-    let trimmed = text.trim_end_matches('\r');
-    let end = end.min(trimmed.len());
-    cut(trimmed, start.min(end)..end)
+    let focus_start = span.start.clamp(line.start, line_end);
+    let focus_end = span.end.clamp(focus_start, line_end);
+    // Walk out from the match, a byte or a whole mask at a time.
+    let mut start = focus_start;
+    if let Some(mask) = mask_at(masks, start) {
+        start = mask.span.start.max(line.start);
+    }
+    for _ in 0..WINDOW_BYTES {
+        if start <= line.start {
+            break;
+        }
+        start = match mask_at(masks, start - 1) {
+            Some(mask) => mask.span.start.max(line.start),
+            None => start - 1,
+        };
+    }
+    let mut end = focus_end;
+    if end > focus_start
+        && let Some(mask) = mask_at(masks, end - 1)
+    {
+        end = mask.span.end.min(line_end);
+    }
+    for _ in 0..WINDOW_BYTES {
+        if end >= line_end {
+            break;
+        }
+        end = match mask_at(masks, end) {
+            Some(mask) => mask.span.end.min(line_end),
+            None => end + 1,
+        };
+    }
+    let mut text = String::new();
+    let mut highlight: (Option<usize>, Option<usize>) = (None, None);
+    let mut at = start;
+    let first = masks.partition_point(|mk| mk.span.end <= start);
+    for mask in masks[first..].iter().take_while(|mk| mk.span.start < end) {
+        let raw_end = mask.span.start.max(at);
+        push_raw(
+            &mut text,
+            data,
+            at..raw_end,
+            focus_start..focus_end,
+            &mut highlight,
+        );
+        if highlight.0.is_none() && mask.span.start <= focus_start && focus_start < mask.span.end {
+            highlight.0 = Some(text.len());
+        }
+        text.push_str(&mask.shown);
+        if highlight.1.is_none() && mask.span.start < focus_end && focus_end <= mask.span.end {
+            highlight.1 = Some(text.len());
+        }
+        at = mask.span.end.min(end).max(at);
+    }
+    push_raw(
+        &mut text,
+        data,
+        at..end,
+        focus_start..focus_end,
+        &mut highlight,
+    );
+    let hl_start = highlight.0.unwrap_or(0).min(text.len());
+    let hl_end = highlight
+        .1
+        .unwrap_or(text.len())
+        .clamp(hl_start, text.len());
+    cut_within(&text, hl_start..hl_end, start > line.start, end < line_end)
+}
+
+/// Appends `data[raw]` to `text`, noting where the focus starts and ends in it.
+fn push_raw(
+    text: &mut String,
+    data: &[u8],
+    raw: Range<usize>,
+    focus: Range<usize>,
+    highlight: &mut (Option<usize>, Option<usize>),
+) {
+    if raw.start > raw.end {
+        return;
+    }
+    for (bound, slot) in [
+        (focus.start, &mut highlight.0),
+        (focus.end, &mut highlight.1),
+    ] {
+        if slot.is_none() && (raw.start..=raw.end).contains(&bound) {
+            *slot = Some(text.len() + String::from_utf8_lossy(&data[raw.start..bound]).len());
+        }
+    }
+    text.push_str(&String::from_utf8_lossy(&data[raw]));
 }
 
 /// Cuts a long line to the highlighted part and some context on each side.
+#[cfg(test)]
 fn cut(text: &str, highlight: Range<usize>) -> Snippet {
-    let before: Vec<(usize, char)> = text[..highlight.start].char_indices().collect();
-    let start = if before.len() > SNIPPET_CONTEXT {
-        before[before.len() - SNIPPET_CONTEXT].0
-    } else {
-        0
+    cut_within(text, highlight, false, false)
+}
+
+/// Cuts `text` to the highlighted part and some context on each side; `more_before` and
+/// `more_after` say that `text` is itself a window of a longer line.
+fn cut_within(text: &str, highlight: Range<usize>, more_before: bool, more_after: bool) -> Snippet {
+    let mut before = text[..highlight.start].char_indices().rev();
+    let start = match before.nth(SNIPPET_CONTEXT - 1) {
+        Some((i, _)) if before.next().is_some() => i,
+        _ => 0,
     };
     let end = text[highlight.end..]
         .char_indices()
         .nth(SNIPPET_CONTEXT)
         .map_or(text.len(), |(i, _)| highlight.end + i);
-    let lead = if start > 0 { "…" } else { "" };
-    let trail = if end < text.len() { "…" } else { "" };
+    let lead = if start > 0 || more_before { "…" } else { "" };
+    let trail = if end < text.len() || more_after {
+        "…"
+    } else {
+        ""
+    };
     let trimmed_start =
         text[start..highlight.start].len() - text[start..highlight.start].trim_start().len();
     let body = &text[start + trimmed_start..end];

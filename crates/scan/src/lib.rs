@@ -46,7 +46,7 @@ pub use history::{GitOutcome, scan_history, scan_range, scan_staged};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use keyscope_sources::{FileSource, Origin, WalkStats};
+use keyscope_sources::{FileSource, Origin, SkippedPlace, WalkStats};
 
 /// The result of scanning a source.
 #[derive(Debug, Clone, Default)]
@@ -68,23 +68,31 @@ pub fn scan_blob(engine: &Detector, origin: impl Into<Origin>, data: &[u8]) -> V
     finding::findings(engine.rules().rules(), &origin.into(), data, &matches)
 }
 
-/// Scans every file of a source, in parallel.
+/// Scans every file of a source, in parallel. A key in a file's name is a finding too, and
+/// no path in the outcome shows one: paths are masked as [`mask_secrets`] masks text.
 pub fn scan_files(engine: &Detector, source: &FileSource) -> ScanOutcome {
     let started = Instant::now();
     let findings = Mutex::new(Vec::new());
-    let stats = source.for_each(|blob| {
+    let mut stats = source.for_each(|blob| {
         let matches = engine.scan(blob.data);
-        if matches.is_empty() {
+        let in_name = name_findings(engine, blob.path);
+        if matches.is_empty() && in_name.is_empty() {
             return;
         }
-        let origin = Origin::File(blob.path.to_path_buf());
+        let origin = Origin::File(masked_path(engine, blob.path));
         let found = finding::findings(engine.rules().rules(), &origin, blob.data, &matches);
-        findings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(found);
+        let mut findings = findings.lock().unwrap_or_else(|p| p.into_inner());
+        findings.extend(found);
+        findings.extend(in_name);
     });
     let mut findings = findings.into_inner().unwrap_or_else(|p| p.into_inner());
+    // A path that was not read can still be named after a key (a key typed as a path).
+    for skipped in &mut stats.skipped {
+        if let SkippedPlace::Path(path) = &mut skipped.place {
+            findings.extend(name_findings(engine, path));
+            *path = masked_path(engine, path);
+        }
+    }
     sort_findings(&mut findings);
     ScanOutcome {
         findings,
@@ -96,6 +104,36 @@ pub fn scan_files(engine: &Detector, source: &FileSource) -> ScanOutcome {
 /// Sorts findings by location, then rule.
 pub fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| (&a.location, &a.rule_id).cmp(&(&b.location, &b.rule_id)));
+}
+
+/// The findings of the keys in a file's name (its last component), placed at the masked path;
+/// their line and column are those of the name.
+fn name_findings(engine: &Detector, path: &std::path::Path) -> Vec<Finding> {
+    let Some(name) = path.file_name() else {
+        return Vec::new();
+    };
+    let name = name.to_string_lossy();
+    let matches: Vec<Match> = engine
+        .scan(name.as_bytes())
+        .into_iter()
+        .filter(|m| engine.rules().rules()[m.rule].kind() == keyscope_rules::RuleKind::Secret)
+        .collect();
+    if matches.is_empty() {
+        return Vec::new();
+    }
+    let origin = Origin::File(masked_path(engine, path));
+    finding::findings(engine.rules().rules(), &origin, name.as_bytes(), &matches)
+}
+
+/// `path` with any key in it masked; the path itself when it holds none.
+fn masked_path(engine: &Detector, path: &std::path::Path) -> std::path::PathBuf {
+    let text = path.to_string_lossy();
+    let shown = mask_secrets(engine, &text);
+    if shown == text {
+        path.to_path_buf()
+    } else {
+        shown.into()
+    }
 }
 
 /// A rule example that does not behave as its rule file says.

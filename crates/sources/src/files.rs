@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
-use std::io::Read;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,10 @@ use std::sync::{Arc, Mutex};
 use ignore::WalkState;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
-use crate::{Blob, DEFAULT_MAX_FILE_SIZE, ExcludeError, SkipReason, Skipped, WalkStats, is_binary};
+use crate::{
+    BINARY_PROBE_LEN, Blob, DEFAULT_MAX_FILE_SIZE, ExcludeError, SkipReason, Skipped, WalkStats,
+    is_binary,
+};
 
 /// Builds a [`FileSource`].
 #[derive(Debug, Clone)]
@@ -234,7 +237,15 @@ impl FileSource {
         for path in &self.paths {
             match std::fs::metadata(path) {
                 Ok(meta) if meta.is_dir() => dirs.push(path.clone()),
-                Ok(_) => self.read_and_visit(path, &mut buf, &tally, &visit),
+                Ok(meta) if meta.is_file() => self.read_and_visit(path, &mut buf, &tally, &visit),
+                // Opening a FIFO blocks until a writer comes, and a device may never end.
+                Ok(meta) => tally.skip(
+                    path,
+                    SkipReason::NotAFile {
+                        kind: special_kind(&meta.file_type()),
+                        explicit: true,
+                    },
+                ),
                 Err(e) => {
                     let reason = match std::fs::symlink_metadata(path) {
                         Ok(_) => SkipReason::BrokenSymlink { explicit: true },
@@ -273,6 +284,10 @@ impl FileSource {
                 (root, canonical)
             })
             .collect();
+        let canonical_roots: Vec<PathBuf> = roots
+            .iter()
+            .map(|(_, canonical)| canonical.clone())
+            .collect();
         let excludes = self.excludes.clone();
         let git_seen = Arc::new(AtomicBool::new(false));
         let saw_git = Arc::clone(&git_seen);
@@ -296,6 +311,7 @@ impl FileSource {
         builder.filter_entry(keep.clone());
         let seen = Mutex::new(HashSet::new());
         let rules_seen = AtomicBool::new(false);
+        let canonical_roots = &canonical_roots;
         builder.build_parallel().run(|| {
             let mut buf = Vec::new();
             let mut seen = SeenPaths::new(&seen, &rules_seen, self.honor_ignore_files);
@@ -308,8 +324,16 @@ impl FileSource {
                         };
                         if kind.is_file() {
                             self.read_and_visit(entry.path(), &mut buf, tally, visit);
-                        } else if kind.is_symlink() && std::fs::metadata(entry.path()).is_err() {
-                            tally.skip(entry.path(), SkipReason::BrokenSymlink { explicit: false });
+                        } else if kind.is_symlink() {
+                            skip_symlink(entry.path(), canonical_roots, tally);
+                        } else if !kind.is_dir() {
+                            tally.skip(
+                                entry.path(),
+                                SkipReason::NotAFile {
+                                    kind: special_kind(&kind),
+                                    explicit: false,
+                                },
+                            );
                         }
                     }
                     Err(err) => {
@@ -341,38 +365,115 @@ impl FileSource {
         F: Fn(Blob<'_>) + Sync,
     {
         buf.clear();
-        let read = File::open(path).and_then(|file| {
-            let size = file.metadata()?.len();
-            if size > self.max_file_size {
-                return Ok(Some(size));
-            }
-            // One extra byte detects a file that grew past the limit after the size check.
-            file.take(self.max_file_size + 1).read_to_end(buf)?;
-            Ok(None)
-        });
+        let read = File::open(path).and_then(|file| self.read_text(file, buf));
         match read {
-            Ok(Some(size)) => tally.skip(
+            Ok(ReadOutcome::TooLarge(size)) => tally.skip(
                 path,
                 SkipReason::TooLarge {
                     size,
                     limit: self.max_file_size,
                 },
             ),
-            Ok(None) if buf.len() as u64 > self.max_file_size => tally.skip(
-                path,
-                SkipReason::TooLarge {
-                    size: buf.len() as u64,
-                    limit: self.max_file_size,
-                },
-            ),
-            Ok(None) if is_binary(buf) => tally.skip(path, SkipReason::Binary),
-            Ok(None) => {
+            Ok(ReadOutcome::Binary) => tally.skip(path, SkipReason::Binary),
+            Ok(ReadOutcome::Text) => {
                 tally.files.fetch_add(1, Ordering::Relaxed);
                 tally.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
                 visit(Blob { path, data: buf });
             }
             Err(e) => tally.skip(path, SkipReason::Unreadable(e.to_string())),
         }
+    }
+
+    /// Reads a file's text into `buf`: its first block decides whether it is binary before the
+    /// rest is read (a 2 GB file of NULs costs 8 KiB), and UTF-16 with a byte-order mark is
+    /// decoded to UTF-8, so that its keys are found.
+    fn read_text(&self, file: File, buf: &mut Vec<u8>) -> std::io::Result<ReadOutcome> {
+        let size = file.metadata()?.len();
+        if size > self.max_file_size {
+            return Ok(ReadOutcome::TooLarge(size));
+        }
+        // One extra byte detects a file that grew past the limit after the size check.
+        let mut file = file.take(self.max_file_size.saturating_add(1));
+        (&mut file).take(BINARY_PROBE_LEN as u64).read_to_end(buf)?;
+        let utf16 = utf16_order(buf);
+        if utf16.is_none() && is_binary(buf) {
+            return Ok(ReadOutcome::Binary);
+        }
+        file.read_to_end(buf)?;
+        if buf.len() as u64 > self.max_file_size {
+            return Ok(ReadOutcome::TooLarge(buf.len() as u64));
+        }
+        if let Some(order) = utf16 {
+            let text = decode_utf16(&buf[2..], order);
+            buf.clear();
+            buf.extend_from_slice(text.as_bytes());
+        }
+        Ok(ReadOutcome::Text)
+    }
+}
+
+/// What reading a file gave.
+enum ReadOutcome {
+    /// Text, in the buffer.
+    Text,
+    /// Binary content: only its first block was read.
+    Binary,
+    /// Larger than the limit: this many bytes at least.
+    TooLarge(u64),
+}
+
+/// UTF-16 byte order, from a byte-order mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Utf16Order {
+    Little,
+    Big,
+}
+
+fn utf16_order(data: &[u8]) -> Option<Utf16Order> {
+    match data {
+        [0xFF, 0xFE, 0, 0, ..] => None, // UTF-32 LE: not decoded.
+        [0xFF, 0xFE, ..] => Some(Utf16Order::Little),
+        [0xFE, 0xFF, ..] => Some(Utf16Order::Big),
+        _ => None,
+    }
+}
+
+/// UTF-16 text as UTF-8; unpaired surrogates and an odd last byte become U+FFFD.
+fn decode_utf16(data: &[u8], order: Utf16Order) -> String {
+    let units = data.chunks(2).map(|pair| match (pair, order) {
+        ([a, b], Utf16Order::Little) => u16::from_le_bytes([*a, *b]),
+        ([a, b], Utf16Order::Big) => u16::from_be_bytes([*a, *b]),
+        _ => 0xFFFD,
+    });
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
+/// What a path that is neither a file, a directory nor a symlink is.
+fn special_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
+/// A symlink met in a walk is not followed. One that is broken, or that points outside every
+/// scanned tree, is listed, so that what it points to is not lost without a word; one that
+/// points inside is scanned where its target is.
+fn skip_symlink(path: &Path, canonical_roots: &[PathBuf], tally: &Tally) {
+    match std::fs::canonicalize(path) {
+        Err(_) => tally.skip(path, SkipReason::BrokenSymlink { explicit: false }),
+        Ok(target) if !canonical_roots.iter().any(|root| target.starts_with(root)) => {
+            tally.skip(path, SkipReason::SymlinkOutsideTree);
+        }
+        Ok(_) => {}
     }
 }
 
@@ -626,6 +727,116 @@ mod tests {
             SkipReason::BrokenSymlink { explicit: false }
         );
         assert!(!stats.has_failures());
+    }
+
+    /// Runs a walk on another thread, failing (rather than hanging the test run) if it does not
+    /// end within a few seconds.
+    fn collect_within(source: FileSource) -> (Vec<(PathBuf, Vec<u8>)>, WalkStats) {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let seen = Mutex::new(Vec::new());
+            let stats = source.for_each(|blob| {
+                seen.lock()
+                    .unwrap()
+                    .push((blob.path.to_path_buf(), blob.data.to_vec()))
+            });
+            let _ = send.send((seen.into_inner().unwrap(), stats));
+        });
+        receive
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the walk ends")
+    }
+
+    fn mkfifo(path: &Path) {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Issue #19: a FIFO named on the command line blocked the scan forever; one inside a tree
+    /// was skipped without a word.
+    #[test]
+    fn fifos_are_never_opened_and_always_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        mkfifo(&fifo);
+        std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+        let (_, stats) = collect_within(FileSource::builder().path(&fifo).build().unwrap());
+        assert_eq!(
+            stats.skipped[0].reason,
+            SkipReason::NotAFile {
+                kind: "FIFO",
+                explicit: true
+            }
+        );
+        assert!(stats.has_failures());
+        let (seen, stats) = collect_within(FileSource::builder().path(dir.path()).build().unwrap());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(stats.skipped.len(), 1, "{:?}", stats.skipped);
+        assert_eq!(stats.skipped[0].place, SkippedPlace::Path(fifo));
+        assert!(!stats.has_failures());
+    }
+
+    /// Issue #19: a symlink out of the walked tree was neither followed nor listed.
+    #[test]
+    fn symlinks_out_of_the_tree_are_named() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.env"), "K=1").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.env"), dir.path().join("out"))
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.txt"), dir.path().join("in")).unwrap();
+        let (seen, stats) = collect_within(FileSource::builder().path(dir.path()).build().unwrap());
+        assert_eq!(seen.len(), 1);
+        assert_eq!(stats.skipped.len(), 1, "{:?}", stats.skipped);
+        assert_eq!(
+            stats.skipped[0].place,
+            SkippedPlace::Path(dir.path().join("out"))
+        );
+        assert_eq!(stats.skipped[0].reason, SkipReason::SymlinkOutsideTree);
+        assert!(!stats.has_failures());
+    }
+
+    /// Issue #19: UTF-16 text with a byte-order mark was called binary and skipped.
+    #[test]
+    fn utf16_with_a_bom_is_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "KEY=\"demo_q8Zr3LwX0pVt7KcN2bYh5MfJ\" é\n";
+        let mut le = vec![0xFF, 0xFE];
+        le.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+        let mut be = vec![0xFE, 0xFF];
+        be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        std::fs::write(dir.path().join("le.txt"), le).unwrap();
+        std::fs::write(dir.path().join("be.txt"), be).unwrap();
+        let (seen, stats) = collect_within(FileSource::builder().path(dir.path()).build().unwrap());
+        assert_eq!(stats.binary, 0);
+        assert_eq!(seen.len(), 2);
+        for (_, data) in seen {
+            assert_eq!(data, text.as_bytes());
+        }
+    }
+
+    /// Issue #19: the largest limit (`--max-file-size 18446744073709551615`) wrapped to a limit
+    /// of nothing and every file was read as empty; a huge file of NULs is called binary on its
+    /// first block, not read whole.
+    #[test]
+    fn the_largest_limit_reads_files_and_binary_is_decided_on_the_first_block() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "hello").unwrap();
+        let zeros = File::create(dir.path().join("zeros.bin")).unwrap();
+        zeros.set_len(1 << 40).unwrap();
+        let source = FileSource::builder()
+            .path(dir.path())
+            .max_file_size(u64::MAX)
+            .build()
+            .unwrap();
+        let (seen, stats) = collect_within(source);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].1, b"hello");
+        assert_eq!(stats.binary, 1);
     }
 
     #[test]

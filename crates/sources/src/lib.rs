@@ -88,6 +88,17 @@ pub enum SkipReason {
     NotFound,
     /// A `.gitignore`, `.ignore` or git exclude file excludes this path (a directory counts once).
     Ignored,
+    /// Not a regular file: a FIFO, a socket or a device, which can block a read forever or
+    /// never end. It is not opened.
+    NotAFile {
+        /// What it is (`FIFO`, `socket`, `device`).
+        kind: &'static str,
+        /// Whether the user named this path directly (then it is an error).
+        explicit: bool,
+    },
+    /// A symlink in a walked directory that points outside every scanned tree: not followed,
+    /// so its target is not scanned (name the target to scan it).
+    SymlinkOutsideTree,
 }
 
 impl SkipReason {
@@ -96,7 +107,10 @@ impl SkipReason {
     pub fn is_failure(&self) -> bool {
         match self {
             SkipReason::Binary | SkipReason::Ignored => false,
-            SkipReason::BrokenSymlink { explicit } => *explicit,
+            SkipReason::BrokenSymlink { explicit } | SkipReason::NotAFile { explicit, .. } => {
+                *explicit
+            }
+            SkipReason::SymlinkOutsideTree => false,
             SkipReason::TooLarge { .. } | SkipReason::Unreadable(_) | SkipReason::NotFound => true,
         }
     }
@@ -115,6 +129,10 @@ impl fmt::Display for SkipReason {
             SkipReason::NotFound => f.write_str("no such file or directory"),
             SkipReason::Ignored => {
                 f.write_str("excluded by an ignore file (scan it with --no-ignore)")
+            }
+            SkipReason::NotAFile { kind, .. } => write!(f, "not a regular file ({kind}): not read"),
+            SkipReason::SymlinkOutsideTree => {
+                f.write_str("symlink to outside the scanned tree: not followed")
             }
         }
     }
@@ -179,6 +197,10 @@ impl WalkStats {
         self.skipped.iter().any(|s| s.reason.is_failure())
     }
 }
+
+/// How many leading bytes [`is_binary`] looks at: a reader can decide on this much of a file
+/// before reading the rest.
+pub const BINARY_PROBE_LEN: usize = BINARY_PROBE;
 
 /// Whether content looks binary: a NUL byte in its first few kilobytes.
 pub fn is_binary(data: &[u8]) -> bool {

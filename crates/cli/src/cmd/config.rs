@@ -32,7 +32,9 @@ pub fn run(command: Command) -> miette::Result<Exit> {
             isolated,
         } => {
             let config = source(config, isolated).load(&path)?;
-            print!("{}", config.show());
+            // A key pasted into `exclude`, `disable_rules` or an environment is the user's
+            // mistake to fix, not to print.
+            crate::out::stdout(&crate::mask(config.show()))?;
             Ok(Exit::Clean)
         }
     }

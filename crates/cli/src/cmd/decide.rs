@@ -9,6 +9,7 @@ use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
+use crate::out::outln;
 
 /// Arguments of `keyscope decide`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +85,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         engine.decide(&request)
     };
     let json = serde_json::to_string_pretty(&decision.to_authzen()).into_diagnostic()?;
-    println!("{json}");
+    // The decision quotes the request (its model, action and request id), and a key pasted
+    // into one of those would otherwise be echoed whole.
+    outln!("{}", crate::mask(json))?;
     Ok(if decision.allowed {
         Exit::Clean
     } else {

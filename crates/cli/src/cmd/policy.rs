@@ -7,6 +7,7 @@ use keyscope_policy::{Engine, LEDGER_FILE, Ledger, Store};
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
+use crate::out::outln;
 
 /// Where the policy store is.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,7 +91,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
 fn validate(args: &ValidateArgs) -> miette::Result<Exit> {
     let store = args.store.load()?;
     let catalog = store.catalog();
-    println!(
+    outln!(
         "policy store `{}` is valid: {} policies, {} scopes, {} keys, {} models (prices as of {})",
         args.store.store.display(),
         store.policies().count(),
@@ -98,7 +99,7 @@ fn validate(args: &ValidateArgs) -> miette::Result<Exit> {
         store.scopes().keys().len(),
         catalog.models().len(),
         &catalog.prices_as_of().to_string()[..10],
-    );
+    )?;
     Ok(Exit::Clean)
 }
 
@@ -134,12 +135,12 @@ fn test(args: &TestArgs) -> miette::Result<Exit> {
                 None => passed += 1,
                 Some(failure) => {
                     failed += 1;
-                    println!("FAIL {}: {}: {failure}", file.display(), outcome.name);
+                    outln!("FAIL {}: {}: {failure}", file.display(), outcome.name)?;
                 }
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed")?;
     Ok(if failed == 0 {
         Exit::Clean
     } else {

@@ -7,6 +7,7 @@ use keyscope_scan::pipeline::{check_rule_files, load_rules};
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
+use crate::out::{errln, outln};
 
 /// Rule commands.
 #[derive(Debug, clap::Subcommand)]
@@ -34,8 +35,8 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::List { rule_files, json } => {
             let rules = load_rules(&rule_files)?;
             match json {
-                true => print!("{}", rule_list::json(&rules).into_diagnostic()?),
-                false => print!("{}", rule_list::table(&rules)),
+                true => crate::out::stdout(&rule_list::json(&rules).into_diagnostic()?)?,
+                false => crate::out::stdout(&rule_list::table(&rules))?,
             }
             Ok(Exit::Clean)
         }
@@ -46,18 +47,18 @@ pub fn run(command: Command) -> miette::Result<Exit> {
 fn check(files: &[PathBuf]) -> miette::Result<Exit> {
     let check = check_rule_files(files)?;
     for failure in &check.failures {
-        eprintln!("error: {failure}");
+        errln!("error: {failure}");
     }
     for id in &check.without_examples {
-        eprintln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
+        errln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
     }
     let plural = |n: usize| if n == 1 { "" } else { "s" };
     if check.failures.is_empty() {
-        println!("{} rule{} OK", check.rules, plural(check.rules));
+        outln!("{} rule{} OK", check.rules, plural(check.rules))?;
         Ok(Exit::Clean)
     } else {
         let failed = check.failures.len();
-        eprintln!("{failed} example check{} failed", plural(failed));
+        errln!("{failed} example check{} failed", plural(failed));
         Ok(Exit::ChecksFailed)
     }
 }

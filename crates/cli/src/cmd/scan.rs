@@ -14,6 +14,10 @@ use keyscope_sources::WalkStats;
 use miette::{Context as _, IntoDiagnostic as _};
 
 use crate::exit::Exit;
+use crate::out::errln;
+
+#[path = "scan_output.rs"]
+mod scan_output;
 
 /// The policy store used when `--store` is not given, if it exists.
 const DEFAULT_STORE: &str = "policies";
@@ -97,10 +101,13 @@ struct GitArgs {
 /// Runs `keyscope scan`.
 pub fn run(args: Args) -> miette::Result<Exit> {
     let (scan, result) = scan(&args)?;
+    let result = scan_output::masked(scan.detector(), result);
     for entry in &result.stale {
-        eprintln!(
+        errln!(
             "note: baseline entry no longer found: {} {} ({})",
-            entry.rule_id, entry.redacted, entry.fingerprint
+            entry.rule_id,
+            entry.redacted,
+            entry.fingerprint
         );
     }
     let report = ScanReport::new(
@@ -115,10 +122,10 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         Format::Sarif => sarif::render(&report).into_diagnostic()?,
         Format::Human => render_human(&report, to_terminal),
     };
+    // Skips that lost content are errors, and errors go to standard error in every format
+    // (before the summary, which points up at them).
+    report_failures(&result.stats);
     write_report(args.output.as_deref(), &text)?;
-    if args.format != Format::Human || args.output.is_some() {
-        report_failures(&result.stats);
-    }
     Ok(if !result.complete() {
         Exit::Error
     } else if result.findings.is_empty() {
@@ -137,7 +144,7 @@ pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
         ))
         .honor_ignore_files(!args.no_ignore)
         .max_file_size(args.max_file_size)
-        .threads(args.threads);
+        .threads(scan_output::clamp_threads(args.threads));
     for glob in &args.exclude {
         builder = builder.exclude(glob);
     }
@@ -161,7 +168,9 @@ pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
         scan.run()
     }?;
     for warning in &result.warnings {
-        eprintln!("warning: {warning}");
+        // A warning can name a path the user typed, and that may be a key.
+        let warning = keyscope_scan::mask_secrets(scan.detector(), warning);
+        errln!("warning: {}", human::escape_controls(&warning));
     }
     Ok((scan, result))
 }
@@ -192,18 +201,29 @@ fn target(args: &Args) -> miette::Result<Target> {
             .partition(|p| p.as_os_str() == "-");
         let stdin = match stdin.is_empty() {
             true => None,
-            false => Some(read_stdin()?),
+            false => Some(read_stdin(
+                args.max_file_size
+                    .unwrap_or(keyscope_sources::DEFAULT_MAX_FILE_SIZE),
+            )?),
         };
         Target::Files { paths, stdin }
     })
 }
 
-fn read_stdin() -> miette::Result<Vec<u8>> {
+/// Standard input, up to `limit` bytes: more is an error, not memory filled.
+fn read_stdin(limit: u64) -> miette::Result<Vec<u8>> {
     let mut data = Vec::new();
+    // One byte past the limit tells that there is more, without reading all of it.
     std::io::stdin()
+        .take(limit.saturating_add(1))
         .read_to_end(&mut data)
         .into_diagnostic()
         .wrap_err("cannot read standard input")?;
+    if data.len() as u64 > limit {
+        miette::bail!(
+            "standard input is over the {limit}-byte limit (raise it with --max-file-size)"
+        );
+    }
     Ok(data)
 }
 
@@ -237,21 +257,19 @@ fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
         Some(path) => std::fs::write(path, text)
             .into_diagnostic()
             .wrap_err_with(|| format!("cannot write the report to `{}`", path.display())),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
-            let _ = stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush());
-            Ok(())
-        }
+        // A closed pipe (`| head`) is the reader's choice, not an error worth a panic.
+        None => crate::out::stdout(text),
     }
 }
 
 /// Skips that lost content always reach standard error, whatever the format.
 pub fn report_failures(stats: &WalkStats) {
     for skipped in stats.skipped.iter().filter(|s| s.reason.is_failure()) {
-        eprintln!("error: not scanned: {}: {}", skipped.place, skipped.reason);
+        errln!(
+            "error: not scanned: {}: {}",
+            human::escape_controls(&skipped.place.to_string()),
+            skipped.reason
+        );
     }
 }
 

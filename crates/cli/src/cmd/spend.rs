@@ -5,6 +5,7 @@ use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
+use crate::out::outln;
 
 /// Grouping of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -72,7 +73,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     match args.format {
         Format::Json => {
             let json = serde_json::json!({"by": by, "since": args.since, "rows": rows});
-            println!("{}", serde_json::to_string_pretty(&json).into_diagnostic()?);
+            outln!("{}", serde_json::to_string_pretty(&json).into_diagnostic()?)?;
         }
         Format::Table => {
             let header = match args.by {
@@ -86,14 +87,18 @@ pub fn run(args: Args) -> miette::Result<Exit> {
                 .chain([header.len(), 5])
                 .max()
                 .unwrap_or(5);
-            println!(
+            outln!(
                 "{header:<width$}  {:>8}  {:>16}  {:>12}  {:>12}  {:>14}",
-                "REQUESTS", "COST USD", "INPUT TOK", "OUTPUT TOK", "HELD USD"
-            );
+                "REQUESTS",
+                "COST USD",
+                "INPUT TOK",
+                "OUTPUT TOK",
+                "HELD USD"
+            )?;
             let (mut requests, mut cost, mut input, mut output, mut held) =
                 (0u64, 0u64, 0u64, 0u64, 0u64);
             for row in &rows {
-                println!(
+                outln!(
                     "{:<width$}  {:>8}  {:>16}  {:>12}  {:>12}  {:>14}",
                     row.group,
                     row.requests,
@@ -101,19 +106,19 @@ pub fn run(args: Args) -> miette::Result<Exit> {
                     row.input_tokens,
                     row.output_tokens,
                     format_usd(row.held_micros)
-                );
+                )?;
                 requests = requests.saturating_add(row.requests);
                 cost = cost.saturating_add(row.cost_micros);
                 input = input.saturating_add(row.input_tokens);
                 output = output.saturating_add(row.output_tokens);
                 held = held.saturating_add(row.held_micros);
             }
-            println!(
+            outln!(
                 "{:<width$}  {requests:>8}  {:>16}  {input:>12}  {output:>12}  {:>14}",
                 "TOTAL",
                 format_usd(cost),
                 format_usd(held)
-            );
+            )?;
         }
     }
     Ok(Exit::Clean)

@@ -5,6 +5,7 @@ use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
+use crate::out::outln;
 
 /// Usage commands.
 #[derive(Debug, clap::Subcommand)]
@@ -85,6 +86,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     if let Some(object) = json.as_object_mut() {
         object.insert("request_id".into(), request_id.into());
     }
-    println!("{json}");
+    // The request id is echoed, and a key pasted as one must not be.
+    outln!("{}", crate::mask(json.to_string()))?;
     Ok(Exit::Clean)
 }

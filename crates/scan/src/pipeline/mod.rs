@@ -292,6 +292,11 @@ impl Scan {
         self.engine.rules()
     }
 
+    /// The compiled rules: what masks keys in anything the scan shows.
+    pub fn detector(&self) -> &Detector {
+        &self.engine
+    }
+
     /// Reads the target and returns the final findings.
     pub fn run(&self) -> Result<ScanResult, ScanError> {
         let GitOutcome { outcome, warnings } = self.read()?;

@@ -1,10 +1,5 @@
 //! Every built-in rule's examples must produce a finding of that rule, and its negative
 //! examples none.
-#![allow(
-    clippy::expect_used,
-    clippy::unwrap_used,
-    reason = "test helpers fail loudly"
-)]
 
 use keyscope_rules::{Rule, RuleSet};
 use keyscope_scan::{Detector, check_examples};
