@@ -514,3 +514,95 @@ fn policy_test_with_no_cases_fails() {
         output.stderr
     );
 }
+
+/// `decide --audit-log` puts each decision on record; `audit verify` finds an edited record and
+/// `audit query` reads them back; a log that cannot be written turns the decision into a deny.
+#[test]
+fn decisions_go_on_record_and_a_tampered_record_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit");
+    let log = log.to_str().unwrap();
+    let store = store();
+    let store = store.to_str().unwrap();
+    for id in ["a1", "a2"] {
+        let output = keyscope(
+            &[
+                "decide",
+                "--store",
+                store,
+                "--now",
+                "2026-11-22T18:00:00Z",
+                "--audit-log",
+                log,
+            ],
+            &request(
+                "dev-general-1",
+                "gpt-4o-mini",
+                &format!(r#", "request_id": "{id}""#),
+            ),
+        );
+        assert_eq!(output.code, 0, "{}", output.stderr);
+    }
+    let output = keyscope(&["audit", "verify", log], "");
+    assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
+    assert!(
+        output.stdout.contains("intact: 2 records in 1 files"),
+        "{}",
+        output.stdout
+    );
+    let output = keyscope(
+        &[
+            "audit",
+            "query",
+            log,
+            "--key",
+            "dev-general-1",
+            "--format",
+            "json",
+        ],
+        "",
+    );
+    let records = json(&output);
+    assert_eq!(records.as_array().unwrap().len(), 2, "{records}");
+    assert_eq!(records[1]["request_id"], "a2");
+
+    let file = std::path::Path::new(log).join("audit-2026-11-22-000.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen("\"allowed\":true", "\"allowed\":false", 1),
+    )
+    .unwrap();
+    let output = keyscope(&["audit", "verify", log], "");
+    assert_eq!(output.code, 1, "{}", output.stdout);
+    assert!(
+        output.stdout.contains("record 1 was altered"),
+        "{}",
+        output.stdout
+    );
+
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::os::unix::fs::symlink("/dev/full", full.join("audit-2026-11-22-000.jsonl")).unwrap();
+    let output = keyscope(
+        &[
+            "decide",
+            "--store",
+            store,
+            "--now",
+            "2026-11-22T18:00:00Z",
+            "--audit-log",
+            full.to_str().unwrap(),
+        ],
+        &request("dev-general-1", "gpt-4o-mini", ""),
+    );
+    assert_eq!(
+        output.code, 1,
+        "never an allow off the record: {}",
+        output.stdout
+    );
+    assert_eq!(
+        json(&output)["context"]["reasons"][0]["id"],
+        "keyscope:audit-unavailable"
+    );
+}

@@ -112,16 +112,25 @@ async fn decide(state: &Arc<State>, request: Request, reserve: bool) -> Decision
 
 /// A denial because the ledger could not be used: never an allow.
 pub(crate) fn ledger_denial(engine: &Engine, request: &Request, message: &str) -> Decision {
+    denial(
+        engine,
+        request,
+        "keyscope:ledger-unavailable",
+        &format!("the budget ledger could not be used, so the request is denied: {message}"),
+    )
+}
+
+/// A denial by the service itself (`reason`), with the request's figures as the engine sees
+/// them.
+pub(crate) fn denial(engine: &Engine, request: &Request, reason: &str, message: &str) -> Decision {
     let mut decision = engine.decide(request);
     decision.allowed = false;
     decision.reservation = None;
     decision.errors.push(message.to_owned());
     decision.reasons = vec![Reason {
-        id: "keyscope:ledger-unavailable".to_owned(),
+        id: reason.to_owned(),
         effect: ReasonEffect::Engine,
-        message: format!(
-            "the budget ledger could not be used, so the request is denied: {message}"
-        ),
+        message: message.to_owned(),
     }];
     decision
 }

@@ -41,7 +41,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use keyscope_policy::{Clock, Decision, Engine, Ledger, Request, Store, StoreError};
+use keyscope_policy::audit::{AuditLog, AuditRecord};
+use keyscope_policy::{Clock, Decision, Engine, Ledger, Request, Store, StoreError, Timestamp};
 use thiserror::Error;
 
 mod authzen;
@@ -63,6 +64,8 @@ pub struct ServiceConfig {
     pub watch: Option<Duration>,
     /// Told of reloads, refused reloads and other events: the binary logs them.
     pub on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
+    /// Where every decision is recorded; a decision that cannot be recorded is denied.
+    pub audit: Option<AuditLog>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for ServiceConfig {
             .field("body_limit", &self.body_limit)
             .field("store_dir", &self.store_dir)
             .field("watch", &self.watch)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +91,7 @@ impl ServiceConfig {
             store_dir: None,
             watch: None,
             on_event: Arc::new(|_| {}),
+            audit: None,
         }
     }
 }
@@ -136,6 +141,7 @@ pub(crate) struct State {
     store_dir: Option<PathBuf>,
     on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
     body_limit: usize,
+    audit: Option<AuditLog>,
 }
 
 /// A running service: its own thread and runtime, stopped on [`stop`](Self::stop) (finishing
@@ -295,6 +301,7 @@ impl State {
             store_dir: config.store_dir,
             on_event: config.on_event,
             body_limit: config.body_limit,
+            audit: config.audit,
         })
     }
 
@@ -385,9 +392,32 @@ impl State {
         stamp
     }
 
+    /// Decides one parsed request and records it in the audit log. A decision that cannot be
+    /// recorded is denied, and a hold it took is released.
+    pub(crate) fn decide(&self, request: &Request, reserve: bool) -> Decision {
+        let decision = self.decide_unrecorded(request, reserve);
+        let Some(audit) = &self.audit else {
+            return decision;
+        };
+        match audit.record(AuditRecord::of(request, &decision)) {
+            Ok(()) => decision,
+            Err(error) => {
+                if let (Some(hold), Some(ledger)) = (&decision.reservation, &self.ledger) {
+                    let _ = ledger.release(&hold.request_id, Timestamp::now());
+                }
+                authzen::denial(
+                    &self.engine(),
+                    request,
+                    "keyscope:audit-unavailable",
+                    &error.to_string(),
+                )
+            }
+        }
+    }
+
     /// Decides one parsed request: against the ledger when there is one (reserving when asked),
     /// else alone. A ledger failure denies.
-    pub(crate) fn decide(&self, request: &Request, reserve: bool) -> Decision {
+    fn decide_unrecorded(&self, request: &Request, reserve: bool) -> Decision {
         let engine = self.engine();
         let mode = if reserve {
             keyscope_policy::LedgerMode::Reserve

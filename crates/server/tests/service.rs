@@ -499,3 +499,30 @@ fn reloads_under_load_fail_no_request() {
     );
     service.stop().unwrap();
 }
+
+/// An audit directory on a disk that refuses writes makes decisions deny, never allow.
+#[test]
+fn a_full_audit_disk_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("audit-2026-11-22-000.jsonl")).unwrap();
+    let mut config = ServiceConfig::new(engine_at(&store_dir(), "2026-11-22T18:00:00Z"), None);
+    config.audit = Some(keyscope_policy::audit::AuditLog::open(dir.path(), 16).unwrap());
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let body = request("dev-general-1", "gpt-4o-mini", json!({}));
+    let mut denied = None;
+    for _ in 0..100 {
+        let answer = post(service.addr(), "/access/v1/evaluation", &body).json();
+        if answer["decision"] == false {
+            denied = Some(answer);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let denied = denied.expect("the failing disk turns decisions into denials");
+    assert_eq!(reasons(&denied), ["keyscope:audit-unavailable"]);
+    for _ in 0..5 {
+        let answer = post(service.addr(), "/access/v1/evaluation", &body).json();
+        assert_eq!(answer["decision"], false, "{answer}");
+    }
+    service.stop().unwrap();
+}

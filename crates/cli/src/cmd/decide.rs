@@ -2,8 +2,10 @@
 
 use std::io::Read as _;
 
+use keyscope_policy::audit::{AuditError, AuditLog, AuditRecord};
 use keyscope_policy::{
-    Clock, DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Request, Timestamp,
+    Clock, DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Reason, ReasonEffect, Request,
+    Timestamp,
 };
 use miette::IntoDiagnostic as _;
 
@@ -33,6 +35,10 @@ pub struct Args {
     /// system clock, and deny it when further off; holds still expire by the system clock.
     #[arg(long, value_name = "SECONDS", conflicts_with = "now")]
     trust_request_time: Option<u32>,
+    /// Record the decision, hash-chained, in this directory; a decision that cannot be recorded
+    /// is denied.
+    #[arg(long, value_name = "DIR")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {
@@ -52,6 +58,17 @@ impl Args {
     }
 }
 
+/// Appends the decision to the audit log in `dir` and waits until it is written.
+fn record(
+    dir: &std::path::Path,
+    request: &Request,
+    decision: &keyscope_policy::Decision,
+) -> Result<(), AuditError> {
+    let log = AuditLog::open(dir, 1)?;
+    log.record(AuditRecord::of(request, decision))?;
+    log.close()
+}
+
 /// Runs `keyscope decide`.
 pub fn run(args: Args) -> miette::Result<Exit> {
     let mut text = String::new();
@@ -69,21 +86,40 @@ pub fn run(args: Args) -> miette::Result<Exit> {
             path.display()
         );
     }
-    let decision = if args.reserve || path.exists() {
-        let ledger = Ledger::open(&path)
-            .map_err(miette::Report::new)?
-            .with_hold_ttl(args.hold_ttl);
+    let mut ledger = None;
+    let mut decision = if args.reserve || path.exists() {
+        let opened = ledger.insert(
+            Ledger::open(&path)
+                .map_err(miette::Report::new)?
+                .with_hold_ttl(args.hold_ttl),
+        );
         let mode = if args.reserve {
             LedgerMode::Reserve
         } else {
             LedgerMode::Check
         };
         engine
-            .decide_with_ledger(&request, &ledger, mode)
+            .decide_with_ledger(&request, opened, mode)
             .map_err(miette::Report::new)?
     } else {
         engine.decide(&request)
     };
+    if let Some(dir) = &args.audit_log
+        && let Err(error) = record(dir, &request, &decision)
+    {
+        // Not on record, so not allowed; a hold it took goes back.
+        if let (Some(hold), Some(ledger)) = (&decision.reservation, &ledger) {
+            let _ = ledger.release(&hold.request_id, Timestamp::now());
+        }
+        decision.allowed = false;
+        decision.reservation = None;
+        decision.errors.push(error.to_string());
+        decision.reasons = vec![Reason {
+            id: "keyscope:audit-unavailable".to_owned(),
+            effect: ReasonEffect::Engine,
+            message: format!("the decision could not be recorded, so it is denied: {error}"),
+        }];
+    }
     let json = serde_json::to_string_pretty(&decision.to_authzen()).into_diagnostic()?;
     // The decision quotes the request (its model, action and request id), and a key pasted
     // into one of those would otherwise be echoed whole.

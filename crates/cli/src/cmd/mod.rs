@@ -1,5 +1,6 @@
 //! One module per subcommand, each with its own `Args` and `run`.
 
+pub mod audit;
 pub mod baseline;
 pub mod completions;
 pub mod config;
@@ -41,6 +42,9 @@ pub enum Command {
     Spend(spend::Args),
     /// Serve decisions over HTTP: an AuthZEN 1.0 policy decision point.
     Serve(serve::Args),
+    /// Check the hash chain of an audit log, or read its records.
+    #[command(subcommand)]
+    Audit(audit::Command),
     /// Check a budget ledger for damage, or rebuild its totals.
     #[command(subcommand)]
     Ledger(ledger::Command),
@@ -63,6 +67,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Spend(a) => spend::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Ledger(c) => ledger::run(c),
+        Command::Audit(c) => audit::run(c),
         Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
     }

@@ -32,11 +32,18 @@ pub struct Args {
     /// store that fails to load is refused and the old one keeps serving.
     #[arg(long)]
     watch: bool,
+    /// Record every decision, hash-chained, in this directory; a decision that cannot be
+    /// recorded is denied.
+    #[arg(long, value_name = "DIR")]
+    audit_log: Option<std::path::PathBuf>,
     /// Decide every request at this time (RFC 3339) instead of the system clock: replays and
     /// tests, never production.
     #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "trust_request_time")]
     now: Option<Timestamp>,
 }
+
+/// Decisions the audit writer may fall behind by before new ones are denied.
+const AUDIT_QUEUE: usize = 65_536;
 
 fn parse_time(text: &str) -> Result<Timestamp, String> {
     Timestamp::parse(text).ok_or_else(|| {
@@ -67,6 +74,13 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let mut config = ServiceConfig::new(engine, ledger);
     config.store_dir = Some(args.store.store.clone());
     config.watch = args.watch.then_some(Duration::from_secs(1));
+    config.audit = match &args.audit_log {
+        Some(dir) => Some(
+            keyscope_policy::audit::AuditLog::open(dir, AUDIT_QUEUE)
+                .map_err(|e| miette::miette!("{e}"))?,
+        ),
+        None => None,
+    };
     config.on_event = Arc::new(|event: &Event<'_>| match event {
         Event::Reloaded { policies } => {
             eprintln!("keyscope serve: reloaded the store: {policies} policies");
