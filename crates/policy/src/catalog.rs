@@ -96,6 +96,56 @@ struct RawModel {
     max_output_tokens: u64,
 }
 
+/// One versioned model of `models.toml`: a valid id, a known provider, both prices or none.
+fn parse_model(
+    file: &SourceFile,
+    m: RawModel,
+    providers: &BTreeMap<String, Provider>,
+) -> Result<Model, SourceError> {
+    let id = m.id.get_ref().clone();
+    if id.is_empty() || id.contains(char::is_whitespace) {
+        return Err(file.error(
+            format!("invalid model id `{id}`"),
+            Some(m.id.span()),
+            "no spaces",
+        ));
+    }
+    if !providers.contains_key(m.provider.get_ref()) {
+        return Err(file.error(
+            format!("unknown provider `{}`", m.provider.get_ref()),
+            Some(m.provider.span()),
+            "not in [providers]",
+        ));
+    }
+    let usd = |field: &Option<Spanned<toml::Value>>| {
+        file.usd(field, "a price", "price per million tokens")
+    };
+    let price = match (usd(&m.input)?, usd(&m.output)?, usd(&m.cached_input)?) {
+        (Some(input), Some(output), cached) => Some(Price {
+            input,
+            output,
+            cached_input: cached.unwrap_or(input),
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(file.error(
+                format!("model `{id}` needs both `input` and `output` prices, or none"),
+                Some(m.id.span()),
+                "incomplete price",
+            ));
+        }
+    };
+    Ok(Model {
+        family: m.family.unwrap_or_else(|| id.clone()),
+        target: id.clone(),
+        id,
+        provider: m.provider.into_inner(),
+        versioned: true,
+        price,
+        max_output_tokens: m.max_output_tokens,
+    })
+}
+
 impl Catalog {
     /// Parses `models.toml`; `name` is used in diagnostics.
     pub fn parse(name: &str, text: &str) -> Result<Self, SourceError> {
@@ -137,55 +187,16 @@ impl Catalog {
         let mut models = Vec::with_capacity(raw.models.len() + raw.aliases.len());
         let mut by_id = HashMap::new();
         for m in raw.models {
-            let id = m.id.get_ref().clone();
-            if id.is_empty() || id.contains(char::is_whitespace) {
+            let span = m.id.span();
+            let model = parse_model(file, m, &providers)?;
+            if by_id.insert(model.id.clone(), models.len()).is_some() {
                 return Err(file.error(
-                    format!("invalid model id `{id}`"),
-                    Some(m.id.span()),
-                    "no spaces",
-                ));
-            }
-            if !providers.contains_key(m.provider.get_ref()) {
-                return Err(file.error(
-                    format!("unknown provider `{}`", m.provider.get_ref()),
-                    Some(m.provider.span()),
-                    "not in [providers]",
-                ));
-            }
-            let usd = |field: &Option<Spanned<toml::Value>>| {
-                file.usd(field, "a price", "price per million tokens")
-            };
-            let price = match (usd(&m.input)?, usd(&m.output)?, usd(&m.cached_input)?) {
-                (Some(input), Some(output), cached) => Some(Price {
-                    input,
-                    output,
-                    cached_input: cached.unwrap_or(input),
-                }),
-                (None, None, None) => None,
-                _ => {
-                    return Err(file.error(
-                        format!("model `{id}` needs both `input` and `output` prices, or none"),
-                        Some(m.id.span()),
-                        "incomplete price",
-                    ));
-                }
-            };
-            if by_id.insert(id.clone(), models.len()).is_some() {
-                return Err(file.error(
-                    format!("duplicate model id `{id}`"),
-                    Some(m.id.span()),
+                    format!("duplicate model id `{}`", model.id),
+                    Some(span),
                     "defined twice",
                 ));
             }
-            models.push(Model {
-                family: m.family.unwrap_or_else(|| id.clone()),
-                target: id.clone(),
-                id,
-                provider: m.provider.into_inner(),
-                versioned: true,
-                price,
-                max_output_tokens: m.max_output_tokens,
-            });
+            models.push(model);
         }
         for (alias, target) in raw.aliases {
             let Some(&index) = by_id.get(target.get_ref()) else {

@@ -367,6 +367,43 @@ impl Engine {
         decision
     }
 
+    /// A denial by the engine rule `id`, with `message` as its error, at `time`.
+    fn deny_at(
+        &self,
+        request: &Request,
+        time: Timestamp,
+        id: &str,
+        message: String,
+    ) -> Box<Decision> {
+        let mut decision = self.base(request, time);
+        decision.errors.push(message.clone());
+        decision.reasons.push(engine_reason(id, message));
+        Box::new(decision)
+    }
+
+    /// The engine's time now and the decision's time, from `clock`; a trusted request time too
+    /// far off is denied.
+    fn decision_time(
+        &self,
+        clock: Clock,
+        request: &Request,
+    ) -> Result<(Timestamp, Timestamp), Box<Decision>> {
+        clock.resolve(request.time).map_err(|skew| {
+            let limit = match clock {
+                Clock::TrustRequestTime { max_skew_seconds } => max_skew_seconds,
+                _ => 0,
+            };
+            self.deny_at(
+                request,
+                Timestamp::now(),
+                "request-time-skew",
+                format!(
+                    "`context.time` is {skew} s from the engine's clock; at most {limit} s are accepted"
+                ),
+            )
+        })
+    }
+
     /// Resolves `request` against the store at the engine's time; a request that cannot be
     /// resolved is denied here.
     fn prepare<'s>(
@@ -374,27 +411,8 @@ impl Engine {
         clock: Clock,
         request: &Request,
     ) -> Result<Prepared<'s>, Box<Decision>> {
-        let deny_at = |time: Timestamp, id: &str, message: String| {
-            let mut decision = self.base(request, time);
-            decision.errors.push(message.clone());
-            decision.reasons.push(engine_reason(id, message));
-            Box::new(decision)
-        };
-        let (now, time) = clock.resolve(request.time).map_err(|skew| {
-            let now = Timestamp::now();
-            let limit = match clock {
-                Clock::TrustRequestTime { max_skew_seconds } => max_skew_seconds,
-                _ => 0,
-            };
-            deny_at(
-                now,
-                "request-time-skew",
-                format!(
-                    "`context.time` is {skew} s from the engine's clock; at most {limit} s are accepted"
-                ),
-            )
-        })?;
-        let deny = |id: &str, message: String| deny_at(time, id, message);
+        let (now, time) = self.decision_time(clock, request)?;
+        let deny = |id: &str, message: String| self.deny_at(request, time, id, message);
         let Some((action_uid, action_index)) = self.store.action_uids.get(&request.action) else {
             return Err(deny(
                 "unknown-action",
@@ -442,23 +460,8 @@ impl Engine {
                 format!("unknown scope `{}`", key.scope),
             ));
         };
-        let max_output_tokens = request
-            .max_output_tokens
-            .unwrap_or(model.max_output_tokens)
-            .min(model.max_output_tokens);
-        let cost_micros = match model.price {
-            Some(price) => Some(
-                token_cost(request.input_tokens, price.input)
-                    .zip(token_cost(max_output_tokens, price.output))
-                    .and_then(|(a, b)| a.checked_add(b))
-                    .ok_or_else(|| deny("overflow", "the cost estimate overflows".to_owned()))?,
-            ),
-            None => None,
-        };
-        let total_tokens = request
-            .input_tokens
-            .checked_add(max_output_tokens)
-            .ok_or_else(|| deny("overflow", "the token count overflows".to_owned()))?;
+        let (estimate, total_tokens) =
+            estimate(request, model).map_err(|message| deny("overflow", message))?;
         let network_allowed = scope.accepts_source(request.source_ip);
         let Some(policies) = key_entry
             .slices
@@ -484,13 +487,38 @@ impl Engine {
             policies,
             action_uid,
             model_uid,
-            estimate: Estimate {
-                input_tokens: request.input_tokens,
-                max_output_tokens,
-                cost_micros,
-            },
+            estimate,
             total_tokens,
             network_allowed,
         })
     }
+}
+
+/// The worst-case estimate of `request` on `model` (every input token at the input price, the
+/// most output the request allows at the output price) and its total tokens; an overflow is an
+/// error.
+fn estimate(request: &Request, model: &Model) -> Result<(Estimate, u64), String> {
+    let max_output_tokens = request
+        .max_output_tokens
+        .unwrap_or(model.max_output_tokens)
+        .min(model.max_output_tokens);
+    let cost_micros = match model.price {
+        Some(price) => Some(
+            token_cost(request.input_tokens, price.input)
+                .zip(token_cost(max_output_tokens, price.output))
+                .and_then(|(a, b)| a.checked_add(b))
+                .ok_or_else(|| "the cost estimate overflows".to_owned())?,
+        ),
+        None => None,
+    };
+    let total_tokens = request
+        .input_tokens
+        .checked_add(max_output_tokens)
+        .ok_or_else(|| "the token count overflows".to_owned())?;
+    let estimate = Estimate {
+        input_tokens: request.input_tokens,
+        max_output_tokens,
+        cost_micros,
+    };
+    Ok((estimate, total_tokens))
 }
