@@ -171,104 +171,113 @@ fn parse_with(
     };
     raw_rules
         .into_iter()
-        .map(|r| {
-            let id_ok = !r.id.get_ref().is_empty()
-                && r.id
-                    .get_ref()
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_/".contains(&b));
-            if !id_ok {
+        .map(|r| build_rule(r, &invalid))
+        .collect()
+}
+
+/// Builds an error at a span of the rule file.
+type Invalid<'a> = dyn Fn(Range<usize>, String) -> RuleError + 'a;
+
+/// One rule from its raw form: a valid id, a compiled pattern with keywords (none for a
+/// correlation rule), an entropy in range, compiled context patterns.
+fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
+    let id_ok = !r.id.get_ref().is_empty()
+        && r.id
+            .get_ref()
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_/".contains(&b));
+    if !id_ok {
+        return Err(invalid(
+            r.id.span(),
+            "ids use lowercase letters, digits, `-`, `_` and `/`".into(),
+        ));
+    }
+    let (pattern, keywords) = pattern_and_keywords(&r.id, r.kind, r.pattern, r.keywords, invalid)?;
+    let secret_group = pattern
+        .as_ref()
+        .and_then(|p| p.capture_names().position(|n| n == Some("secret")));
+    let entropy = match r.entropy {
+        Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
+            return Err(invalid(
+                e.span(),
+                "entropy is in bits per character, 0 to 8".into(),
+            ));
+        }
+        Some(e) => e.into_inner(),
+        None => DEFAULT_ENTROPY,
+    };
+    let context = r.context.map(|c| context(c, invalid)).transpose()?;
+    Ok(Rule {
+        kind: r.kind,
+        enabled: r.enabled,
+        id: r.id.into_inner(),
+        provider: r.provider,
+        name: r.name,
+        description: r.description,
+        severity: r.severity,
+        pattern,
+        secret_group,
+        keywords,
+        prefix: r.prefix,
+        entropy,
+        window: r.window.unwrap_or(DEFAULT_WINDOW),
+        context,
+        references: r.references,
+        tags: r.tags,
+        examples: r.examples,
+        negative_examples: r.negative_examples,
+    })
+}
+
+/// The compiled pattern and the keywords of a rule: both for a secret or usage rule, neither
+/// for a correlation rule.
+fn pattern_and_keywords(
+    id: &Spanned<String>,
+    kind: RuleKind,
+    pattern: Option<Spanned<String>>,
+    keywords: Option<Spanned<Vec<String>>>,
+    invalid: &Invalid<'_>,
+) -> Result<(Option<regex::bytes::Regex>, Vec<String>), RuleError> {
+    match (kind, pattern, keywords) {
+        (RuleKind::Correlation, None, None) => Ok((None, Vec::new())),
+        (RuleKind::Correlation, _, _) => Err(invalid(
+            id.span(),
+            "a correlation rule has no pattern or keywords".into(),
+        )),
+        (_, Some(pattern), Some(keywords)) => {
+            let compiled = compile(pattern.get_ref())
+                .map_err(|e| invalid(pattern.span(), format!("pattern does not compile: {e}")))?;
+            if keywords.get_ref().is_empty() || keywords.get_ref().iter().any(String::is_empty) {
                 return Err(invalid(
-                    r.id.span(),
-                    "ids use lowercase letters, digits, `-`, `_` and `/`".into(),
+                    keywords.span(),
+                    "at least one keyword is required, and none may be empty".into(),
                 ));
             }
-            let (pattern, keywords) = match (r.kind, r.pattern, r.keywords) {
-                (RuleKind::Correlation, None, None) => (None, Vec::new()),
-                (RuleKind::Correlation, _, _) => {
-                    return Err(invalid(
-                        r.id.span(),
-                        "a correlation rule has no pattern or keywords".into(),
-                    ));
-                }
-                (_, Some(pattern), Some(keywords)) => {
-                    let compiled = compile(pattern.get_ref()).map_err(|e| {
-                        invalid(pattern.span(), format!("pattern does not compile: {e}"))
-                    })?;
-                    if keywords.get_ref().is_empty()
-                        || keywords.get_ref().iter().any(String::is_empty)
-                    {
-                        return Err(invalid(
-                            keywords.span(),
-                            "at least one keyword is required, and none may be empty".into(),
-                        ));
-                    }
-                    (Some(compiled), keywords.into_inner())
-                }
-                (_, _, _) => {
-                    return Err(invalid(
-                        r.id.span(),
-                        "a rule needs a `pattern` and `keywords`".into(),
-                    ));
-                }
-            };
-            let secret_group = pattern
-                .as_ref()
-                .and_then(|p| p.capture_names().position(|n| n == Some("secret")));
-            let entropy = match r.entropy {
-                Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
-                    return Err(invalid(
-                        e.span(),
-                        "entropy is in bits per character, 0 to 8".into(),
-                    ));
-                }
-                Some(e) => e.into_inner(),
-                None => DEFAULT_ENTROPY,
-            };
-            let context = r
-                .context
-                .map(|c| {
-                    let compile_all = |list: &[Spanned<String>]| {
-                        list.iter()
-                            .map(|p| {
-                                compile(p.get_ref()).map_err(|e| {
-                                    invalid(
-                                        p.span(),
-                                        format!("context pattern does not compile: {e}"),
-                                    )
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                    };
-                    Ok::<_, RuleError>(Context {
-                        patterns: compile_all(&c.patterns)?,
-                        lines: c.lines,
-                        unless: compile_all(&c.unless)?,
-                    })
+            Ok((Some(compiled), keywords.into_inner()))
+        }
+        (_, _, _) => Err(invalid(
+            id.span(),
+            "a rule needs a `pattern` and `keywords`".into(),
+        )),
+    }
+}
+
+/// A rule's context: its patterns and exceptions compiled.
+fn context(c: RawContext, invalid: &Invalid<'_>) -> Result<Context, RuleError> {
+    let compile_all = |list: &[Spanned<String>]| {
+        list.iter()
+            .map(|p| {
+                compile(p.get_ref()).map_err(|e| {
+                    invalid(p.span(), format!("context pattern does not compile: {e}"))
                 })
-                .transpose()?;
-            Ok(Rule {
-                kind: r.kind,
-                enabled: r.enabled,
-                id: r.id.into_inner(),
-                provider: r.provider,
-                name: r.name,
-                description: r.description,
-                severity: r.severity,
-                pattern,
-                secret_group,
-                keywords,
-                prefix: r.prefix,
-                entropy,
-                window: r.window.unwrap_or(DEFAULT_WINDOW),
-                context,
-                references: r.references,
-                tags: r.tags,
-                examples: r.examples,
-                negative_examples: r.negative_examples,
             })
-        })
-        .collect()
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Context {
+        patterns: compile_all(&c.patterns)?,
+        lines: c.lines,
+        unless: compile_all(&c.unless)?,
+    })
 }
 
 fn compile(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
