@@ -2,7 +2,7 @@
 //! objects, every object once.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -190,6 +190,18 @@ where
         hash,
     };
 
+    let mut done: Vec<pack::index::File> = Vec::new();
+    for idx_path in pack_indexes(&objects_dir)? {
+        if let Some(index) = sweep_pack(&idx_path, &done, &handler, options) {
+            done.push(index);
+        }
+    }
+    loose(repo, &objects_dir, hash, &done, &handler);
+    Ok(tally.into_history())
+}
+
+/// The `.idx` files of the repository's packs, in name order.
+fn pack_indexes(objects_dir: &Path) -> Result<Vec<PathBuf>, GitError> {
     let mut idx_paths: Vec<PathBuf> = match std::fs::read_dir(objects_dir.join("pack")) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -204,76 +216,87 @@ where
         }
     };
     idx_paths.sort();
+    Ok(idx_paths)
+}
 
-    let mut done: Vec<pack::index::File> = Vec::new();
-    let interrupt = AtomicBool::new(false);
-    for idx_path in idx_paths {
-        let bundle = match pack::Bundle::at(&idx_path, hash) {
-            Ok(bundle) => bundle,
-            Err(e) => {
-                tally.skip(idx_path, SkipReason::Unreadable(e.to_string()));
-                continue;
-            }
-        };
-        let earlier = &done;
-        let processor = |kind: gix::objs::Kind,
-                         data: &[u8],
-                         entry: &pack::index::Entry,
-                         _: &dyn gix::Progress|
-         -> gix::error::Result {
-            // An object also in an earlier pack was handled there.
-            if earlier.iter().all(|idx| idx.lookup(entry.oid).is_none()) {
-                handler.handle(entry.oid, kind, data);
-            }
-            Ok(())
-        };
-        let traversal = bundle.index.traverse(
-            &bundle.pack,
-            &mut gix::progress::Discard,
-            &interrupt,
-            processor,
-            pack::index::traverse::Options {
-                traversal: pack::index::traverse::Algorithm::DeltaTreeLookup,
-                thread_limit: (options.threads > 0).then_some(options.threads),
-                check: pack::index::traverse::SafetyCheck::SkipFileAndObjectChecksumVerification,
-                alloc_limit_bytes: None,
-                make_pack_lookup_cache: || pack::cache::Never,
-            },
-        );
-        if let Err(e) = traversal {
-            tally.skip(
-                bundle.pack.path().to_path_buf(),
-                SkipReason::Unreadable(format!("pack could not be fully read: {e}")),
+/// Hands every object of one pack, not already in an `earlier` pack, to the handler; returns
+/// the pack's index, or `None` (the pack named as skipped) when it cannot be opened.
+fn sweep_pack<F>(
+    idx_path: &Path,
+    earlier: &[pack::index::File],
+    handler: &Handler<'_, F>,
+    options: &SweepOptions,
+) -> Option<pack::index::File>
+where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    let bundle = match pack::Bundle::at(idx_path, handler.hash) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            handler.tally.skip(
+                idx_path.to_path_buf(),
+                SkipReason::Unreadable(e.to_string()),
             );
+            return None;
         }
-        done.push(bundle.index);
-    }
-
-    loose(repo, &objects_dir, hash, &done, &handler);
-
-    let commits: HashMap<gix::ObjectId, CommitRecord> = tally
-        .commits
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .collect();
-    let mut skipped = tally
-        .skipped
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    skipped.sort_by(|a, b| a.place.cmp(&b.place));
-    Ok(History {
-        stats: crate::WalkStats {
-            files: tally.blobs.into_inner(),
-            bytes: tally.bytes.into_inner(),
-            binary: tally.binary.into_inner(),
-            skipped,
+    };
+    let processor = |kind: gix::objs::Kind,
+                     data: &[u8],
+                     entry: &pack::index::Entry,
+                     _: &dyn gix::Progress|
+     -> gix::error::Result {
+        // An object also in an earlier pack was handled there.
+        if earlier.iter().all(|idx| idx.lookup(entry.oid).is_none()) {
+            handler.handle(entry.oid, kind, data);
+        }
+        Ok(())
+    };
+    let traversal = bundle.index.traverse(
+        &bundle.pack,
+        &mut gix::progress::Discard,
+        &AtomicBool::new(false),
+        processor,
+        pack::index::traverse::Options {
+            traversal: pack::index::traverse::Algorithm::DeltaTreeLookup,
+            thread_limit: (options.threads > 0).then_some(options.threads),
+            check: pack::index::traverse::SafetyCheck::SkipFileAndObjectChecksumVerification,
+            alloc_limit_bytes: None,
+            make_pack_lookup_cache: || pack::cache::Never,
         },
-        objects: tally.objects.into_inner(),
-        warnings: Vec::new(),
-        commits,
-        trees: tally.trees.into_inner().unwrap_or_else(|p| p.into_inner()),
-    })
+    );
+    if let Err(e) = traversal {
+        handler.tally.skip(
+            bundle.pack.path().to_path_buf(),
+            SkipReason::Unreadable(format!("pack could not be fully read: {e}")),
+        );
+    }
+    Some(bundle.index)
+}
+
+impl Tally {
+    /// What the sweep found, as a [`History`].
+    fn into_history(self) -> History {
+        let commits: HashMap<gix::ObjectId, CommitRecord> = self
+            .commits
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .collect();
+        let mut skipped = self.skipped.into_inner().unwrap_or_else(|p| p.into_inner());
+        skipped.sort_by(|a, b| a.place.cmp(&b.place));
+        History {
+            stats: crate::WalkStats {
+                files: self.blobs.into_inner(),
+                bytes: self.bytes.into_inner(),
+                binary: self.binary.into_inner(),
+                skipped,
+            },
+            objects: self.objects.into_inner(),
+            warnings: Vec::new(),
+            commits,
+            trees: self.trees.into_inner().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
 }
 
 /// Loose objects not also in a pack, read in parallel.
