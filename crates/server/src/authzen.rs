@@ -141,16 +141,20 @@ pub(crate) async fn evaluation(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let value = match json_body(&headers, &body) {
-        Ok(value) => value,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
-    let (request, reserve) = match parse(value) {
-        Ok(parsed) => parsed,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
-    };
-    let decision = decide(&state, request, reserve).await;
-    axum::Json(answer(&decision)).into_response()
+    match json_body(&headers, &body) {
+        Ok(value) => single(&state, value).await,
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+/// One evaluation's answer, or the 400 that says why it is not one.
+async fn single(state: &Arc<State>, value: Value) -> Response {
+    match parse(value) {
+        Ok((request, reserve)) => {
+            axum::Json(answer(&decide(state, request, reserve).await)).into_response()
+        }
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 /// How a batch runs.
@@ -199,15 +203,10 @@ pub(crate) async fn evaluations(
         Some(Value::Array(items)) if !items.is_empty() => items,
         // No batch: the request is one evaluation and is answered as one (AuthZEN 1.0, 7.1).
         None | Some(Value::Array(_)) => {
-            let mut single = top.clone();
-            single.remove("evaluations");
-            single.remove("options");
-            return match parse(Value::Object(single)) {
-                Ok((request, reserve)) => {
-                    axum::Json(answer(&decide(&state, request, reserve).await)).into_response()
-                }
-                Err(message) => error(StatusCode::BAD_REQUEST, message),
-            };
+            let mut one = top.clone();
+            one.remove("evaluations");
+            one.remove("options");
+            return single(&state, Value::Object(one)).await;
         }
         Some(_) => return error(StatusCode::BAD_REQUEST, "`evaluations` must be an array"),
     };

@@ -28,7 +28,7 @@ pub enum Command {
         #[arg(long)]
         key: Option<String>,
         /// Only records from this day or time (RFC 3339) on.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = crate::cmd::policy::parse_time)]
         since: Option<Timestamp>,
         /// Output format.
         #[arg(long, short, value_enum, default_value_t = Format::Human)]
@@ -43,10 +43,6 @@ pub enum Format {
     Human,
     /// JSON.
     Json,
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(text).ok_or_else(|| "expected a date or an RFC 3339 date-time".to_owned())
 }
 
 /// Runs an audit command.

@@ -4,12 +4,11 @@ use std::io::Read as _;
 
 use keyscope_policy::audit::{AuditError, AuditLog, AuditRecord};
 use keyscope_policy::{
-    Clock, DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Reason, ReasonEffect, Request,
-    Timestamp,
+    DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Reason, ReasonEffect, Request, Timestamp,
 };
 use miette::IntoDiagnostic as _;
 
-use crate::cmd::policy::{LedgerArgs, StoreArgs};
+use crate::cmd::policy::{ClockArgs, LedgerArgs, StoreArgs};
 use crate::exit::Exit;
 use crate::out::outln;
 
@@ -27,35 +26,12 @@ pub struct Args {
     /// How long a reservation holds its budget unless committed or released.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_HOLD_TTL_SECONDS)]
     hold_ttl: i64,
-    /// Decide at this time (RFC 3339) instead of the system clock, holds included: replays and
-    /// tests. Without it or `--trust-request-time`, a request's `context.time` is ignored.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    now: Option<Timestamp>,
-    /// Decide at a request's `context.time` when it is at most this many seconds from the
-    /// system clock, and deny it when further off; holds still expire by the system clock.
-    #[arg(long, value_name = "SECONDS", conflicts_with = "now")]
-    trust_request_time: Option<u32>,
+    #[command(flatten)]
+    clock: ClockArgs,
     /// Record the decision, hash-chained, in this directory; a decision that cannot be recorded
     /// is denied.
     #[arg(long, value_name = "DIR")]
     audit_log: Option<std::path::PathBuf>,
-}
-
-fn parse_time(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(text).ok_or_else(|| {
-        "expected an RFC 3339 date-time with offset (`2026-11-22T18:00:00Z`) or a date".to_owned()
-    })
-}
-
-impl Args {
-    /// The clock the flags ask for.
-    fn clock(&self) -> Clock {
-        match (self.now, self.trust_request_time) {
-            (Some(at), _) => Clock::Fixed(at),
-            (None, Some(max_skew_seconds)) => Clock::TrustRequestTime { max_skew_seconds },
-            (None, None) => Clock::System,
-        }
-    }
 }
 
 /// Appends the decision to the audit log in `dir` and waits until it is written.
@@ -76,7 +52,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         .read_to_string(&mut text)
         .into_diagnostic()?;
     let request = Request::from_json("<stdin>", &text).map_err(miette::Report::new)?;
-    let engine = Engine::new(args.store.load()?).with_clock(args.clock());
+    let engine = Engine::new(args.store.load()?).with_clock(args.clock.clock());
     let path = args.ledger.path(&args.store.store);
     // Without a ledger file nothing has been spent; only a reservation creates one. A ledger
     // named on the command line must exist, though: a mistyped path would read as no spend.

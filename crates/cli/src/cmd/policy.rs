@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use keyscope_policy::fixtures::CaseFile;
-use keyscope_policy::{Engine, LEDGER_FILE, Ledger, Store};
+use keyscope_policy::{Clock, Engine, LEDGER_FILE, Ledger, Store, Timestamp};
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
@@ -52,6 +52,38 @@ impl LedgerArgs {
         }
         Ledger::open(&path).map_err(miette::Report::new)
     }
+}
+
+/// Where a decision's time comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClockArgs {
+    /// Decide at this time (RFC 3339) instead of the system clock, holds included: replays and
+    /// tests, never production. Without it or `--trust-request-time`, a request's
+    /// `context.time` is ignored.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<Timestamp>,
+    /// Decide at a request's `context.time` when it is at most this many seconds from the
+    /// system clock, and deny it when further off; holds still expire by the system clock.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "now")]
+    trust_request_time: Option<u32>,
+}
+
+impl ClockArgs {
+    /// The clock the flags ask for.
+    pub fn clock(&self) -> Clock {
+        match (self.now, self.trust_request_time) {
+            (Some(at), _) => Clock::Fixed(at),
+            (None, Some(max_skew_seconds)) => Clock::TrustRequestTime { max_skew_seconds },
+            (None, None) => Clock::System,
+        }
+    }
+}
+
+/// Parses a `--now` or `--since` value: an RFC 3339 date-time or a date.
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
+    Timestamp::parse(text).ok_or_else(|| {
+        "expected an RFC 3339 date-time with offset (`2026-11-22T18:00:00Z`) or a date".to_owned()
+    })
 }
 
 /// Policy store commands.

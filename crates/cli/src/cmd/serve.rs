@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyscope_policy::{Clock, Engine, Ledger, Timestamp};
+use keyscope_policy::{Engine, Ledger};
 use keyscope_server::{Event, Service, ServiceConfig};
 
-use crate::cmd::policy::{LedgerArgs, StoreArgs};
+use crate::cmd::policy::{ClockArgs, LedgerArgs, StoreArgs};
 use crate::exit::Exit;
 
 /// Arguments of `keyscope serve`.
@@ -24,10 +24,8 @@ pub struct Args {
     /// Where to listen. Loopback only: put the service behind the gateway that calls it.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
     listen: SocketAddr,
-    /// Decide at a request's `context.time` when it is at most this many seconds from the
-    /// system clock, and deny it when further off.
-    #[arg(long, value_name = "SECONDS")]
-    trust_request_time: Option<u32>,
+    #[command(flatten)]
+    clock: ClockArgs,
     /// Reload the store when its files change (checked every second), besides on SIGHUP. A
     /// store that fails to load is refused and the old one keeps serving.
     #[arg(long)]
@@ -36,20 +34,10 @@ pub struct Args {
     /// recorded is denied.
     #[arg(long, value_name = "DIR")]
     audit_log: Option<std::path::PathBuf>,
-    /// Decide every request at this time (RFC 3339) instead of the system clock: replays and
-    /// tests, never production.
-    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "trust_request_time")]
-    now: Option<Timestamp>,
 }
 
 /// Decisions the audit writer may fall behind by before new ones are denied.
 const AUDIT_QUEUE: usize = 65_536;
-
-fn parse_time(text: &str) -> Result<Timestamp, String> {
-    Timestamp::parse(text).ok_or_else(|| {
-        "expected an RFC 3339 date-time with offset (`2026-11-22T18:00:00Z`) or a date".to_owned()
-    })
-}
 
 /// Runs `keyscope serve` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> miette::Result<Exit> {
@@ -60,12 +48,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
             args.listen
         );
     }
-    let clock = match (args.now, args.trust_request_time) {
-        (Some(at), _) => Clock::Fixed(at),
-        (None, Some(max_skew_seconds)) => Clock::TrustRequestTime { max_skew_seconds },
-        (None, None) => Clock::System,
-    };
-    let engine = Engine::new(args.store.load()?).with_clock(clock);
+    let engine = Engine::new(args.store.load()?).with_clock(args.clock.clock());
     let ledger = if args.no_ledger {
         None
     } else {

@@ -105,6 +105,27 @@ pub(super) fn write_totals_row(
     Ok(())
 }
 
+/// A journal row selected as `seq, chain, day, month, held_micros, held_tokens,
+/// committed_micros, committed_tokens, settled, checksum`: its sequence number, the change and
+/// its stored checksum.
+fn journal_row(row: &rusqlite::Row<'_>) -> Result<(i64, Change, i64), LedgerError> {
+    let change = Change {
+        chain: row.get(1)?,
+        day: row.get(2)?,
+        month: row.get(3)?,
+        held: Amounts {
+            micros: row.get(4)?,
+            tokens: row.get(5)?,
+        },
+        committed: Amounts {
+            micros: row.get(6)?,
+            tokens: row.get(7)?,
+        },
+        settled: row.get(8)?,
+    };
+    Ok((row.get(0)?, change, row.get(9)?))
+}
+
 /// The checksum of a journal entry.
 fn journal_checksum(change: &Change) -> i64 {
     Checksum::new()
@@ -333,22 +354,8 @@ impl Totals {
         )?;
         let mut rows = statement.query([self.seen_seq])?;
         while let Some(row) = rows.next()? {
-            let change = Change {
-                chain: row.get(1)?,
-                day: row.get(2)?,
-                month: row.get(3)?,
-                held: Amounts {
-                    micros: row.get(4)?,
-                    tokens: row.get(5)?,
-                },
-                committed: Amounts {
-                    micros: row.get(6)?,
-                    tokens: row.get(7)?,
-                },
-                settled: row.get(8)?,
-            };
-            let seq: i64 = row.get(0)?;
-            if row.get::<_, i64>(9)? != journal_checksum(&change) {
+            let (seq, change, stored) = journal_row(row)?;
+            if stored != journal_checksum(&change) {
                 return Err(LedgerError::Corrupt(format!(
                     "journal entry {seq} fails its checksum: it was changed outside keyscope"
                 )));
@@ -431,22 +438,9 @@ impl Totals {
         let mut rows = statement.query([])?;
         let mut damaged = Vec::new();
         while let Some(row) = rows.next()? {
-            let change = Change {
-                chain: row.get(1)?,
-                day: row.get(2)?,
-                month: row.get(3)?,
-                held: Amounts {
-                    micros: row.get(4)?,
-                    tokens: row.get(5)?,
-                },
-                committed: Amounts {
-                    micros: row.get(6)?,
-                    tokens: row.get(7)?,
-                },
-                settled: row.get(8)?,
-            };
-            if row.get::<_, i64>(9)? != journal_checksum(&change) {
-                damaged.push(row.get(0)?);
+            let (seq, change, stored) = journal_row(row)?;
+            if stored != journal_checksum(&change) {
+                damaged.push(seq);
             }
         }
         Ok(damaged)
