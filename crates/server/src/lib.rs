@@ -14,6 +14,7 @@
 //! | `GET /.well-known/authzen-configuration` | discovery |
 //! | `POST /access/v1/evaluation` | one decision |
 //! | `POST /access/v1/evaluations` | a batch: defaults, order kept, `evaluations_semantic` |
+//! | `POST /access/v1/search/subject\|resource\|action` | the keys, models or actions allowed now, paged |
 //! | `POST /v1/usage/{request_id}/commit` | settle a reservation with its actual usage |
 //! | `POST /v1/usage/{request_id}/release` | drop a reservation that did not run |
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (store and ledger) |
@@ -46,6 +47,7 @@ use keyscope_policy::{Clock, Decision, Engine, Ledger, Request, Store, StoreErro
 use thiserror::Error;
 
 mod authzen;
+mod search;
 mod usage;
 
 /// Everything a service decides with.
@@ -283,6 +285,9 @@ fn router_over(state: Arc<State>, body_limit: usize) -> Router {
         )
         .route("/access/v1/evaluation", post(authzen::evaluation))
         .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route("/access/v1/search/subject", post(search::subject))
+        .route("/access/v1/search/resource", post(search::resource))
+        .route("/access/v1/search/action", post(search::action))
         .route("/v1/usage/{request_id}/commit", post(usage::commit))
         .route("/v1/usage/{request_id}/release", post(usage::release))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -417,7 +422,7 @@ impl State {
 
     /// Decides one parsed request: against the ledger when there is one (reserving when asked),
     /// else alone. A ledger failure denies.
-    fn decide_unrecorded(&self, request: &Request, reserve: bool) -> Decision {
+    pub(crate) fn decide_unrecorded(&self, request: &Request, reserve: bool) -> Decision {
         let engine = self.engine();
         let mode = if reserve {
             keyscope_policy::LedgerMode::Reserve

@@ -526,3 +526,97 @@ fn a_full_audit_disk_denies() {
     }
     service.stop().unwrap();
 }
+
+/// The three searches give exactly what evaluations would allow, in pages that add up.
+#[test]
+fn searches_list_what_evaluations_allow() {
+    let service = start(None);
+    let addr = service.addr();
+    let engine = engine_at(&store_dir(), "2026-11-22T18:00:00Z");
+    let context = json!({"source_ip": "10.20.1.7", "input_tokens": 1000, "max_output_tokens": 500});
+    let allowed = |key: &str, model: &str, action: &str| {
+        let mut body = request(key, model, context.clone());
+        body["action"] = json!({"name": action});
+        engine
+            .decide(&keyscope_policy::Request::from_value(body).unwrap())
+            .allowed
+    };
+    let ids = |answer: &Value, field: &str| -> Vec<String> {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[field].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let key = "care-notes-prod-2026-10";
+    let query = json!({"subject": {"type": "Key", "id": key}, "action": {"name": "invoke"},
+                       "resource": {"type": "Model"}, "context": context});
+    let answer = post(addr, "/access/v1/search/resource", &query).json();
+    let models = ids(&answer, "id");
+    let mut expected: Vec<String> = engine
+        .store()
+        .catalog()
+        .models()
+        .iter()
+        .map(|m| m.id.clone())
+        .filter(|m| allowed(key, m, "invoke"))
+        .collect();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(models, expected);
+    assert!(
+        models.iter().all(|m| m != "gpt-4o"),
+        "no aliases in production: {models:?}"
+    );
+
+    // Pages of two add up to the whole list.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut page = query.clone();
+        page["page"] = json!({"token": token, "limit": 2});
+        let answer = post(addr, "/access/v1/search/resource", &page).json();
+        paged.extend(ids(&answer, "id"));
+        token = answer["page"]["next_token"].as_str().unwrap().to_owned();
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(paged, expected);
+
+    let query = json!({"subject": {"type": "Key"}, "action": {"name": "invoke"},
+                       "resource": {"type": "Model", "id": "gpt-4o-mini"}, "context": context});
+    let keys = ids(
+        &post(addr, "/access/v1/search/subject", &query).json(),
+        "id",
+    );
+    let mut expected: Vec<String> = engine
+        .store()
+        .scopes()
+        .keys()
+        .iter()
+        .map(|k| k.id.clone())
+        .filter(|k| allowed(k, "gpt-4o-mini", "invoke"))
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(
+        !keys.contains(&"care-notes-prod-2026-09".to_owned()),
+        "revoked"
+    );
+
+    let query = json!({"subject": {"type": "Key", "id": "dev-general-1"},
+                       "resource": {"type": "Model", "id": "gpt-4o-mini"}, "context": context});
+    let actions = ids(
+        &post(addr, "/access/v1/search/action", &query).json(),
+        "name",
+    );
+    assert!(actions.contains(&"invoke".to_owned()), "{actions:?}");
+
+    let mut bad = query.clone();
+    bad["page"] = json!({"token": "not-ours"});
+    assert_eq!(post(addr, "/access/v1/search/action", &bad).status, 400);
+    service.stop().unwrap();
+}
