@@ -198,3 +198,50 @@ fn serve_reloads_on_sighup_and_refuses_a_broken_store() {
         "the last good store keeps deciding"
     );
 }
+
+/// The gateway example of docs/gateway.md, standard-library Python, against a real service:
+/// reserve and commit, a revoked key denied, a spent request id denied, an unreachable service
+/// denied (fail closed).
+#[test]
+fn the_python_gateway_example_reserves_commits_and_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let served = Served::start(&[
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--now",
+        "2026-11-22T18:00:00Z",
+    ]);
+    let url = format!("http://{}", served.addr);
+    let gate = |key: &str, request_id: &str, url: &str| {
+        let output = Command::new("python3")
+            .arg(root().join("examples/gateway/keyscope_gate.py"))
+            .args([url, key, "gpt-4o-mini", request_id])
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, out) = gate("dev-general-1", "g1", &url);
+    assert_eq!(code, Some(0), "{out}");
+    // 100 in + 100 out at $0.15/$0.60 per M held; 80 in + 20 out committed.
+    assert_eq!(out.trim(), "allowed: held 75 micro-dollars, committed 24");
+    let (code, out) = gate("dev-general-1", "g1", &url);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(1), "denied: keyscope:request-id-reused")
+    );
+    let (code, out) = gate("care-notes-prod-2026-09", "g2", &url);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("revoked-key"), "{out}");
+    drop(served);
+    let (code, out) = gate("dev-general-1", "g3", &url);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(1), "denied: keyscope-unreachable")
+    );
+}
