@@ -177,11 +177,18 @@ impl AuditLog {
             std::thread::Builder::new()
                 .name("keyscope-audit".to_owned())
                 .spawn(move || {
-                    if let Err(message) = write_all(&dir, tail, &records) {
-                        if let Ok(mut slot) = failure.lock() {
-                            *slot = Some(message);
-                        }
+                    if let Err((message, unwritten)) = write_all(&dir, tail, &records) {
+                        // Refuse new records first, then count what was queued behind the
+                        // failure: those decisions were made and will never be on record.
                         failed.store(true, Ordering::SeqCst);
+                        let lost = unwritten + records.try_iter().count();
+                        if let Ok(mut slot) = failure.lock() {
+                            *slot = Some(format!(
+                                "{message} ({lost} record{} of decisions already made could \
+                                 not be written)",
+                                if lost == 1 { "" } else { "s" }
+                            ));
+                        }
                     }
                 })
                 .map_err(|e| open_error(e.to_string()))?
@@ -193,6 +200,15 @@ impl AuditLog {
             failed,
             writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Whether the log still writes: the failure, with how many records it lost, once it has
+    /// stopped. A service reports it as not ready.
+    pub fn health(&self) -> Result<(), AuditError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(self.failure());
+        }
+        Ok(())
     }
 
     /// Queues `record`; an error means it will not be written, and the decision must deny.
@@ -303,47 +319,66 @@ fn read_tail(dir: &Path) -> Result<Tail, AuditError> {
     Ok(tail)
 }
 
-/// The writer thread: chains, writes and flushes every record it receives, in batches.
-fn write_all(dir: &Path, mut tail: Tail, records: &Receiver<AuditRecord>) -> Result<(), String> {
+/// The writer thread: chains, writes and flushes every record it receives, in batches. A
+/// failure comes back with how many records of the batch were not written for sure.
+fn write_all(
+    dir: &Path,
+    tail: Tail,
+    records: &Receiver<AuditRecord>,
+) -> Result<(), (String, usize)> {
+    let mut tail = tail;
     let mut out: Option<BufWriter<File>> = None;
     while let Ok(first) = records.recv() {
         let mut batch = vec![first];
         batch.extend(records.try_iter());
-        for mut record in batch {
-            let day = record.time.get(..10).unwrap_or("0000-00-00").to_owned();
-            if day != tail.day || tail.bytes >= MAX_FILE_BYTES {
-                if let Some(mut file) = out.take() {
-                    file.flush().map_err(|e| e.to_string())?;
-                }
-                tail.part = if day == tail.day { tail.part + 1 } else { 0 };
-                tail.day = day;
-                tail.bytes = 0;
+        let size = batch.len();
+        write_batch(dir, &mut tail, &mut out, batch).map_err(|message| (message, size))?;
+    }
+    Ok(())
+}
+
+/// Writes one batch to the current file (moving to the next one by day and size) and flushes it
+/// to the disk.
+fn write_batch(
+    dir: &Path,
+    tail: &mut Tail,
+    out: &mut Option<BufWriter<File>>,
+    batch: Vec<AuditRecord>,
+) -> Result<(), String> {
+    for mut record in batch {
+        let day = record.time.get(..10).unwrap_or("0000-00-00").to_owned();
+        if day != tail.day || tail.bytes >= MAX_FILE_BYTES {
+            if let Some(mut file) = out.take() {
+                file.flush().map_err(|e| e.to_string())?;
             }
-            if out.is_none() {
-                let path = dir.join(file_name(&tail.day, tail.part));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| format!("`{}`: {e}", path.display()))?;
-                out = Some(BufWriter::new(file));
-            }
-            tail.seq += 1;
-            record.seq = tail.seq;
-            record.prev = std::mem::take(&mut tail.hash);
-            record.hash = record.digest();
-            tail.hash = record.hash.clone();
-            let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
-            line.push(b'\n');
-            tail.bytes += line.len() as u64;
-            if let Some(file) = out.as_mut() {
-                file.write_all(&line).map_err(|e| e.to_string())?;
-            }
+            tail.part = if day == tail.day { tail.part + 1 } else { 0 };
+            tail.day = day;
+            tail.bytes = 0;
         }
+        if out.is_none() {
+            let path = dir.join(file_name(&tail.day, tail.part));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("`{}`: {e}", path.display()))?;
+            *out = Some(BufWriter::new(file));
+        }
+        tail.seq += 1;
+        record.seq = tail.seq;
+        record.prev = std::mem::take(&mut tail.hash);
+        record.hash = record.digest();
+        tail.hash = record.hash.clone();
+        let mut line = serde_json::to_vec(&record).map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        tail.bytes += line.len() as u64;
         if let Some(file) = out.as_mut() {
-            file.flush().map_err(|e| e.to_string())?;
-            file.get_ref().sync_data().map_err(|e| e.to_string())?;
+            file.write_all(&line).map_err(|e| e.to_string())?;
         }
+    }
+    if let Some(file) = out.as_mut() {
+        file.flush().map_err(|e| e.to_string())?;
+        file.get_ref().sync_data().map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -310,6 +310,11 @@ impl State {
         })
     }
 
+    /// Whether the audit log, if there is one, still writes.
+    pub(crate) fn audit_health(&self) -> Result<(), keyscope_policy::audit::AuditError> {
+        self.audit.as_ref().map_or(Ok(()), AuditLog::health)
+    }
+
     /// The engine deciding now.
     pub(crate) fn engine(&self) -> Arc<Engine> {
         match self.engine.read() {

@@ -104,9 +104,17 @@ async fn settle(
     }
 }
 
-/// `GET /readyz`: the store is loaded, and the ledger (if any) answers.
+/// `GET /readyz`: the store is loaded, the ledger (if any) answers and the audit log (if any)
+/// still writes.
 pub(crate) async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
     let policies = state.engine().store().policies().count();
+    if let Err(e) = state.audit_health() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"ready": false, "policies": policies, "audit": e.to_string()})),
+        )
+            .into_response();
+    }
     let ledger = match &state.ledger {
         None => "none",
         Some(_) => {

@@ -520,6 +520,11 @@ fn a_full_audit_disk_denies() {
     }
     let denied = denied.expect("the failing disk turns decisions into denials");
     assert_eq!(reasons(&denied), ["keyscope:audit-unavailable"]);
+    // The records lost with the disk are counted, and the service says it is not ready.
+    let ready = http(service.addr(), "GET", "/readyz", &[], b"");
+    assert_eq!(ready.status, 503);
+    let audit = ready.json()["audit"].as_str().unwrap().to_owned();
+    assert!(audit.contains("could not be written"), "{audit}");
     for _ in 0..5 {
         let answer = post(service.addr(), "/access/v1/evaluation", &body).json();
         assert_eq!(answer["decision"], false, "{answer}");

@@ -147,5 +147,10 @@ fn a_full_disk_refuses_records() {
     let refused = refused.expect("the full disk is noticed");
     assert!(matches!(refused, AuditError::Failed(_)), "{refused}");
     assert!(refused.to_string().contains("No space left"), "{refused}");
+    assert!(
+        refused.to_string().contains("could not be written"),
+        "{refused}"
+    );
+    assert!(log.health().is_err());
     assert!(log.close().is_err());
 }
