@@ -245,3 +245,48 @@ fn the_python_gateway_example_reserves_commits_and_fails_closed() {
         (Some(1), "denied: keyscope-unreachable")
     );
 }
+
+/// A key pasted into the model id, the action or the request id is never echoed whole: not in
+/// the decision, not in an error, not in the audit log.
+#[test]
+fn serve_never_echoes_a_key_a_caller_pasted() {
+    // Synthetic, Groq-shaped.
+    let key = format!(
+        "gsk_{}",
+        "kD7DPxW3TuKgyEQRgbpgRGXhsNsEehcGaWthZRKb2Vz4apm0wpmd"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit");
+    let served = Served::start(&[
+        "--no-ledger",
+        "--listen",
+        "127.0.0.1:0",
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    for body in [
+        format!(
+            r#"{{"subject": {{"type": "Key", "id": "dev-general-1"}}, "action": {{"name": "{key}"}},
+                "resource": {{"type": "Model", "id": "{key}"}}, "context": {{"request_id": "{key}"}}}}"#
+        ),
+        format!(
+            r#"{{"subject": {{"type": "Key", "id": "dev-general-1"}}, "action": {{"name": "invoke"}},
+                "resource": {{"type": "Model", "id": "gpt-4o-mini"}}, "context": {{"input_tokens": "{key}"}}}}"#
+        ),
+    ] {
+        let (status, answer) = served.post("/access/v1/evaluation", &body);
+        assert!(status == 200 || status == 400, "{status}");
+        assert!(!answer.contains(&key), "{answer}");
+        assert!(answer.contains("gsk_"), "{answer}");
+    }
+    // The writer flushes each batch as it comes; give it a moment before the process goes.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(served);
+    let mut records = 0;
+    for entry in std::fs::read_dir(&audit).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        assert!(!text.contains(&key), "{text}");
+        records += text.lines().count();
+    }
+    assert_eq!(records, 1, "the decision is on record (the 400 is not a decision)");
+}

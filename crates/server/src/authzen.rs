@@ -21,6 +21,33 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
     (status, axum::Json(body)).into_response()
 }
 
+/// The largest response body the masking reads; answers are far smaller.
+const MASKED_BODY_LIMIT: usize = 64 << 20;
+
+/// Masks any key in a response body ([`crate::ServiceConfig::mask`]): decisions quote the
+/// model, action and request id as sent, and errors quote what failed to parse.
+pub(crate) async fn mask_response(
+    Shared(state): Shared<Arc<State>>,
+    request: HttpRequest,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MASKED_BODY_LIMIT).await else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer could not be read",
+        );
+    };
+    let shown = match std::str::from_utf8(&bytes) {
+        Ok(text) => (state.mask)(text).into_bytes(),
+        // Every body this service writes is JSON or text.
+        Err(_) => bytes.to_vec(),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(shown))
+}
+
 /// Echoes the caller's `X-Request-ID` on the response.
 pub(crate) async fn echo_request_id(request: HttpRequest, next: Next) -> Response {
     let id = request.headers().get(REQUEST_ID).cloned();

@@ -68,6 +68,11 @@ pub struct ServiceConfig {
     pub on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
     /// Where every decision is recorded; a decision that cannot be recorded is denied.
     pub audit: Option<AuditLog>,
+    /// Masks any key in text the service shows: every response body and every audit record
+    /// pass through it, since a caller may paste a key into a model id, an action or a request
+    /// id, and errors quote what was sent. The binary supplies the scanner's masker; the
+    /// default shows text as it is.
+    pub mask: Arc<dyn Fn(&str) -> String + Send + Sync>,
 }
 
 impl std::fmt::Debug for ServiceConfig {
@@ -94,6 +99,7 @@ impl ServiceConfig {
             watch: None,
             on_event: Arc::new(|_| {}),
             audit: None,
+            mask: Arc::new(str::to_owned),
         }
     }
 }
@@ -144,6 +150,7 @@ pub(crate) struct State {
     on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
     body_limit: usize,
     audit: Option<AuditLog>,
+    pub(crate) mask: Arc<dyn Fn(&str) -> String + Send + Sync>,
 }
 
 /// A running service: its own thread and runtime, stopped on [`stop`](Self::stop) (finishing
@@ -293,6 +300,10 @@ fn router_over(state: Arc<State>, body_limit: usize) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(usage::ready))
         .layer(axum::middleware::from_fn(authzen::echo_request_id))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authzen::mask_response,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -307,6 +318,7 @@ impl State {
             on_event: config.on_event,
             body_limit: config.body_limit,
             audit: config.audit,
+            mask: config.mask,
         })
     }
 
@@ -409,7 +421,17 @@ impl State {
         let Some(audit) = &self.audit else {
             return decision;
         };
-        match audit.record(AuditRecord::of(request, &decision)) {
+        let mut record = AuditRecord::of(request, &decision);
+        for field in [&mut record.model, &mut record.action] {
+            *field = (self.mask)(field);
+        }
+        if let Some(id) = &mut record.request_id {
+            *id = (self.mask)(id);
+        }
+        for error in &mut record.errors {
+            *error = (self.mask)(error);
+        }
+        match audit.record(record) {
             Ok(()) => decision,
             Err(error) => {
                 if let (Some(hold), Some(ledger)) = (&decision.reservation, &self.ledger) {

@@ -41,7 +41,14 @@ fn record(
     decision: &keyscope_policy::Decision,
 ) -> Result<(), AuditError> {
     let log = AuditLog::open(dir, 1)?;
-    log.record(AuditRecord::of(request, decision))?;
+    let mut record = AuditRecord::of(request, decision);
+    // The record quotes the model, action and request id as sent: a key pasted there is masked.
+    for field in [&mut record.model, &mut record.action] {
+        *field = crate::mask(std::mem::take(field));
+    }
+    record.request_id = record.request_id.take().map(crate::mask);
+    record.errors = record.errors.drain(..).map(crate::mask).collect();
+    log.record(record)?;
     log.close()
 }
 

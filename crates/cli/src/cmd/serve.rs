@@ -74,6 +74,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         ),
         _ => {}
     });
+    let detector = keyscope_scan::Detector::new(keyscope_rules::RuleSet::builtin()?)
+        .map_err(|e| miette::miette!("{e}"))?;
+    config.mask = Arc::new(move |text: &str| keyscope_scan::mask_secrets(&detector, text));
     let service = Service::start(args.listen, config).map_err(miette::Report::new)?;
     eprintln!("keyscope serve: listening on http://{}", service.addr());
     service.wait().map_err(miette::Report::new)?;
