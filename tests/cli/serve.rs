@@ -288,5 +288,8 @@ fn serve_never_echoes_a_key_a_caller_pasted() {
         assert!(!text.contains(&key), "{text}");
         records += text.lines().count();
     }
-    assert_eq!(records, 1, "the decision is on record (the 400 is not a decision)");
+    assert_eq!(
+        records, 1,
+        "the decision is on record (the 400 is not a decision)"
+    );
 }
