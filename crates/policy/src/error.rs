@@ -229,6 +229,17 @@ pub enum LedgerError {
         /// The newest version this build reads.
         supported: i64,
     },
+    /// Redis failed, timed out or could not be reached.
+    #[error("budget ledger (redis): {0}")]
+    #[diagnostic(
+        code(keyscope::ledger::redis),
+        help("check that Redis is running and reachable at the `--ledger` URL")
+    )]
+    Redis(String),
+    /// A reservation found the figures changed under it at every attempt.
+    #[error("budget ledger: the figures changed under the reservation {0} times in a row")]
+    #[diagnostic(code(keyscope::ledger::contention))]
+    Contention(usize),
     /// The ledger's background checkpoint thread could not be started.
     #[error("budget ledger: cannot start the checkpoint thread: {0}")]
     #[diagnostic(code(keyscope::ledger::thread))]

@@ -61,8 +61,8 @@ pub use decision::{
 pub use engine::{Clock, Engine, LedgerMode, SpendRecord};
 pub use error::{FixtureError, LedgerError, RequestError, SourceError, StoreError};
 pub use ledger::{
-    DEFAULT_HOLD_TTL_SECONDS, Ledger, RequestState, Settlement, SpendGrouping, SpendRow, Usage,
-    Verification,
+    CommitFlags, DEFAULT_HOLD_TTL_SECONDS, Ledger, RedisOptions, RequestRecord, RequestState,
+    Settlement, SpendGrouping, SpendRow, Usage, Verification,
 };
 pub use money::{MICROS_PER_USD, format_usd, parse_usd};
 pub use net::Cidr;

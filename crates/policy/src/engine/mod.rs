@@ -12,7 +12,7 @@ use cedar_policy::{Authorizer, EntityUid, PolicySet};
 use crate::catalog::Model;
 use crate::decision::{Decision, Estimate, Reason, ReasonEffect};
 use crate::error::{LedgerError, StoreError};
-use crate::ledger::{Hold, Ledger, Plan, Prior, ScopeUsage};
+use crate::ledger::{Caps, Hold, Ledger, Plan, Prior, ScopeUsage};
 use crate::money::token_cost;
 use crate::request::Request;
 use crate::scopes::{Key, Scope, fingerprint};
@@ -225,6 +225,15 @@ impl Engine {
         };
         // Only scopes with caps or limits need figures; the others read as zero.
         let limited = scopes_where(|s| s.budget.is_limited() || s.rate.is_limited());
+        let caps: Vec<Caps> = prepared
+            .chain
+            .iter()
+            .filter(|s| s.budget.is_limited() || s.rate.is_limited())
+            .map(|s| Caps {
+                budget: s.budget,
+                rate: s.rate,
+            })
+            .collect();
         let rated = scopes_where(|s| s.rate.is_limited());
         let plan = Plan {
             hold: hold_id.map(|request_id| Hold {
@@ -241,6 +250,7 @@ impl Engine {
             }),
             chain: &chain,
             limited: &limited,
+            caps: &caps,
             rated: &rated,
             time: prepared.time,
             now: prepared.now,

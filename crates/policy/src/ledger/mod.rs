@@ -9,9 +9,10 @@
 //! (`2026-11`), keyed by date, so nothing has to reset them. Rate limits count requests and
 //! tokens per calendar minute.
 //!
-//! [`Ledger`] is one face over backends: [`sqlite`] (embedded, one machine, the default). A
-//! backend keeps the same behaviour behind every method; the engine sees only this module's
-//! types.
+//! [`Ledger`] is one face over backends: [`sqlite`] (embedded, one machine, the default) and
+//! [`redis`] (shared by several processes and machines: gateway replicas). A backend keeps the
+//! same behaviour behind every method, and one test suite runs against both; the engine sees
+//! only this module's types.
 
 use std::path::Path;
 
@@ -20,14 +21,20 @@ use serde::Serialize;
 use crate::catalog::Price;
 use crate::decision::{Decision, Reservation};
 use crate::error::LedgerError;
+use crate::money::token_cost;
+use crate::scopes::{Budget, RateLimit};
 use crate::time::Timestamp;
 
+mod redis;
 mod sqlite;
+
+pub use redis::RedisOptions;
 
 /// How long a hold lives when neither committed nor released, by default: 15 minutes.
 pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
 
-/// The durable budget ledger. Thread-safe; several processes may share one SQLite file.
+/// The durable budget ledger. Thread-safe; several processes may share one SQLite file, and
+/// several machines one Redis.
 ///
 /// A reservation ([`Engine::decide_with_ledger`](crate::Engine::decide_with_ledger) with
 /// [`LedgerMode::Reserve`](crate::LedgerMode::Reserve)) reads the day and month totals of the
@@ -44,9 +51,25 @@ pub struct Ledger {
 
 /// The stores a ledger can live in.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a process makes one ledger and keeps it: a few hundred bytes either way"
+)]
 enum Backend {
     /// SQLite in WAL mode: one file, one machine.
     Sqlite(sqlite::SqliteLedger),
+    /// Redis (one node or a cluster): shared by every replica that points at it.
+    Redis(redis::RedisLedger),
+}
+
+/// Dispatches a method call to the backend.
+macro_rules! each_backend {
+    ($ledger:expr, $backend:ident => $call:expr) => {
+        match &$ledger.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Redis($backend) => $call,
+        }
+    };
 }
 
 /// The state of a request in the ledger.
@@ -98,12 +121,23 @@ pub(crate) struct Plan<'a> {
     pub(crate) chain: &'a [&'a str],
     /// The scopes of the chain with a cap or a limit: only they need figures.
     pub(crate) limited: &'a [&'a str],
+    /// The caps and limits of each of `limited`, in its order. A backend that cannot hold its
+    /// store locked while the engine decides (Redis) checks them again in the atomic step that
+    /// writes the hold.
+    pub(crate) caps: &'a [Caps],
     /// The scopes of the chain with a rate limit.
     pub(crate) rated: &'a [&'a str],
     /// The decision's time: it selects the windows read.
     pub(crate) time: Timestamp,
     /// The engine's clock: it expires holds and dates the new one's expiry. Never the caller's.
     pub(crate) now: Timestamp,
+}
+
+/// The caps and rate limits of one scope, as a reservation must respect them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Caps {
+    pub(crate) budget: Budget,
+    pub(crate) rate: RateLimit,
 }
 
 /// What the ledger already holds under the request id of a reservation.
@@ -163,6 +197,10 @@ pub enum Settlement {
     Committed {
         /// The cost charged.
         cost_micros: u64,
+        /// The worst-case cost that was held.
+        held_micros: u64,
+        /// What an auditor should see about this commit.
+        flags: CommitFlags,
     },
     /// A retried commit: the first one stands, nothing charged twice.
     AlreadyCommitted {
@@ -221,6 +259,8 @@ pub enum SpendGrouping {
     Scope,
     /// By resolved (versioned) model.
     Model,
+    /// By the key that made the request (spend recorded outside a reservation has none).
+    Key,
     /// By UTC day.
     Day,
 }
@@ -263,6 +303,21 @@ impl Ledger {
         sqlite::SqliteLedger::open_in_memory().map(Self::sqlite)
     }
 
+    /// Connects to the shared ledger in Redis at `url`: `redis://[:PASSWORD@]HOST:PORT[/DB]`
+    /// for one node, `redis-cluster://HOST:PORT[,HOST:PORT...]` for a cluster. The server is
+    /// asked once, so a wrong address is an error here rather than at the first decision.
+    pub fn open_redis(url: &str, options: RedisOptions) -> Result<Self, LedgerError> {
+        redis::RedisLedger::open(url, options).map(|ledger| Self {
+            backend: Backend::Redis(ledger),
+        })
+    }
+
+    /// Whether `location` names a Redis ledger (`redis://`, `rediss://`, `redis-cluster://`)
+    /// rather than a SQLite file.
+    pub fn is_redis_url(location: &str) -> bool {
+        redis::is_url(location)
+    }
+
     fn sqlite(ledger: sqlite::SqliteLedger) -> Self {
         Self {
             backend: Backend::Sqlite(ledger),
@@ -271,109 +326,247 @@ impl Ledger {
 
     /// Sets how long an unsettled hold lives (at least one second).
     pub fn with_hold_ttl(self, seconds: i64) -> Self {
-        match self.backend {
-            Backend::Sqlite(ledger) => Self::sqlite(ledger.with_hold_ttl(seconds)),
-        }
+        let backend = match self.backend {
+            Backend::Sqlite(ledger) => Backend::Sqlite(ledger.with_hold_ttl(seconds)),
+            Backend::Redis(ledger) => Backend::Redis(ledger.with_hold_ttl(seconds)),
+        };
+        Self { backend }
     }
 
     /// How long an unsettled hold lives, in seconds.
     pub fn hold_ttl_seconds(&self) -> i64 {
+        each_backend!(self, ledger => ledger.hold_ttl_seconds())
+    }
+
+    /// Which backend this is, for reports and readiness: `sqlite` or `redis`.
+    pub fn backend_name(&self) -> &'static str {
         match &self.backend {
-            Backend::Sqlite(ledger) => ledger.hold_ttl_seconds(),
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Redis(_) => "redis",
         }
     }
 
     /// Reads the figures of `plan.chain` at `plan.time`, lets `decide` decide on them, and, when
     /// `plan` carries a hold and the decision allows, writes the hold: all in one atomic step.
     /// A retried reservation ([`Prior::Retry`]) that is allowed again keeps its first hold. The
-    /// decision comes back with its [`Reservation`] filled in.
+    /// decision comes back with its [`Reservation`] filled in. `decide` may be called more than
+    /// once: a backend that finds the figures changed under it decides again on the new ones.
     pub(crate) fn reserve(
         &self,
         plan: &Plan<'_>,
-        decide: impl FnOnce(&[ScopeUsage], Prior) -> Decision,
+        decide: impl FnMut(&[ScopeUsage], Prior) -> Decision,
     ) -> Result<Decision, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.reserve(plan, decide),
-        }
+        each_backend!(self, ledger => ledger.reserve(plan, decide))
     }
 
     /// Records spend made outside a reservation as a committed request.
     pub(crate) fn record(&self, hold: &Hold<'_>) -> Result<(), LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.record(hold),
-        }
+        each_backend!(self, ledger => ledger.record(hold))
     }
 
     /// Replaces the hold of `request_id` with its actual cost. Idempotent: a retried commit
     /// returns [`Settlement::AlreadyCommitted`] and charges nothing. A hold that expired is still
-    /// charged: the money was spent.
+    /// charged (the money was spent) and flagged late; a cost above the hold is charged and
+    /// flagged too.
     pub fn commit(
         &self,
         request_id: &str,
         usage: &Usage,
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.commit(request_id, usage, now),
-        }
+        each_backend!(self, ledger => ledger.commit(request_id, usage, now))
     }
 
     /// Drops the hold of `request_id`. Idempotent; a committed request cannot be released.
     pub fn release(&self, request_id: &str, now: Timestamp) -> Result<Settlement, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.release(request_id, now),
-        }
+        each_backend!(self, ledger => ledger.release(request_id, now))
     }
 
     /// Expires the holds whose TTL has passed at `now`; returns how many.
     pub fn expire_holds(&self, now: Timestamp) -> Result<u64, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.expire_holds(now),
-        }
+        each_backend!(self, ledger => ledger.expire_holds(now))
     }
 
-    /// Committed spend (and live holds) grouped by scope, model or day, from `since` (a UTC day
-    /// `YYYY-MM-DD`, inclusive) on.
+    /// Committed spend (and live holds) grouped by scope, model, key or day, from `since` (a UTC
+    /// day `YYYY-MM-DD`, inclusive) on.
     pub fn spend(
         &self,
         by: SpendGrouping,
         since: Option<&str>,
     ) -> Result<Vec<SpendRow>, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.spend(by, since),
-        }
+        each_backend!(self, ledger => ledger.spend(by, since))
     }
 
     /// The running totals of `scope` (the scope and everything under it) in `period`
     /// (`YYYY-MM-DD` or `YYYY-MM`): committed and held micro-dollars.
     pub fn window_totals(&self, scope: &str, period: &str) -> Result<(u64, u64), LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.window_totals(scope, period),
-        }
+        each_backend!(self, ledger => ledger.window_totals(scope, period))
     }
 
     /// Checks the whole ledger: every row against its checksum, and every running total against
     /// the settled requests it sums. Reservations check the rows they read as they go and fail
     /// on a damaged one; this reads everything.
     pub fn verify(&self) -> Result<Verification, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.verify(),
-        }
+        each_backend!(self, ledger => ledger.verify())
     }
 
     /// Recomputes the running totals from the settled requests, after [`verify`](Self::verify)
     /// found a damaged or wrong total. Refuses when request rows themselves are damaged: those
     /// can only come back from a backup.
     pub fn rebuild_totals(&self) -> Result<Verification, LedgerError> {
-        match &self.backend {
-            Backend::Sqlite(ledger) => ledger.rebuild_totals(),
-        }
+        each_backend!(self, ledger => ledger.rebuild_totals())
     }
 
     /// The state of a request, if the ledger has it.
     pub fn request_state(&self, request_id: &str) -> Result<Option<RequestState>, LedgerError> {
+        each_backend!(self, ledger => ledger.request_state(request_id))
+    }
+
+    /// Answers when the store behind the ledger is reachable: readiness probes.
+    pub fn ping(&self) -> Result<(), LedgerError> {
         match &self.backend {
-            Backend::Sqlite(ledger) => ledger.request_state(request_id),
+            Backend::Sqlite(ledger) => ledger.request_state("keyscope:ping").map(|_| ()),
+            Backend::Redis(ledger) => ledger.ping(),
+        }
+    }
+
+    /// Every request the ledger holds, oldest first: what `keyscope ledger migrate` moves.
+    pub fn export(&self) -> Result<Vec<RequestRecord>, LedgerError> {
+        each_backend!(self, ledger => ledger.export())
+    }
+
+    /// Writes `records` (from [`export`](Self::export) of another ledger) into this one, each
+    /// with its totals: held requests hold again, committed ones charge again. A request id
+    /// this ledger already has is skipped, so a migration that is run twice counts nothing
+    /// twice. Returns how many were written and how many skipped.
+    pub fn import(&self, records: &[RequestRecord]) -> Result<(u64, u64), LedgerError> {
+        each_backend!(self, ledger => ledger.import(records))
+    }
+}
+
+/// A request as the ledger holds it, whatever the backend: what moves between ledgers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestRecord {
+    /// The caller's request id.
+    pub request_id: String,
+    /// Held, committed, released or expired.
+    pub state: RequestState,
+    /// The key it was made with (empty for spend recorded outside a reservation).
+    pub key_id: String,
+    /// The action.
+    pub action: String,
+    /// The resolved model.
+    pub model: String,
+    /// The scope and its ancestors, nearest first.
+    pub chain: Vec<String>,
+    /// When it was reserved (or recorded).
+    pub time: Timestamp,
+    /// When its hold expires.
+    pub expires_at: Timestamp,
+    /// The worst-case micro-dollars and tokens held.
+    pub held_micros: u64,
+    /// See `held_micros`.
+    pub held_tokens: u64,
+    /// The committed cost.
+    pub cost_micros: u64,
+    /// Committed uncached input tokens.
+    pub input_tokens: u64,
+    /// Committed cached input tokens.
+    pub cached_input_tokens: u64,
+    /// Committed output tokens.
+    pub output_tokens: u64,
+    /// The prices reserved at, per million tokens.
+    #[serde(skip)]
+    pub price: Option<Price>,
+}
+
+impl RequestRecord {
+    /// Committed tokens of all kinds.
+    pub fn committed_tokens(&self) -> u64 {
+        self.input_tokens
+            .saturating_add(self.cached_input_tokens)
+            .saturating_add(self.output_tokens)
+    }
+}
+
+/// What a commit means beside its charge: flags a gateway and an auditor should see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct CommitFlags {
+    /// The cost charged is above the hold: the estimate the decision was made on was wrong, or
+    /// the call ran with more tokens than it declared.
+    pub exceeds_hold: bool,
+    /// The hold had expired (its budget returned) before the commit came.
+    pub late: bool,
+}
+
+impl CommitFlags {
+    /// The flags of committing `cost` against a hold of `held` that expires at `expires_at`
+    /// (or has expired already: `expired`).
+    pub fn of(cost: u64, held: u64, expired: bool, expires_at: Timestamp, now: Timestamp) -> Self {
+        Self {
+            exceeds_hold: cost > held,
+            late: expired || expires_at <= now,
+        }
+    }
+
+    /// Whether any flag is set.
+    pub fn any(self) -> bool {
+        self.exceeds_hold || self.late
+    }
+}
+
+/// Cost of `usage` at `price`, or `None` when it overflows.
+pub(crate) fn usage_cost(usage: &Usage, price: Option<Price>) -> Option<u64> {
+    match (usage.cost_micros, price) {
+        (Some(cost), _) => Some(cost),
+        (None, Some(price)) => token_cost(usage.input_tokens, price.input)
+            .zip(token_cost(usage.cached_input_tokens, price.cached_input))
+            .zip(token_cost(usage.output_tokens, price.output))
+            .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c)),
+        (None, None) => Some(0),
+    }
+}
+
+/// Tokens of `usage`, or `None` when they overflow.
+pub(crate) fn usage_tokens(usage: &Usage) -> Option<u64> {
+    usage
+        .input_tokens
+        .checked_add(usage.cached_input_tokens)?
+        .checked_add(usage.output_tokens)
+}
+
+/// A live hold found under a retried request's id, as [`leave_out`] takes it out of the
+/// figures.
+pub(crate) struct LiveHold<'a> {
+    pub(crate) chain: &'a [&'a str],
+    pub(crate) day: &'a str,
+    pub(crate) month: &'a str,
+    pub(crate) minute: i64,
+    pub(crate) micros: u64,
+    pub(crate) tokens: u64,
+}
+
+/// Takes the live hold of a retried request out of the figures, so that the retry is decided as
+/// the first attempt was and is not counted against itself.
+pub(crate) fn leave_out(usage: &mut [ScopeUsage], plan: &Plan<'_>, hold: &LiveHold<'_>) {
+    let (day, month) = (plan.time.day_key(), plan.time.month_key());
+    let minute = plan.time.minute_key();
+    for (scope, used) in plan.chain.iter().zip(usage) {
+        if !hold.chain.contains(scope) {
+            continue;
+        }
+        for (same, window) in [
+            (hold.day == day, &mut used.day),
+            (hold.month == month, &mut used.month),
+        ] {
+            if same {
+                window.held_micros = window.held_micros.saturating_sub(hold.micros);
+                window.held_tokens = window.held_tokens.saturating_sub(hold.tokens);
+            }
+        }
+        if hold.minute == minute && plan.rated.contains(scope) {
+            used.minute_requests = used.minute_requests.saturating_sub(1);
+            used.minute_tokens = used.minute_tokens.saturating_sub(hold.tokens);
         }
     }
 }

@@ -4,6 +4,7 @@
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions")]
 
 mod audit;
+mod backends;
 mod common;
 mod crash;
 mod fail_closed;
@@ -11,5 +12,6 @@ mod fixtures;
 mod fuzz;
 mod integrity;
 mod ledger;
+mod redis_ledger;
 mod replay;
 mod store_errors;

@@ -23,12 +23,12 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::{
-    DEFAULT_HOLD_TTL_SECONDS, Plan, Prior, RequestState, ScopeUsage, Settlement, Usage, reservation,
+    CommitFlags, DEFAULT_HOLD_TTL_SECONDS, LiveHold, Plan, Prior, RequestState, ScopeUsage,
+    Settlement, Usage, leave_out, reservation, usage_cost, usage_tokens,
 };
 use crate::decision::Decision;
 use crate::error::LedgerError;
 use crate::ledger::Hold;
-use crate::money::token_cost;
 use crate::time::Timestamp;
 
 mod checkpoint;
@@ -40,6 +40,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 mod totals;
+mod transfer;
 
 use checkpoint::Checkpointer;
 use rows::{RequestRow, Settled, to_i64};
@@ -246,7 +247,7 @@ impl SqliteLedger {
     pub(super) fn reserve(
         &self,
         plan: &Plan<'_>,
-        decide: impl FnOnce(&[ScopeUsage], Prior) -> Decision,
+        mut decide: impl FnMut(&[ScopeUsage], Prior) -> Decision,
     ) -> Result<Decision, LedgerError> {
         self.write(|txn| {
             if self.sweep_due(plan.now) {
@@ -262,7 +263,16 @@ impl SqliteLedger {
             };
             let mut usage = chain_usage(txn, plan)?;
             if let (Prior::Retry { .. }, Some(row)) = (prior, &prior_row) {
-                leave_out(&mut usage, plan, row);
+                let chain: Vec<&str> = row.chain.split('\n').collect();
+                let live = LiveHold {
+                    chain: &chain,
+                    day: &row.day,
+                    month: &row.month,
+                    minute: row.minute,
+                    micros: u64::try_from(row.held.micros).unwrap_or(0),
+                    tokens: u64::try_from(row.held.tokens).unwrap_or(0),
+                };
+                leave_out(&mut usage, plan, &live);
             }
             let mut decision = decide(&usage, prior);
             let Some(hold) = plan.hold.as_ref().filter(|_| decision.allowed) else {
@@ -311,20 +321,15 @@ impl SqliteLedger {
                 RequestState::Held | RequestState::Expired => {}
             }
             let overflow = || LedgerError::Overflow(request_id.to_owned());
-            let cost = match (usage.cost_micros, row.price) {
-                (Some(cost), _) => cost,
-                (None, Some(price)) => token_cost(usage.input_tokens, price.input)
-                    .zip(token_cost(usage.cached_input_tokens, price.cached_input))
-                    .zip(token_cost(usage.output_tokens, price.output))
-                    .and_then(|((a, b), c)| a.checked_add(b)?.checked_add(c))
-                    .ok_or_else(overflow)?,
-                (None, None) => 0,
-            };
-            let tokens = usage
-                .input_tokens
-                .checked_add(usage.cached_input_tokens)
-                .and_then(|t| t.checked_add(usage.output_tokens))
-                .ok_or_else(overflow)?;
+            let cost = usage_cost(usage, row.price).ok_or_else(overflow)?;
+            let tokens = usage_tokens(usage).ok_or_else(overflow)?;
+            let flags = CommitFlags::of(
+                cost,
+                rows::from_i64(row.held.micros)?,
+                row.state == RequestState::Expired,
+                row.expires_at,
+                now,
+            );
             if row.state == RequestState::Held {
                 txn.totals
                     .hold(&row.chain, &row.day, &row.month, row.held.negated());
@@ -351,7 +356,11 @@ impl SqliteLedger {
                 at: now.unix(),
             };
             rows::settle(txn, &row, &settled)?;
-            Ok(Settlement::Committed { cost_micros: cost })
+            Ok(Settlement::Committed {
+                cost_micros: cost,
+                held_micros: rows::from_i64(row.held.micros)?,
+                flags,
+            })
         })
     }
 
@@ -418,31 +427,4 @@ fn chain_usage(txn: &mut Txn<'_>, plan: &Plan<'_>) -> Result<Vec<ScopeUsage>, Le
                 .map_or_else(ScopeUsage::default, |i| figures[i])
         })
         .collect())
-}
-
-/// Takes the live hold of a retried request out of the figures, so that the retry is decided as
-/// the first attempt was and is not counted against itself.
-fn leave_out(usage: &mut [ScopeUsage], plan: &Plan<'_>, row: &RequestRow) {
-    let micros = u64::try_from(row.held.micros).unwrap_or(0);
-    let tokens = u64::try_from(row.held.tokens).unwrap_or(0);
-    let (day, month) = (plan.time.day_key(), plan.time.month_key());
-    let minute = plan.time.minute_key();
-    for (scope, used) in plan.chain.iter().zip(usage) {
-        if !row.chain.split('\n').any(|s| s == *scope) {
-            continue;
-        }
-        for (same, window) in [
-            (row.day == day, &mut used.day),
-            (row.month == month, &mut used.month),
-        ] {
-            if same {
-                window.held_micros = window.held_micros.saturating_sub(micros);
-                window.held_tokens = window.held_tokens.saturating_sub(tokens);
-            }
-        }
-        if row.minute == minute && plan.rated.contains(scope) {
-            used.minute_requests = used.minute_requests.saturating_sub(1);
-            used.minute_tokens = used.minute_tokens.saturating_sub(tokens);
-        }
-    }
 }

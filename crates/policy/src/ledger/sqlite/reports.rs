@@ -18,9 +18,11 @@ impl SqliteLedger {
         let column = match by {
             SpendGrouping::Scope => "scope",
             SpendGrouping::Model => "model",
+            SpendGrouping::Key => "key_id",
             SpendGrouping::Day => "day",
         };
-        let fields = "scope, model, day, state, cost_micros, input_tokens, cached_input_tokens,
+        let fields =
+            "scope, model, key_id, day, state, cost_micros, input_tokens, cached_input_tokens,
                       output_tokens, held_micros";
         let sql = format!(
             "SELECT {column},
