@@ -14,6 +14,9 @@ mod git;
 mod hardening;
 mod hooks;
 mod policy;
+mod redis;
+#[path = "../support/redis.rs"]
+mod redis_support;
 mod rules_cmd;
 mod scan_fixtures;
 mod serve;

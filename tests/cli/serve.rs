@@ -8,13 +8,13 @@ use std::process::{Child, Command, Stdio};
 use crate::{keyscope_with_input, root};
 
 /// A `keyscope serve` child, killed when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     addr: SocketAddr,
 }
 
 impl Served {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_keyscope"))
             .arg("serve")
             .args(args)
@@ -38,7 +38,7 @@ impl Served {
     }
 
     /// POSTs `body` to `path`; the status and the body of the answer.
-    fn post(&self, path: &str, body: &str) -> (u16, String) {
+    pub(crate) fn post(&self, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.addr).unwrap();
         write!(
             stream,

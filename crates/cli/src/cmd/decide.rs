@@ -4,13 +4,13 @@ use std::io::Read as _;
 
 use keyscope_policy::audit::{AuditError, AuditLog, AuditRecord};
 use keyscope_policy::{
-    DEFAULT_HOLD_TTL_SECONDS, Engine, Ledger, LedgerMode, Reason, ReasonEffect, Request, Timestamp,
+    DEFAULT_HOLD_TTL_SECONDS, Engine, LedgerMode, Reason, ReasonEffect, Request, Timestamp,
 };
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{ClockArgs, LedgerArgs, StoreArgs};
 use crate::exit::Exit;
-use crate::out::outln;
+use crate::out::{errln, outln};
 
 /// Arguments of `keyscope decide`.
 #[derive(Debug, clap::Args)]
@@ -60,30 +60,41 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         .into_diagnostic()?;
     let request = Request::from_json("<stdin>", &text).map_err(miette::Report::new)?;
     let engine = Engine::new(args.store.load()?).with_clock(args.clock.clock());
-    let path = args.ledger.path(&args.store.store);
+    let location = args.ledger.location(&args.store.store);
     // Without a ledger file nothing has been spent; only a reservation creates one. A ledger
     // named on the command line must exist, though: a mistyped path would read as no spend.
-    if !args.reserve && args.ledger.ledger.is_some() && !path.exists() {
+    if !args.reserve && args.ledger.ledger.is_some() && !location.exists() {
         miette::bail!(
             "no budget ledger at `{}`: check the path, or reserve with `--reserve` to create it",
-            path.display()
+            location.display()
         );
     }
     let mut ledger = None;
-    let mut decision = if args.reserve || path.exists() {
-        let opened = ledger.insert(
-            Ledger::open(&path)
-                .map_err(miette::Report::new)?
-                .with_hold_ttl(args.hold_ttl),
-        );
+    let mut failed = false;
+    let mut decision = if args.reserve || location.exists() {
         let mode = if args.reserve {
             LedgerMode::Reserve
         } else {
             LedgerMode::Check
         };
-        engine
-            .decide_with_ledger(&request, opened, mode)
-            .map_err(miette::Report::new)?
+        let outcome = location.open().and_then(|opened| {
+            let opened = ledger.insert(opened.with_hold_ttl(args.hold_ttl));
+            engine
+                .decide_with_ledger(&request, opened, mode)
+                .map_err(miette::Report::new)
+        });
+        match outcome {
+            Ok(decision) => decision,
+            Err(error) => {
+                // Denied on the record, and exit 2: the ledger, not the policy, said no.
+                failed = true;
+                let message = format!(
+                    "the budget ledger could not be used, so the request is denied: {error}"
+                );
+                errln!("error: {}", crate::mask(message.clone()));
+                engine.deny_for_ledger(&request, &message)
+            }
+        }
     } else {
         engine.decide(&request)
     };
@@ -107,6 +118,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     // The decision quotes the request (its model, action and request id), and a key pasted
     // into one of those would otherwise be echoed whole.
     outln!("{}", crate::mask(json))?;
+    if failed {
+        return Ok(Exit::Error);
+    }
     Ok(if decision.allowed {
         Exit::Clean
     } else {

@@ -1,10 +1,14 @@
-//! `keyscope ledger verify|rebuild`: check a budget ledger for damage, and recompute its totals.
+//! `keyscope ledger verify|rebuild|migrate`: check a budget ledger for damage, recompute its
+//! totals, and move it to another backend.
 
 use keyscope_policy::Verification;
 use miette::IntoDiagnostic as _;
 
+use std::path::Path;
+
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
+use crate::out::outln;
 
 /// Ledger commands.
 #[derive(Debug, clap::Subcommand)]
@@ -15,6 +19,24 @@ pub enum Command {
     /// Recompute the running totals from the settled requests (after `verify` found a damaged
     /// or wrong total); refuses when request rows themselves are damaged.
     Rebuild(Args),
+    /// Move every request (open holds included) from one ledger to another, e.g. from the
+    /// embedded SQLite file to a shared Redis. Requests the target already has are skipped,
+    /// so running it twice counts nothing twice.
+    Migrate(MigrateArgs),
+}
+
+/// Arguments of `keyscope ledger migrate`.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    /// The ledger to read: a SQLite file or a Redis URL.
+    #[arg(long, value_name = "PATH|URL")]
+    from: String,
+    /// The ledger to write: a SQLite file (created if missing) or a Redis URL.
+    #[arg(long, value_name = "PATH|URL")]
+    to: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = Format::Human)]
+    format: Format,
 }
 
 /// Arguments of the ledger commands.
@@ -41,6 +63,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     let (args, rebuild) = match command {
         Command::Verify(args) => (args, false),
         Command::Rebuild(args) => (args, true),
+        Command::Migrate(args) => return migrate(&args),
     };
     let ledger = args.ledger.open_existing(&args.store.store)?;
     let report = if rebuild {
@@ -55,6 +78,54 @@ pub fn run(command: Command) -> miette::Result<Exit> {
             serde_json::to_string_pretty(&report).into_diagnostic()?
         ),
         Format::Human => print!("{}", human(&report, rebuild)),
+    }
+    Ok(if report.is_intact() {
+        Exit::Clean
+    } else {
+        Exit::ChecksFailed
+    })
+}
+
+fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
+    let at = |location: &str| {
+        LedgerArgs {
+            ledger: Some(location.to_owned()),
+        }
+        .location(Path::new("."))
+    };
+    let (from, to) = (at(&args.from), at(&args.to));
+    if from == to {
+        miette::bail!("`--from` and `--to` name the same ledger");
+    }
+    let source = LedgerArgs {
+        ledger: Some(args.from.clone()),
+    }
+    .open_existing(Path::new("."))?;
+    let records = source.export().map_err(miette::Report::new)?;
+    let target = to.open()?;
+    let (written, skipped) = target.import(&records).map_err(miette::Report::new)?;
+    let report = target.verify().map_err(miette::Report::new)?;
+    match args.format {
+        Format::Json => outln!(
+            "{}",
+            serde_json::json!({
+                "from": from.display(),
+                "to": to.display(),
+                "requests": records.len(),
+                "written": written,
+                "skipped": skipped,
+                "target": report,
+            })
+        )?,
+        Format::Human => {
+            outln!(
+                "moved {written} of {} requests from `{}` to `{}` ({skipped} already there)",
+                records.len(),
+                from.display(),
+                to.display()
+            )?;
+            outln!("{}", human(&report, false).trim_end())?;
+        }
     }
     Ok(if report.is_intact() {
         Exit::Clean

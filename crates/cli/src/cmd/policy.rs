@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use keyscope_policy::fixtures::CaseFile;
-use keyscope_policy::{Clock, Engine, LEDGER_FILE, Ledger, Store, Timestamp};
+use keyscope_policy::{Clock, Engine, LEDGER_FILE, Ledger, RedisOptions, Store, Timestamp};
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
@@ -27,30 +27,85 @@ impl StoreArgs {
 /// Where the budget ledger is.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LedgerArgs {
-    /// The budget ledger (SQLite); default `ledger.sqlite` in the store directory.
-    #[arg(long, value_name = "PATH")]
-    pub ledger: Option<PathBuf>,
+    /// The budget ledger: a SQLite file (default `ledger.sqlite` in the store directory), or a
+    /// shared Redis, `redis://[:PASSWORD@]HOST:PORT[/DB]` or
+    /// `redis-cluster://HOST:PORT[,HOST:PORT...]`.
+    #[arg(long, value_name = "PATH|URL")]
+    pub ledger: Option<String>,
+}
+
+/// A ledger location as typed: a file or a Redis URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerLocation {
+    /// A SQLite file.
+    File(PathBuf),
+    /// A Redis URL (which may carry a password: never printed whole).
+    Redis(String),
+}
+
+impl LedgerLocation {
+    /// The location for messages: a Redis URL without its password.
+    pub fn display(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Redis(url) => redact_url(url),
+        }
+    }
+
+    /// Opens the ledger, creating a SQLite file that is not there yet.
+    pub fn open(&self) -> miette::Result<Ledger> {
+        match self {
+            Self::File(path) => Ledger::open(path).map_err(miette::Report::new),
+            Self::Redis(url) => Ledger::open_redis(url, RedisOptions::default())
+                .map_err(|e| miette::miette!("{e} (ledger `{}`)", redact_url(url))),
+        }
+    }
+
+    /// Whether the ledger is known to exist: a SQLite file that is there, or any Redis (which
+    /// [`open`](Self::open) reaches or fails on).
+    pub fn exists(&self) -> bool {
+        match self {
+            Self::File(path) => path.exists(),
+            Self::Redis(_) => true,
+        }
+    }
+}
+
+/// `redis://user:secret@host` as `redis://user:***@host`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split_once(':').map_or("", |(user, _)| user);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 impl LedgerArgs {
-    /// The ledger path for `store`.
-    pub fn path(&self, store: &Path) -> PathBuf {
-        self.ledger
-            .clone()
-            .unwrap_or_else(|| store.join(LEDGER_FILE))
+    /// Where the ledger of `store` is.
+    pub fn location(&self, store: &Path) -> LedgerLocation {
+        match &self.ledger {
+            Some(url) if Ledger::is_redis_url(url) => LedgerLocation::Redis(url.clone()),
+            Some(path) => LedgerLocation::File(PathBuf::from(path)),
+            None => LedgerLocation::File(store.join(LEDGER_FILE)),
+        }
     }
 
     /// Opens the ledger for `store`, which must exist: reading a ledger that is not there
     /// would report nothing spent.
     pub fn open_existing(&self, store: &Path) -> miette::Result<Ledger> {
-        let path = self.path(store);
-        if !path.exists() {
+        let location = self.location(store);
+        if !location.exists() {
             miette::bail!(
                 "no budget ledger at `{}`: nothing was reserved",
-                path.display()
+                location.display()
             );
         }
-        Ledger::open(&path).map_err(miette::Report::new)
+        location.open()
     }
 }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keyscope_policy::{Engine, Ledger};
+use keyscope_policy::Engine;
 use keyscope_server::{Event, Service, ServiceConfig};
 
 use crate::cmd::policy::{ClockArgs, LedgerArgs, StoreArgs};
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let ledger = if args.no_ledger {
         None
     } else {
-        Some(Ledger::open(&args.ledger.path(&args.store.store)).map_err(miette::Report::new)?)
+        Some(args.ledger.location(&args.store.store).open()?)
     };
     let mut config = ServiceConfig::new(engine, ledger);
     config.store_dir = Some(args.store.store.clone());

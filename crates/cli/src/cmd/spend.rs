@@ -1,6 +1,6 @@
 //! `keyscope spend`: the chargeback and audit view of the budget ledger.
 
-use keyscope_policy::{Ledger, SpendGrouping, Timestamp, format_usd};
+use keyscope_policy::{SpendGrouping, Timestamp, format_usd};
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
@@ -14,6 +14,8 @@ pub enum By {
     Scope,
     /// By resolved, versioned model.
     Model,
+    /// By the key that made the request.
+    Key,
     /// By UTC day.
     Day,
 }
@@ -30,7 +32,7 @@ pub enum Format {
 /// Arguments of `keyscope spend`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Group rows by scope, model or day.
+    /// Group rows by scope, model, key or day.
     #[arg(long, value_enum, default_value_t = By::Scope)]
     by: By,
     /// Only spend on or after this UTC day (`2026-11-01`).
@@ -54,17 +56,11 @@ fn parse_day(text: &str) -> Result<String, String> {
 
 /// Runs `keyscope spend`.
 pub fn run(args: Args) -> miette::Result<Exit> {
-    let path = args.ledger.path(&args.store.store);
-    if !path.exists() {
-        miette::bail!(
-            "no budget ledger at `{}`: nothing was reserved",
-            path.display()
-        );
-    }
-    let ledger = Ledger::open(&path).map_err(miette::Report::new)?;
+    let ledger = args.ledger.open_existing(&args.store.store)?;
     let by = match args.by {
         By::Scope => SpendGrouping::Scope,
         By::Model => SpendGrouping::Model,
+        By::Key => SpendGrouping::Key,
         By::Day => SpendGrouping::Day,
     };
     let rows = ledger
@@ -79,6 +75,7 @@ pub fn run(args: Args) -> miette::Result<Exit> {
             let header = match args.by {
                 By::Scope => "SCOPE",
                 By::Model => "MODEL",
+                By::Key => "KEY",
                 By::Day => "DAY",
             };
             let width = rows

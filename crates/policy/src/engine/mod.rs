@@ -307,6 +307,18 @@ impl Engine {
         }
     }
 
+    /// The decision for `request` when its ledger could not be used: a denial with reason
+    /// `keyscope:ledger-unavailable` and `message`, carrying the figures the engine sees
+    /// without the ledger. Never an allow.
+    pub fn deny_for_ledger(&self, request: &Request, message: &str) -> Decision {
+        let mut decision = self.decide(request);
+        decision.allowed = false;
+        decision.reservation = None;
+        decision.errors.push(message.to_owned());
+        decision.reasons = vec![engine_reason("ledger-unavailable", message)];
+        decision
+    }
+
     /// Records spend made outside a reservation as committed, charged to `record.scope` and its
     /// ancestors.
     pub fn record_spend(&self, ledger: &Ledger, record: &SpendRecord) -> Result<(), LedgerError> {
