@@ -74,6 +74,41 @@ fn decide_usage_and_spend_work_on_redis_as_on_sqlite() {
     let rows = json(&spend)["rows"].clone();
     assert_eq!(rows[0]["group"], "dev-general-1");
     assert_eq!(rows[0]["cost_micros"], 300_000);
+    // A commit far above its hold is charged (the money was spent) and flagged, in the answer
+    // and in the audit log.
+    assert_eq!(decide("r2").code, 0);
+    let audit = tempfile::tempdir().unwrap();
+    let audit_dir = audit.path().to_str().unwrap();
+    let over = keyscope(
+        &[
+            &[
+                "usage",
+                "commit",
+                "r2",
+                "--cost-usd",
+                "50",
+                "--audit-log",
+                audit_dir,
+            ][..],
+            &base,
+        ]
+        .concat(),
+        "",
+    );
+    assert_eq!(over.code, 0, "{}", over.stderr);
+    assert_eq!(json(&over)["flags"]["exceeds_hold"], true);
+    assert_eq!(json(&over)["cost_micros"], 50_000_000);
+    let logged: String = std::fs::read_dir(audit.path())
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    let line: serde_json::Value = serde_json::from_str(logged.trim()).unwrap();
+    assert_eq!(line["event"], "commit");
+    assert_eq!(line["flags"][0], "exceeds-hold");
+    assert_eq!(line["key"], "dev-general-1");
+    assert_eq!(line["scope"], "dev/general");
+    let verified = keyscope(&["audit", "verify", audit_dir], "");
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     let check = keyscope(&[&["ledger", "verify"][..], &base].concat(), "");
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
 }

@@ -1,7 +1,8 @@
 //! Latency percentiles, which criterion does not report: times each of many decisions with
 //! `Instant` and prints p50/p90/p99/p99.9, for keyscope's decision and for a bare
 //! `cedar_policy::Authorizer::is_authorized` call on the same request; then the throughput of
-//! reserve+commit cycles through the SQLite ledger (WAL, file on disk).
+//! reserve+commit cycles through the SQLite ledger (WAL, file on disk) and, in the same run,
+//! through a Redis ledger on a `redis-server` the bench starts on a free loopback port.
 //!
 //! `cargo bench -p keyscope-policy --bench decide_latency` (`-- --ledger-only` for the ledger alone)
 
@@ -13,11 +14,13 @@
 )]
 
 mod common;
+#[path = "../../../tests/support/redis.rs"]
+mod redis_support;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use keyscope_policy::{Ledger, LedgerMode, Timestamp, Usage};
+use keyscope_policy::{Ledger, LedgerMode, RedisOptions, Timestamp, Usage};
 
 const DECISIONS: usize = 200_000;
 const CYCLES: usize = 20_000;
@@ -173,6 +176,7 @@ fn print_ledger_runs(engine: &keyscope_policy::Engine) {
         "ledger shared, one handle, two threads: {:.0} reserve+commit cycles/s wall clock",
         threaded_cycles(engine, &both, 2)
     );
+    print_redis_runs(engine);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "load average during the run: {}",
@@ -181,6 +185,45 @@ fn print_ledger_runs(engine: &keyscope_policy::Engine) {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+/// The same cycles on Redis (no persistence, as `redis-server` starts by default here): one
+/// thread, then several threads sharing one handle (its pool opens a connection per thread).
+fn print_redis_runs(engine: &keyscope_policy::Engine) {
+    let server = redis_support::RedisServer::start();
+    let redis = Ledger::open_redis(&server.url(), RedisOptions::default()).unwrap();
+    let run = ledger_cycles(engine, &redis, &redis);
+    println!(
+        "ledger redis (`Ledger::open_redis`, one local redis-server): {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second of this thread",
+        run.wall_per_second, run.cpu_per_second,
+    );
+    for (part, p) in [
+        ("cycle", run.cycle),
+        ("reserve", run.reserve),
+        ("commit", run.commit),
+    ] {
+        println!(
+            "    {part} µs: p50 {} p90 {} p99 {} p99.9 {}",
+            us(p[0]),
+            us(p[1]),
+            us(p[2]),
+            us(p[3])
+        );
+    }
+    for threads in [2, 8] {
+        let fresh = Ledger::open_redis(
+            &server.url(),
+            RedisOptions {
+                prefix: format!("threads{threads}"),
+                ..RedisOptions::default()
+            },
+        )
+        .unwrap();
+        println!(
+            "ledger redis, one handle, {threads} threads: {:.0} reserve+commit cycles/s wall clock",
+            threaded_cycles(engine, &fresh, threads)
+        );
+    }
 }
 
 struct LedgerRun {

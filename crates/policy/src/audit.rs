@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::decision::Decision;
+use crate::ledger::{RequestRecord, Settlement};
 use crate::request::Request;
 use crate::scopes::fingerprint;
 use crate::time::Timestamp;
@@ -67,6 +68,13 @@ pub struct AuditRecord {
     /// Where the request came from.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub source_ip: Option<String>,
+    /// What happened, when it is not a decision: `commit` or `release` of a hold.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub event: Option<String>,
+    /// What an auditor should look at: `exceeds-hold` (a commit above its hold), `late` (a
+    /// commit after the hold expired).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub flags: Vec<String>,
     /// The hash of the record before, hex.
     pub prev: String,
     /// SHA-256 of this record with `hash` empty, hex.
@@ -98,6 +106,56 @@ impl AuditRecord {
             cost_micros: decision.estimate.and_then(|e| e.cost_micros),
             hold: decision.reservation.as_ref().map(|r| r.request_id.clone()),
             source_ip: request.source_ip.map(|ip| ip.to_string()),
+            event: None,
+            flags: Vec::new(),
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// The record of settling `request_id` at `now`: its key, scope and model from the ledger's
+    /// `record` of it, the cost charged, and the commit's flags.
+    pub fn of_settlement(
+        request_id: &str,
+        record: Option<&RequestRecord>,
+        settlement: &Settlement,
+        now: Timestamp,
+    ) -> Self {
+        let (event, cost, flags) = match settlement {
+            Settlement::Committed {
+                cost_micros, flags, ..
+            } => {
+                let mut named = Vec::new();
+                if flags.exceeds_hold {
+                    named.push("exceeds-hold".to_owned());
+                }
+                if flags.late {
+                    named.push("late".to_owned());
+                }
+                ("commit", Some(*cost_micros), named)
+            }
+            Settlement::AlreadyCommitted { cost_micros } => {
+                ("commit-retried", Some(*cost_micros), Vec::new())
+            }
+            Settlement::Released => ("release", None, Vec::new()),
+            Settlement::AlreadyReleased => ("release-retried", None, Vec::new()),
+        };
+        Self {
+            seq: 0,
+            time: now.to_string(),
+            request_id: Some(request_id.to_owned()),
+            key: record.map(|r| r.key_id.clone()).unwrap_or_default(),
+            scope: record.and_then(|r| r.chain.first().cloned()),
+            model: record.map(|r| r.model.clone()).unwrap_or_default(),
+            action: record.map(|r| r.action.clone()).unwrap_or_default(),
+            allowed: true,
+            reasons: Vec::new(),
+            errors: Vec::new(),
+            cost_micros: cost,
+            hold: Some(request_id.to_owned()),
+            source_ip: None,
+            event: Some(event.to_owned()),
+            flags,
             prev: String::new(),
             hash: String::new(),
         }

@@ -1,11 +1,12 @@
 //! `keyscope usage commit|release`: the second phase of a reservation, for scripts.
 
-use keyscope_policy::{Ledger, Timestamp, Usage, parse_usd};
+use keyscope_policy::audit::{AuditError, AuditLog, AuditRecord};
+use keyscope_policy::{Ledger, Settlement, Timestamp, Usage, parse_usd};
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs};
 use crate::exit::Exit;
-use crate::out::outln;
+use crate::out::{errln, outln};
 
 /// Usage commands.
 #[derive(Debug, clap::Subcommand)]
@@ -37,6 +38,9 @@ pub struct CommitArgs {
     store: StoreArgs,
     #[command(flatten)]
     ledger: LedgerArgs,
+    /// Record the commit (with its flags: above the hold, after expiry) in this audit log.
+    #[arg(long, value_name = "DIR")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `keyscope usage release`.
@@ -48,6 +52,9 @@ pub struct ReleaseArgs {
     store: StoreArgs,
     #[command(flatten)]
     ledger: LedgerArgs,
+    /// Record the release in this audit log.
+    #[arg(long, value_name = "DIR")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 fn parse_cost(text: &str) -> Result<u64, String> {
@@ -60,7 +67,7 @@ fn open(store: &StoreArgs, ledger: &LedgerArgs) -> miette::Result<Ledger> {
 
 /// Runs a usage command.
 pub fn run(command: Command) -> miette::Result<Exit> {
-    let (request_id, settlement) = match command {
+    let (request_id, settlement, audit) = match command {
         Command::Commit(args) => {
             let ledger = open(&args.store, &args.ledger)?;
             let usage = Usage {
@@ -72,14 +79,26 @@ pub fn run(command: Command) -> miette::Result<Exit> {
             let settlement = ledger
                 .commit(&args.request_id, &usage, Timestamp::now())
                 .map_err(miette::Report::new)?;
-            (args.request_id, settlement)
+            let audit = audited(
+                args.audit_log.as_deref(),
+                &ledger,
+                &args.request_id,
+                &settlement,
+            );
+            (args.request_id, settlement, audit)
         }
         Command::Release(args) => {
             let ledger = open(&args.store, &args.ledger)?;
             let settlement = ledger
                 .release(&args.request_id, Timestamp::now())
                 .map_err(miette::Report::new)?;
-            (args.request_id, settlement)
+            let audit = audited(
+                args.audit_log.as_deref(),
+                &ledger,
+                &args.request_id,
+                &settlement,
+            );
+            (args.request_id, settlement, audit)
         }
     };
     let mut json = serde_json::to_value(settlement).into_diagnostic()?;
@@ -88,5 +107,33 @@ pub fn run(command: Command) -> miette::Result<Exit> {
     }
     // The request id is echoed, and a key pasted as one must not be.
     outln!("{}", crate::mask(json.to_string()))?;
+    if let Err(error) = audit {
+        // The settlement stands (the money was spent), but it is not on record: say so.
+        errln!(
+            "error: the settlement could not be recorded in the audit log: {}",
+            crate::mask(error.to_string())
+        );
+        return Ok(Exit::Error);
+    }
     Ok(Exit::Clean)
+}
+
+/// Appends the settlement to the audit log in `dir`, if one was asked for.
+fn audited(
+    dir: Option<&std::path::Path>,
+    ledger: &Ledger,
+    request_id: &str,
+    settlement: &Settlement,
+) -> Result<(), AuditError> {
+    let Some(dir) = dir else {
+        return Ok(());
+    };
+    let found = ledger.request(request_id).ok().flatten();
+    let mut record =
+        AuditRecord::of_settlement(request_id, found.as_ref(), settlement, Timestamp::now());
+    record.request_id = record.request_id.take().map(crate::mask);
+    record.hold = record.hold.take().map(crate::mask);
+    let log = AuditLog::open(dir, 1)?;
+    log.record(record)?;
+    log.close()
 }

@@ -430,6 +430,11 @@ impl Ledger {
         }
     }
 
+    /// One request as the ledger holds it: who made it, in which scope, for which model.
+    pub fn request(&self, request_id: &str) -> Result<Option<RequestRecord>, LedgerError> {
+        each_backend!(self, ledger => ledger.request(request_id))
+    }
+
     /// Every request the ledger holds, oldest first: what `keyscope ledger migrate` moves.
     pub fn export(&self) -> Result<Vec<RequestRecord>, LedgerError> {
         each_backend!(self, ledger => ledger.export())

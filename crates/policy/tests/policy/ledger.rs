@@ -7,6 +7,8 @@ use keyscope_policy::{
     SpendGrouping, SpendRecord, Timestamp, Usage,
 };
 
+use keyscope_policy::audit::AuditRecord;
+
 use crate::backends::{TestLedger, both};
 use crate::common::default_engine;
 
@@ -439,8 +441,35 @@ fn commits_above_the_hold_or_after_expiry_are_charged_and_flagged() {
             ..Usage::default()
         };
         let now = Timestamp::parse("2026-11-22T18:00:10Z").unwrap();
+        let settlement = ledger.commit("big", &four_dollars, now).unwrap();
+        let audited = AuditRecord::of_settlement(
+            "big",
+            ledger.request("big").unwrap().as_ref(),
+            &settlement,
+            now,
+        );
         assert_eq!(
-            ledger.commit("big", &four_dollars, now).unwrap(),
+            (
+                audited.key.as_str(),
+                audited.scope.as_deref(),
+                audited.model.as_str(),
+                audited.event.as_deref(),
+                audited.flags.clone(),
+                audited.cost_micros
+            ),
+            (
+                "dev-general-1",
+                Some("dev/general"),
+                "claude-opus-4-1-20250805",
+                Some("commit"),
+                vec!["exceeds-hold".to_owned()],
+                Some(4_000_000)
+            ),
+            "{}: the audit record names the key, scope and model of the charge, and its flag",
+            t.name
+        );
+        assert_eq!(
+            settlement,
             Settlement::Committed {
                 cost_micros: 4_000_000,
                 held_micros: COST,

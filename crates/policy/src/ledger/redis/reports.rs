@@ -204,6 +204,24 @@ impl RedisLedger {
         Ok(report)
     }
 
+    /// The request under `request_id`.
+    pub(in crate::ledger) fn request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, LedgerError> {
+        let Some(root) = self.owner(request_id)? else {
+            return Ok(None);
+        };
+        let key = self.org(&root).key(&format!("req:{request_id}"));
+        let fields: Vec<(String, String)> = self
+            .pool
+            .run(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        record_of(request_id.to_owned(), &fields.into_iter().collect()).map(Some)
+    }
+
     /// Every request of every organisation, oldest first.
     pub(in crate::ledger) fn export(&self) -> Result<Vec<RequestRecord>, LedgerError> {
         let mut out = Vec::new();

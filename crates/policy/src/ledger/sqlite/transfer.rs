@@ -27,6 +27,19 @@ impl SqliteLedger {
         })
     }
 
+    /// The request under `request_id`, checked against its checksum.
+    pub(in crate::ledger) fn request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, LedgerError> {
+        self.transact(Begin::InspectRead, |txn| {
+            rows::find(txn, request_id)?
+                .as_ref()
+                .map(record_of)
+                .transpose()
+        })
+    }
+
     /// Writes `records` that this ledger does not have yet, with their totals.
     pub(in crate::ledger) fn import(
         &self,
