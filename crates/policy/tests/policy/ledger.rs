@@ -591,3 +591,47 @@ fn a_ledger_migrates_to_another_backend_without_counting_twice() {
     );
     assert!(back.verify().unwrap().is_intact());
 }
+
+#[test]
+fn rate_limits_are_shared_by_every_handle() {
+    for t in both("rate_limits_are_shared_by_every_handle") {
+        // staging/general: 60 requests a minute, whoever asks.
+        let (a, b) = (t.open(), t.open());
+        let engine = default_engine();
+        let mut allowed = 0;
+        let mut last = Vec::new();
+        for i in 0..61 {
+            let mut request = Request::new("staging-general-1", "gpt-4.1-2025-04-14");
+            request.time = Timestamp::parse("2026-11-22T18:00:30Z");
+            request.input_tokens = 10;
+            request.max_output_tokens = Some(10);
+            request.request_id = Some(format!("rate-{i}"));
+            let ledger = if i % 2 == 0 { &a } else { &b };
+            let decision = engine
+                .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
+                .unwrap();
+            allowed += u32::from(decision.allowed);
+            last = decision
+                .reason_ids()
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+        }
+        assert_eq!(allowed, 60, "{}", t.name);
+        assert_eq!(last, ["rate-limited"], "{}", t.name);
+        // The next minute starts afresh.
+        let mut request = Request::new("staging-general-1", "gpt-4.1-2025-04-14");
+        request.time = Timestamp::parse("2026-11-22T18:01:00Z");
+        request.input_tokens = 10;
+        request.max_output_tokens = Some(10);
+        request.request_id = Some("rate-next".to_owned());
+        assert!(
+            engine
+                .decide_with_ledger(&request, &a, LedgerMode::Reserve)
+                .unwrap()
+                .allowed,
+            "{}",
+            t.name
+        );
+    }
+}
