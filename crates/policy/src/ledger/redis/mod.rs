@@ -18,7 +18,7 @@
 //! Durability is Redis's: with `appendfsync always` an acknowledged commit survives a killed
 //! server; with the default `everysec` up to a second of writes may be lost.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -107,7 +107,23 @@ pub(super) struct RedisLedger {
     hold_ttl_seconds: i64,
     /// Organisations this process has registered in the global set: once each.
     known: Mutex<HashSet<String>>,
+    /// What this process held, by request id: the organisation, price, amount and expiry,
+    /// which never change once written, so a commit from the process that reserved (the
+    /// usual case) needs one round trip, not three. Bounded: cleared when full.
+    held: Mutex<HashMap<String, HeldHere>>,
 }
+
+/// A hold this process wrote: see [`RedisLedger::held`].
+#[derive(Debug, Clone)]
+struct HeldHere {
+    root: String,
+    price: Option<Price>,
+    micros: u64,
+    expires_at: Timestamp,
+}
+
+/// How many holds [`RedisLedger::held`] remembers before it starts afresh.
+const HELD_HERE_MAX: usize = 65_536;
 
 impl std::fmt::Debug for RedisLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,6 +275,7 @@ impl RedisLedger {
             prefix: options.prefix,
             hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
             known: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
         };
         ledger.ping()?;
         Ok(ledger)
@@ -529,6 +546,7 @@ impl RedisLedger {
                     let expires_at = plan.now.saturating_add(self.hold_ttl_seconds);
                     match self.hold(&org, plan, hold, expires_at)? {
                         Held::Written => {
+                            self.remember(root, hold, expires_at)?;
                             decision.reservation =
                                 Some(reservation(hold.request_id, hold.micros, expires_at, false));
                             return Ok(decision);
@@ -634,18 +652,12 @@ impl RedisLedger {
         usage: &Usage,
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
-        let org = self.org_of(request_id)?;
-        let key = org.key(&format!("req:{request_id}"));
-        let (price, held, expires_at): (Option<String>, Option<String>, Option<String>) =
-            self.pool.run(|c| {
-                redis::cmd("HMGET")
-                    .arg(&key)
-                    .arg(&["price", "held_micros", "expires_at"])
-                    .query(c)
-            })?;
+        let (org, price, held, expires_at) = match self.forget(request_id)? {
+            Some(here) => (self.org(&here.root), here.price, here.micros, here.expires_at),
+            None => self.look_up(request_id)?,
+        };
         let overflow = || LedgerError::Overflow(request_id.to_owned());
-        let cost =
-            usage_cost(usage, parse_price(&price.unwrap_or_default())?).ok_or_else(overflow)?;
+        let cost = usage_cost(usage, price).ok_or_else(overflow)?;
         let tokens = usage_tokens(usage).ok_or_else(overflow)?;
         let input = usage
             .input_tokens
@@ -659,7 +671,6 @@ impl RedisLedger {
                 .arg(usage.output_tokens)
                 .arg(input);
         })?;
-        let held = amount(&held.unwrap_or_default())?;
         match before.as_str() {
             "committed" => Ok(Settlement::AlreadyCommitted {
                 cost_micros: amount(&charged)?,
@@ -668,13 +679,7 @@ impl RedisLedger {
             "held" | "expired" => Ok(Settlement::Committed {
                 cost_micros: cost,
                 held_micros: held,
-                flags: CommitFlags::of(
-                    cost,
-                    held,
-                    before == "expired",
-                    Timestamp::from_unix(integer(&expires_at.unwrap_or_default())?),
-                    now,
-                ),
+                flags: CommitFlags::of(cost, held, before == "expired", expires_at, now),
             }),
             _ => Err(LedgerError::UnknownRequest(request_id.to_owned())),
         }
@@ -685,7 +690,10 @@ impl RedisLedger {
         request_id: &str,
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
-        let org = self.org_of(request_id)?;
+        let org = match self.forget(request_id)? {
+            Some(here) => self.org(&here.root),
+            None => self.org_of(request_id)?,
+        };
         let (before, _) = self.settle(&org, request_id, "release", now, |i| {
             i.arg(0).arg(0).arg(0).arg(0).arg(0).arg(0);
         })?;
@@ -695,6 +703,60 @@ impl RedisLedger {
             "held" | "expired" => Ok(Settlement::Released),
             _ => Err(LedgerError::UnknownRequest(request_id.to_owned())),
         }
+    }
+
+    /// Remembers a hold this process wrote, for its commit.
+    fn remember(
+        &self,
+        root: &str,
+        hold: &Hold<'_>,
+        expires_at: Timestamp,
+    ) -> Result<(), LedgerError> {
+        let mut held = self.held.lock().map_err(|_| LedgerError::Poisoned)?;
+        if held.len() >= HELD_HERE_MAX {
+            held.clear();
+        }
+        held.insert(
+            hold.request_id.to_owned(),
+            HeldHere {
+                root: root.to_owned(),
+                price: hold.price,
+                micros: hold.micros,
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes what this process remembers of a hold, if anything.
+    fn forget(&self, request_id: &str) -> Result<Option<HeldHere>, LedgerError> {
+        Ok(self
+            .held
+            .lock()
+            .map_err(|_| LedgerError::Poisoned)?
+            .remove(request_id))
+    }
+
+    /// The organisation, price, held amount and expiry of a request another process reserved.
+    fn look_up(
+        &self,
+        request_id: &str,
+    ) -> Result<(Org, Option<Price>, u64, Timestamp), LedgerError> {
+        let org = self.org_of(request_id)?;
+        let key = org.key(&format!("req:{request_id}"));
+        let (price, held, expires_at): (Option<String>, Option<String>, Option<String>) =
+            self.pool.run(|c| {
+                redis::cmd("HMGET")
+                    .arg(&key)
+                    .arg(&["price", "held_micros", "expires_at"])
+                    .query(c)
+            })?;
+        Ok((
+            org,
+            parse_price(&price.unwrap_or_default())?,
+            amount(&held.unwrap_or_default())?,
+            Timestamp::from_unix(integer(&expires_at.unwrap_or_default())?),
+        ))
     }
 
     /// Runs the `settle` script; returns the request's state before and the cost it answered.
