@@ -77,6 +77,9 @@ pub(super) fn is_url(location: &str) -> bool {
 /// The scripts, each with the shared prelude.
 struct Scripts {
     read: Script,
+    /// The `read` script's source, for `EVAL` when the server lost it: it is sent in a
+    /// pipeline, where the client library cannot reload it.
+    read_source: String,
     hold: Script,
     settle: Script,
     import: Script,
@@ -88,8 +91,14 @@ impl Scripts {
     fn new() -> Self {
         let with_prelude =
             |body: &str| Script::new(&format!("{}\n{body}", include_str!("lua/prelude.lua")));
+        let read_source = format!(
+            "{}\n{}",
+            include_str!("lua/prelude.lua"),
+            include_str!("lua/read.lua")
+        );
         Self {
-            read: with_prelude(include_str!("lua/read.lua")),
+            read: Script::new(&read_source),
+            read_source,
             hold: with_prelude(include_str!("lua/hold.lua")),
             settle: with_prelude(include_str!("lua/settle.lua")),
             import: with_prelude(include_str!("lua/import.lua")),
@@ -383,62 +392,77 @@ impl RedisLedger {
         parse_row(&fields)
     }
 
-    fn read(&self, org: &Org, plan: &Plan<'_>) -> Result<(Row, Vec<ScopeUsage>), LedgerError> {
-        let (day, month) = (plan.time.day_key(), plan.time.month_key());
-        let minute = plan.time.minute_key();
-        let mut invocation = self.scripts.read.prepare_invoke();
-        invocation
-            .key(org.key("holds"))
+    /// The `read` script's command: `EVALSHA` (or, once the server has forgotten the script,
+    /// `EVAL` with its source).
+    fn read_cmd(&self, org: &Org, plan: &Plan<'_>, by_source: bool) -> redis::Cmd {
+        let mut cmd = if by_source {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(&self.scripts.read_source);
+            cmd
+        } else {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(self.scripts.read.get_hash());
+            cmd
+        };
+        cmd.arg(1)
+            .arg(org.key("holds"))
             .arg(&org.keys)
             .arg(plan.now.unix())
             .arg(plan.hold.as_ref().map_or("", |h| h.request_id))
-            .arg(&day)
-            .arg(&month)
-            .arg(minute)
+            .arg(plan.time.day_key())
+            .arg(plan.time.month_key())
+            .arg(plan.time.minute_key())
             .arg(plan.limited.len())
             .arg(plan.limited)
             .arg(plan.rated.len())
             .arg(plan.rated);
-        let reply = strings(self.pool.run(|c| invocation.invoke::<Value>(c))?)?;
-        let row = if reply.first().map(String::as_str) == Some("1") {
-            parse_row(&reply[1..12])?
-        } else {
-            Row::default()
+        cmd
+    }
+
+    fn read(&self, org: &Org, plan: &Plan<'_>) -> Result<(Row, Vec<ScopeUsage>), LedgerError> {
+        let reply = self.pool.run(
+            |c| match self.read_cmd(org, plan, false).query::<Value>(c) {
+                Err(e) if is_no_script(&e) => self.read_cmd(org, plan, true).query(c),
+                other => other,
+            },
+        )?;
+        parse_read(strings(reply)?, plan)
+    }
+
+    /// Claims the request id of `plan`'s hold for `root` and reads the figures: in one round
+    /// trip on a single node (a pipeline), in two on a cluster, where the id's key lives in
+    /// another slot. Returns the organisation that had the id already, if another.
+    fn claim_and_read(
+        &self,
+        org: &Org,
+        root: &str,
+        plan: &Plan<'_>,
+    ) -> Result<(Option<String>, Row, Vec<ScopeUsage>), LedgerError> {
+        let Some(hold) = &plan.hold else {
+            let (row, usage) = self.read(org, plan)?;
+            return Ok((None, row, usage));
         };
-        let figures = &reply[12.min(reply.len())..];
-        if figures.len() != plan.limited.len() * 10 {
-            return Err(LedgerError::Corrupt(
-                "the read script answered with the wrong number of figures".to_owned(),
-            ));
+        if self.pool.is_cluster() {
+            let elsewhere = self.claim(hold.request_id, root)?;
+            let (row, usage) = self.read(org, plan)?;
+            return Ok((elsewhere, row, usage));
         }
-        let mut by_limited = Vec::with_capacity(plan.limited.len());
-        for f in figures.chunks(10) {
-            let window = |w: &[String]| -> Result<WindowUsage, LedgerError> {
-                Ok(WindowUsage {
-                    committed_micros: amount(&w[0])?,
-                    held_micros: amount(&w[1])?,
-                    committed_tokens: amount(&w[2])?,
-                    held_tokens: amount(&w[3])?,
-                })
-            };
-            by_limited.push(ScopeUsage {
-                day: window(&f[0..4])?,
-                month: window(&f[4..8])?,
-                minute_requests: amount(&f[8])?,
-                minute_tokens: amount(&f[9])?,
-            });
-        }
-        let usage = plan
-            .chain
-            .iter()
-            .map(|scope| {
-                plan.limited
-                    .iter()
-                    .position(|l| l == scope)
-                    .map_or_else(ScopeUsage::default, |i| by_limited[i])
-            })
-            .collect();
-        Ok((row, usage))
+        let rid_key = self.rid_key(hold.request_id);
+        let piped = |by_source: bool| {
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET").arg(&rid_key).arg(root).arg("NX").arg("GET");
+            pipe.add_command(self.read_cmd(org, plan, by_source));
+            pipe
+        };
+        let (before, reply): (Option<String>, Value) = self.pool.run(|c| {
+            match piped(false).query(c) {
+                // Claiming again is harmless: the id is ours now.
+                Err(e) if is_no_script(&e) => piped(true).query(c),
+                other => other,
+            }
+        })?;
+        let (row, usage) = parse_read(strings(reply)?, plan)?;
+        Ok((before.filter(|owner| owner != root), row, usage))
     }
 
     fn hold(
@@ -499,28 +523,24 @@ impl RedisLedger {
         let root = plan.chain.last().copied().unwrap_or_default();
         self.note_org(root)?;
         let org = self.org(root);
-        if let Some(hold) = &plan.hold
-            && let Some(elsewhere) = self.claim(hold.request_id, root)?
-        {
+        let (elsewhere, row, usage) = self.claim_and_read(&org, root, plan)?;
+        if let (Some(hold), Some(elsewhere)) = (&plan.hold, elsewhere) {
             // The id belongs to a request of another organisation: never a retry of this one.
             let row = self.row(&self.org(&elsewhere), hold.request_id)?;
             let prior = match row.prior(hold, plan.now) {
                 Prior::Retry { .. } | Prior::None => Prior::Conflict,
                 other => other,
             };
-            let (_, usage) = self.read(
-                &org,
-                &Plan {
-                    hold: None,
-                    ..*plan
-                },
-            )?;
             let mut decision = decide(&usage, prior);
             decision.allowed = false;
             return Ok(decision);
         }
+        let mut first = Some((row, usage));
         for _ in 0..ATTEMPTS {
-            let (row, mut usage) = self.read(&org, plan)?;
+            let (row, mut usage) = match first.take() {
+                Some(read) => read,
+                None => self.read(&org, plan)?,
+            };
             let prior = plan
                 .hold
                 .as_ref()
@@ -653,7 +673,12 @@ impl RedisLedger {
         now: Timestamp,
     ) -> Result<Settlement, LedgerError> {
         let (org, price, held, expires_at) = match self.forget(request_id)? {
-            Some(here) => (self.org(&here.root), here.price, here.micros, here.expires_at),
+            Some(here) => (
+                self.org(&here.root),
+                here.price,
+                here.micros,
+                here.expires_at,
+            ),
             None => self.look_up(request_id)?,
         };
         let overflow = || LedgerError::Overflow(request_id.to_owned());
@@ -809,6 +834,56 @@ impl RedisLedger {
         roots.sort();
         Ok(roots)
     }
+}
+
+/// Whether a Redis error says the server does not have the script (it was restarted, or
+/// `SCRIPT FLUSH`ed): then the command is sent again with the script's source.
+fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.to_string().contains("NOSCRIPT")
+}
+
+/// The row and figures out of the `read` script's answer.
+fn parse_read(reply: Vec<String>, plan: &Plan<'_>) -> Result<(Row, Vec<ScopeUsage>), LedgerError> {
+    let row = if reply.first().map(String::as_str) == Some("1") {
+        parse_row(&reply[1..12])?
+    } else {
+        Row::default()
+    };
+    let figures = &reply[12.min(reply.len())..];
+    if figures.len() != plan.limited.len() * 10 {
+        return Err(LedgerError::Corrupt(
+            "the read script answered with the wrong number of figures".to_owned(),
+        ));
+    }
+    let mut by_limited = Vec::with_capacity(plan.limited.len());
+    for f in figures.chunks(10) {
+        let window = |w: &[String]| -> Result<WindowUsage, LedgerError> {
+            Ok(WindowUsage {
+                committed_micros: amount(&w[0])?,
+                held_micros: amount(&w[1])?,
+                committed_tokens: amount(&w[2])?,
+                held_tokens: amount(&w[3])?,
+            })
+        };
+        by_limited.push(ScopeUsage {
+            day: window(&f[0..4])?,
+            month: window(&f[4..8])?,
+            minute_requests: amount(&f[8])?,
+            minute_tokens: amount(&f[9])?,
+        });
+    }
+    let usage = plan
+        .chain
+        .iter()
+        .map(|scope| {
+            plan.limited
+                .iter()
+                .position(|l| l == scope)
+                .map_or_else(ScopeUsage::default, |i| by_limited[i])
+        })
+        .collect();
+    Ok((row, usage))
 }
 
 /// A row from the eleven fields `read` and [`RedisLedger::row`] return.

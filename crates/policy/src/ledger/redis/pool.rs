@@ -68,6 +68,11 @@ impl Pool {
         })
     }
 
+    /// Whether the ledger is a cluster (where a pipeline cannot span slots).
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
     fn connect(&self) -> Result<Box<dyn ConnectionLike + Send>, LedgerError> {
         match &self.target {
             Target::Node(client) => {
