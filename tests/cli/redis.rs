@@ -297,3 +297,60 @@ fn ledger_migrate_moves_a_sqlite_ledger_to_redis_once() {
     );
     assert_eq!(json(&commit)["outcome"], "committed", "{}", commit.stderr);
 }
+
+/// `GET path` on `served`: the status.
+fn get_status(served: &Served, path: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(served.addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        served.addr
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn the_service_denies_while_redis_is_down_and_recovers_by_itself() {
+    if redis_support::skipped("the_service_denies_while_redis_is_down") {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let url = server.url();
+    let served = Served::start(&[
+        "--store",
+        "policies",
+        "--ledger",
+        &url,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let ask = |id: &str| {
+        let (status, body) = served.post(
+            "/access/v1/evaluation",
+            &half_dollar_with(id, r#", "reserve": true"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    assert_eq!(get_status(&served, "/readyz"), 200);
+    assert_eq!(ask("up-1")["decision"], true);
+    server.kill();
+    assert_eq!(get_status(&served, "/readyz"), 503);
+    let down = ask("down-1");
+    assert_eq!(down["decision"], false);
+    assert_eq!(
+        down["context"]["reasons"][0]["id"], "keyscope:ledger-unavailable",
+        "{down}"
+    );
+    server.restart();
+    assert_eq!(
+        get_status(&served, "/readyz"),
+        200,
+        "the service reconnects by itself"
+    );
+    assert_eq!(ask("up-2")["decision"], true);
+}

@@ -10,7 +10,7 @@ use crate::{keyscope_with_input, root};
 /// A `keyscope serve` child, killed when dropped.
 pub(crate) struct Served {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Served {
