@@ -82,3 +82,23 @@ fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
         engine.prefilter_passes()
     );
 }
+
+/// Every finding points at something: a report underlines a non-empty span of the line, for
+/// usage findings (code, shown as it is) as for secrets (shown redacted).
+#[test]
+fn every_example_finding_highlights_a_non_empty_span() {
+    let engine = Detector::new(RuleSet::builtin().unwrap()).unwrap();
+    for rule in engine.rules().rules() {
+        for example in rule.examples() {
+            for finding in keyscope_scan::scan_blob(&engine, "example", example.as_bytes()) {
+                let highlight = &finding.snippet.highlight;
+                assert!(
+                    !highlight.is_empty() && finding.location.end_column > finding.location.column,
+                    "{}: empty highlight in {:?}",
+                    finding.rule_id,
+                    finding.snippet.text
+                );
+            }
+        }
+    }
+}
