@@ -25,6 +25,8 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$keyscope" ] || { echo "no keyscope binary at $keyscope (cargo build --release)" >&2; exit 2; }
 mkdir -p "$cache/src" "$cache/dl"
+keyscope=$(realpath "$keyscope")
+cache=$(realpath "$cache")
 
 # One package into $cache/src/<registry>/<name>; a package already there is kept.
 fetch() {
@@ -60,12 +62,13 @@ bytes=$(du -sb "$cache/src" | cut -f1)
 echo "corpus: $packages packages, $files files, $((bytes / 1048576)) MiB ($failed failed to download)"
 
 status=0
-"$keyscope" scan --isolated --no-ignore --format json -o "$cache/report.json" "$cache/src" || status=$?
+# Scanned from inside, as a user scans a project: paths are relative to the corpus root.
+(cd "$cache/src" && "$keyscope" scan --isolated --no-ignore --format json -o "$cache/report.json" .) || status=$?
 if [ "$status" -ge 2 ]; then
     echo "keyscope failed (exit $status)" >&2
     exit 2
 fi
-python3 - "$cache/report.json" "$cache/src/" <<'PY'
+python3 - "$cache/report.json" "./" <<'PY'
 import collections, json, sys
 report = json.load(open(sys.argv[1]))
 findings = report.get("findings", [])

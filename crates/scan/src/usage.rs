@@ -8,7 +8,9 @@
 //! it**, judged twice and cheaply, since only usage matches pay for it:
 //!
 //! - by place: not in documentation files (Markdown, reStructuredText, plain text, ...), commit
-//!   and tag messages, or source maps ([`applies_at`]);
+//!   and tag messages, source maps, third-party packages (`node_modules/`, `site-packages/`,
+//!   `vendor/`) or build output (`dist/`): usage findings are about code the team writes, and
+//!   build output repeats its sources ([`applies_at`]);
 //! - by position: not inside a comment, not wholly inside a string literal (one of a line or a
 //!   Python triple-quoted one), and not on a minified line, whose source is where the finding
 //!   belongs and which in a published package is mostly vendored SDK code
@@ -42,8 +44,22 @@ const DOC_NAMES: &[&str] = &[
     "AUTHORS",
 ];
 
+/// Directories of other people's code (installed or vendored packages) and of build output.
+const NOT_OURS: &[&str] = &[
+    "node_modules",
+    "bower_components",
+    "site-packages",
+    "dist-packages",
+    "vendor",
+    "third_party",
+    "dist",
+    ".next",
+    "_next",
+];
+
 /// Whether findings of usage rules are wanted at this place: not in documentation, commit or
-/// tag messages, or source maps (which embed a library's sources as JSON strings).
+/// tag messages, source maps (which embed a library's sources as JSON strings), installed or
+/// vendored packages, or build output.
 pub(crate) fn applies_at(origin: &Origin) -> bool {
     let path = match origin {
         Origin::CommitMessage { .. } | Origin::TagMessage { .. } => return false,
@@ -51,7 +67,12 @@ pub(crate) fn applies_at(origin: &Origin) -> bool {
         Origin::Index { path } | Origin::Commit { path, .. } => path.as_str().into(),
         _ => return true,
     };
-    let name = Path::new(path.as_ref())
+    let path = Path::new(path.as_ref());
+    let mut parents = path.parent().into_iter().flat_map(Path::components);
+    if parents.any(|c| NOT_OURS.iter().any(|d| c.as_os_str() == *d)) {
+        return false;
+    }
+    let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
@@ -347,7 +368,14 @@ mod tests {
         ] {
             assert!(!applies_at(&Origin::File(path.into())), "{path}");
         }
-        for path in ["src/app.ts", "config.yaml", ".env", "Dockerfile", "main.py"] {
+        for path in [
+            "src/app.ts",
+            "config.yaml",
+            ".env",
+            "Dockerfile",
+            "main.py",
+            "dist.py",
+        ] {
             assert!(applies_at(&Origin::File(path.into())), "{path}");
         }
     }
