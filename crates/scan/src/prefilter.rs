@@ -184,48 +184,60 @@ fn rarity(anchor: &[u8]) -> usize {
 
 /// A greedy set cover of the keywords by substrings, at most [`MAX_ANCHORS`] of them when the
 /// keywords allow it. Keywords shorter than [`MIN_ANCHOR`] are their own anchors.
+///
+/// Built on every start (a `--staged` hook pays for it), so the candidates that cover each
+/// keyword are found by looking the keyword's own substrings up, not by searching every
+/// keyword for every candidate.
 fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut covers: BTreeMap<Vec<u8>, BTreeSet<usize>> = BTreeMap::new();
-    for (k, keyword) in keywords.iter().enumerate() {
+    use std::collections::HashMap;
+    let mut covers: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for keyword in keywords {
         if keyword.len() <= MIN_ANCHOR {
-            covers.entry(keyword.clone()).or_default().insert(k);
+            covers.entry(keyword.as_slice()).or_default();
             continue;
         }
         for len in MIN_ANCHOR.max(4).min(keyword.len())..=MAX_ANCHOR.min(keyword.len()) {
             for window in keyword.windows(len) {
-                covers.entry(window.to_vec()).or_default().insert(k);
+                covers.entry(window).or_default();
             }
         }
     }
-    // A substring of a keyword also covers any other keyword it occurs in.
-    for (anchor, set) in covers.iter_mut() {
-        for (k, keyword) in keywords.iter().enumerate() {
-            if find(keyword, anchor).is_some() {
-                set.insert(k);
+    // A candidate covers every keyword it occurs in, its own and others.
+    for (k, keyword) in keywords.iter().enumerate() {
+        for len in 1..=MAX_ANCHOR.min(keyword.len()) {
+            for window in keyword.windows(len) {
+                if let Some(list) = covers.get_mut(window)
+                    && list.last() != Some(&k)
+                {
+                    list.push(k);
+                }
             }
         }
     }
-    let mut uncovered: BTreeSet<usize> = (0..keywords.len()).collect();
+    // In byte order, so that ties between equally good candidates break the same way each run.
+    let mut candidates: Vec<(&[u8], Vec<usize>)> = covers.into_iter().collect();
+    candidates.sort_unstable();
+    let mut uncovered = vec![true; keywords.len()];
+    let mut left = keywords.len();
     let mut anchors = Vec::new();
-    while !uncovered.is_empty() {
+    while left > 0 {
         // Prefer anchors that cover many keywords; among those, rare and long ones. Once the
         // budget is tight, coverage is all that counts.
-        let best = covers
+        let best = candidates
             .iter()
-            .map(|(anchor, set)| (anchor, set.intersection(&uncovered).count()))
-            .filter(|&(_, n)| n > 0)
-            .max_by_key(|&(anchor, n)| (n, rarity(anchor), anchor.len()));
-        let Some((anchor, _)) = best else {
+            .map(|(anchor, list)| (anchor, list, list.iter().filter(|&&k| uncovered[k]).count()))
+            .filter(|&(_, _, n)| n > 0)
+            .max_by_key(|&(anchor, _, n)| (n, rarity(anchor), anchor.len()));
+        let Some((anchor, list, _)) = best else {
             break;
         };
-        let anchor = anchor.clone();
-        for k in &covers[&anchor] {
-            uncovered.remove(k);
+        for &k in list {
+            if std::mem::replace(&mut uncovered[k], false) {
+                left -= 1;
+            }
         }
-        anchors.push(anchor);
+        anchors.push(anchor.to_vec());
     }
-    debug_assert!(anchors.len() <= MAX_ANCHORS.max(keywords.len()));
     anchors
 }
 
