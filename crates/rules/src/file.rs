@@ -103,6 +103,8 @@ struct RawRule {
     window: Option<usize>,
     context: Option<RawContext>,
     #[serde(default)]
+    in_strings: bool,
+    #[serde(default)]
     references: Vec<String>,
     #[serde(default)]
     tags: Vec<String>,
@@ -196,6 +198,9 @@ fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
     let secret_group = pattern
         .as_ref()
         .and_then(|p| p.capture_names().position(|n| n == Some("secret")));
+    let veto_group = pattern
+        .as_ref()
+        .and_then(|p| p.capture_names().position(|n| n == Some("veto")));
     let entropy = match r.entropy {
         Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
             return Err(invalid(
@@ -217,6 +222,8 @@ fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
         severity: r.severity,
         pattern,
         secret_group,
+        veto_group,
+        in_strings: r.in_strings,
         keywords,
         prefix: r.prefix,
         entropy,

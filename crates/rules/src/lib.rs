@@ -127,6 +127,8 @@ pub struct Rule {
     severity: Severity,
     pattern: Option<regex::bytes::Regex>,
     secret_group: Option<usize>,
+    veto_group: Option<usize>,
+    in_strings: bool,
     keywords: Vec<String>,
     prefix: Option<String>,
     entropy: f64,
@@ -203,6 +205,22 @@ impl Rule {
     /// names one; otherwise the whole match is the secret.
     pub fn secret_group(&self) -> Option<usize> {
         self.secret_group
+    }
+
+    /// Index of the capture group named `veto`, if the pattern has one: a match in which that
+    /// group takes part is no finding. It lets a pattern look past what it finds, which the
+    /// regex engine's lack of lookahead otherwise rules out (`dangerouslyAllowBrowser: true`
+    /// followed in its object by a spread of the caller's options is a library's default).
+    pub fn veto_group(&self) -> Option<usize> {
+        self.veto_group
+    }
+
+    /// For a usage rule: whether a match inside a string literal counts. Most usage patterns
+    /// find code, and the same code inside a string is a message or an example; a pattern
+    /// that finds what code holds as a string (a provider's URL) sets `in_strings = true`.
+    /// Matches in comments and documentation never count.
+    pub fn in_strings(&self) -> bool {
+        self.in_strings
     }
 
     /// Literal strings (case-sensitive) of which one must occur near any match.

@@ -8,6 +8,7 @@ use keyscope_rules::{RuleKind, RuleSet};
 use crate::checks;
 use crate::encoding;
 use crate::prefilter::Prefilter;
+use crate::usage::TextRegions;
 
 /// An error building an [`Detector`].
 #[derive(Debug, thiserror::Error)]
@@ -137,14 +138,19 @@ impl Detector {
         })
     }
 
-    /// How many literals the keyword prefilter searches. Above 64, aho-corasick cannot use its
-    /// SIMD searcher and every scan slows several times over; a test keeps the built-in rules
-    /// under it.
+    /// How many literals the keyword prefilter searches.
     pub fn prefilter_literals(&self) -> usize {
         self.prefilter.anchor_count()
     }
 
-    /// The most literals the fast prefilter path takes.
+    /// How many SIMD passes the keyword prefilter makes over each blob: one per
+    /// [`Detector::FAST_PREFILTER_LIMIT`] literals, and 0 where the CPU has no SIMD searcher
+    /// (the prefilter then runs one scalar automaton, several times slower).
+    pub fn prefilter_passes(&self) -> usize {
+        self.prefilter.passes()
+    }
+
+    /// The most literals one SIMD pass of the prefilter takes.
     pub const FAST_PREFILTER_LIMIT: usize = crate::prefilter::MAX_ANCHORS;
 
     /// The rule set this engine applies.
@@ -184,6 +190,7 @@ impl Detector {
             return Vec::new();
         }
         let mut lines = checks::LineIndex::new(data);
+        let mut regions = TextRegions::default();
         let mut found = Vec::new();
         hits.sort_unstable();
         for group in hits.chunk_by(|a, b| a.0 == b.0) {
@@ -202,6 +209,7 @@ impl Detector {
                     window,
                     strictness,
                     &mut lines,
+                    &mut regions,
                     &mut blob_context,
                     &mut found,
                 );
@@ -257,6 +265,7 @@ impl Detector {
         window: Range<usize>,
         strictness: Strictness,
         lines: &mut checks::LineIndex<'_>,
+        regions: &mut TextRegions,
         blob_context: &mut Option<bool>,
         found: &mut Vec<Match>,
     ) {
@@ -265,15 +274,15 @@ impl Detector {
             return;
         }
         let haystack = &data[window.clone()];
-        let Some(pattern) = rule.pattern() else {
+        if rule.pattern().is_none() {
             return;
-        };
+        }
         // The context of the last line range asked about: candidates on one long line (a
         // minified bundle) share it instead of searching the line again each.
         let mut line_context: Option<(Range<usize>, bool)> = None;
         let mut at = 0;
         while at <= haystack.len() {
-            let Some((whole, span)) = candidate(pattern, rule.secret_group(), haystack, at) else {
+            let Some((whole, span)) = candidate(rule, haystack, at) else {
                 break;
             };
             let span = span.start + window.start..span.end + window.start;
@@ -308,6 +317,13 @@ impl Detector {
             {
                 continue;
             }
+            // Usage rules find code: the same characters in a comment or a message are text.
+            if strictness == Strictness::Report
+                && rule.kind() == RuleKind::Usage
+                && !regions.is_code(data, &span, rule.in_strings())
+            {
+                continue;
+            }
             if strictness == Strictness::Report
                 && let Some(context) = rule.context()
             {
@@ -338,32 +354,36 @@ impl Detector {
     }
 }
 
-/// The next match of `pattern` in `haystack` from `at`: the whole match and the secret's span
-/// (the capture group `group`, when the rule has one).
+/// The next match of the rule's pattern in `haystack` from `at`: the whole match and the
+/// secret's span (its `secret` group, when it has one). A match in which the rule's `veto`
+/// group takes part is passed over.
 fn candidate(
-    pattern: &regex::bytes::Regex,
-    group: Option<usize>,
+    rule: &keyscope_rules::Rule,
     haystack: &[u8],
     at: usize,
 ) -> Option<(Range<usize>, Range<usize>)> {
-    match group {
-        Some(group) => {
-            let mut at = at;
-            loop {
-                let captures = pattern.captures_at(haystack, at)?;
-                let whole = captures.get(0)?.range();
-                match captures.get(group) {
-                    Some(secret) => return Some((whole, secret.range())),
-                    None => at = whole.start + 1,
-                }
-                if at > haystack.len() {
-                    return None;
-                }
-            }
-        }
-        None => pattern
+    let pattern = rule.pattern()?;
+    if rule.secret_group().is_none() && rule.veto_group().is_none() {
+        return pattern
             .find_at(haystack, at)
-            .map(|m| (m.range(), m.range())),
+            .map(|m| (m.range(), m.range()));
+    }
+    let mut at = at;
+    loop {
+        let captures = pattern.captures_at(haystack, at)?;
+        let whole = captures.get(0)?.range();
+        let vetoed = rule.veto_group().is_some_and(|g| captures.get(g).is_some());
+        let secret = match rule.secret_group() {
+            Some(group) => captures.get(group).map(|m| m.range()),
+            None => Some(whole.clone()),
+        };
+        match secret {
+            Some(secret) if !vetoed => return Some((whole, secret)),
+            _ => at = whole.start + 1,
+        }
+        if at > haystack.len() {
+            return None;
+        }
     }
 }
 
@@ -376,14 +396,13 @@ fn shorter_match(
     whole_start: usize,
     span: &Range<usize>,
 ) -> Option<Range<usize>> {
-    let pattern = rule.pattern()?;
     let prefix = rule.prefix()?.as_bytes();
     if prefix.is_empty() || !checks::boundary_before(data, span.start) {
         return None;
     }
     let end = (span.start + 1..span.end)
         .find(|&end| !data[end].is_ascii_alphanumeric() && data[end + 1..].starts_with(prefix))?;
-    let (whole, secret) = candidate(pattern, rule.secret_group(), &data[..end], whole_start)?;
+    let (whole, secret) = candidate(rule, &data[..end], whole_start)?;
     (whole.start == whole_start
         && secret.start == span.start
         && secret.end == end

@@ -258,7 +258,8 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// Builds the findings of one blob from its matches.
+/// Builds the findings of one blob from its matches; usage matches in a place where usage
+/// rules do not apply (documentation, messages, source maps) are left out.
 pub(crate) fn findings(
     rules: &[Rule],
     origin: &Origin,
@@ -316,6 +317,7 @@ pub(crate) fn findings(
                 key_sha256: hex(&Sha256::digest(&m.secret)),
             }
         })
+        .filter(|f| f.kind != RuleKind::Usage || crate::usage::applies_at(origin))
         .collect()
 }
 

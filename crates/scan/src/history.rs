@@ -63,6 +63,8 @@ pub fn scan_history(
         result.outcome.stats.skipped.extend(attribution.skipped);
         result.warnings.extend(history.warnings);
     }
+    // A blob's usage findings are judged where the blob is placed (not in a README).
+    crate::usage::retain_applicable(&mut placed);
     result.outcome.findings = group(placed);
     result.outcome.elapsed = started.elapsed();
     Ok(result)
@@ -323,6 +325,8 @@ pub fn scan_range(
     redact_summaries(&mut placed, &summaries);
     let mut result = GitOutcome::default();
     result.outcome.stats = stats;
+    // A blob's usage findings are judged where the blob is placed (not in a README).
+    crate::usage::retain_applicable(&mut placed);
     result.outcome.findings = group(placed);
     result.outcome.elapsed = started.elapsed();
     Ok(result)

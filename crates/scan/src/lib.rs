@@ -36,6 +36,7 @@ pub mod flatkey;
 mod history;
 pub mod pipeline;
 mod prefilter;
+mod usage;
 
 pub use detector::{Detector, DetectorError, Match};
 pub use finding::{

@@ -8,6 +8,11 @@
 //! with its SIMD Teddy searcher at GB/s. After each anchor hit the search restarts one byte
 //! later and every anchor starting at the hit is checked, so no occurrence is missed; each
 //! anchor hit is then expanded to the keywords that contain it, verified byte for byte.
+//!
+//! Teddy takes at most 64 literals. A rule set whose anchors outgrow that is searched by
+//! several Teddy searchers of up to 64 anchors each, one pass apiece: each pass still runs at
+//! SIMD speed, where one automaton over all anchors would fall back to a scalar DFA several
+//! times slower than all the passes together.
 
 use aho_corasick::{AhoCorasick, Input, MatchKind, Span, packed};
 
@@ -33,10 +38,11 @@ pub(crate) struct Prefilter {
     keywords: Vec<Vec<u8>>,
     anchors: Vec<Vec<u8>>,
     automaton: AhoCorasick,
-    /// aho-corasick's SIMD searcher on its own: it confirms its candidates itself, where the
-    /// automaton above re-runs its state machine from every candidate (a seventh of a history
-    /// sweep's CPU time). `None` where the CPU or the anchor count rules it out.
-    packed: Option<packed::Searcher>,
+    /// aho-corasick's SIMD searchers on their own, each over up to [`MAX_ANCHORS`] anchors (a
+    /// range of `anchors`): they confirm their candidates themselves, where the automaton above
+    /// re-runs its state machine from every candidate (a seventh of a history sweep's CPU
+    /// time). Empty where the CPU rules them out.
+    packed: Vec<(std::ops::Range<usize>, packed::Searcher)>,
     /// For each anchor: the keywords assigned to it, with the anchor's offset in each.
     expansions: Vec<Vec<(usize, usize)>>,
 }
@@ -59,11 +65,7 @@ impl Prefilter {
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(&anchors)?;
-        let packed = packed::Config::new()
-            .match_kind(packed::MatchKind::LeftmostFirst)
-            .builder()
-            .extend(&anchors)
-            .build();
+        let packed = packed_searchers(&anchors).unwrap_or_default();
         Ok(Prefilter {
             keywords,
             anchors,
@@ -73,24 +75,46 @@ impl Prefilter {
         })
     }
 
-    /// Every occurrence of every keyword, in order of anchor position.
+    /// Every occurrence of every keyword, in order of anchor position within each searcher's
+    /// pass (callers that need one order sort).
     pub(crate) fn hits(&self, data: &[u8], mut found: impl FnMut(Hit)) {
+        if self.packed.is_empty() {
+            let all = 0..self.anchors.len();
+            self.pass(data, all, &mut found, |at| {
+                self.automaton
+                    .find(Input::new(data).range(at..))
+                    .map(|m| m.start())
+            });
+            return;
+        }
+        for (range, searcher) in &self.packed {
+            self.pass(data, range.clone(), &mut found, |at| {
+                searcher
+                    .find_in(data, Span::from(at..data.len()))
+                    .map(|m| m.start())
+            });
+        }
+    }
+
+    /// One pass over `data` with a searcher of the anchors in `range`: after each anchor hit,
+    /// every anchor of the range that starts there is expanded to its keywords.
+    fn pass(
+        &self,
+        data: &[u8],
+        range: std::ops::Range<usize>,
+        found: &mut impl FnMut(Hit),
+        next: impl Fn(usize) -> Option<usize>,
+    ) {
         let mut at = 0;
         while at < data.len() {
-            let next = match &self.packed {
-                Some(packed) => packed
-                    .find_in(data, Span::from(at..data.len()))
-                    .map(|m| m.start()),
-                None => self
-                    .automaton
-                    .find(Input::new(data).range(at..))
-                    .map(|m| m.start()),
-            };
-            let Some(start) = next else {
+            let Some(start) = next(at) else {
                 break;
             };
             let rest = &data[start..];
-            for (anchor, expansions) in self.anchors.iter().zip(&self.expansions) {
+            for (anchor, expansions) in self.anchors[range.clone()]
+                .iter()
+                .zip(&self.expansions[range.clone()])
+            {
                 if !rest.starts_with(anchor) {
                     continue;
                 }
@@ -111,10 +135,34 @@ impl Prefilter {
         }
     }
 
+    /// How many Teddy searchers (passes) the fast path takes; 0 where it is unavailable.
+    pub(crate) fn passes(&self) -> usize {
+        self.packed.len()
+    }
+
     /// How many literals the fast pass searches.
     pub(crate) fn anchor_count(&self) -> usize {
         self.anchors.len()
     }
+}
+
+/// One SIMD searcher per run of up to [`MAX_ANCHORS`] anchors; `None` where the CPU has no
+/// SIMD searcher for one of them.
+fn packed_searchers(
+    anchors: &[Vec<u8>],
+) -> Option<Vec<(std::ops::Range<usize>, packed::Searcher)>> {
+    (0..anchors.len())
+        .step_by(MAX_ANCHORS)
+        .map(|start| {
+            let range = start..(start + MAX_ANCHORS).min(anchors.len());
+            packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .builder()
+                .extend(&anchors[range.clone()])
+                .build()
+                .map(|searcher| (range, searcher))
+        })
+        .collect()
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -136,48 +184,60 @@ fn rarity(anchor: &[u8]) -> usize {
 
 /// A greedy set cover of the keywords by substrings, at most [`MAX_ANCHORS`] of them when the
 /// keywords allow it. Keywords shorter than [`MIN_ANCHOR`] are their own anchors.
+///
+/// Built on every start (a `--staged` hook pays for it), so the candidates that cover each
+/// keyword are found by looking the keyword's own substrings up, not by searching every
+/// keyword for every candidate.
 fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    use std::collections::{BTreeMap, BTreeSet};
-    let mut covers: BTreeMap<Vec<u8>, BTreeSet<usize>> = BTreeMap::new();
-    for (k, keyword) in keywords.iter().enumerate() {
+    use std::collections::HashMap;
+    let mut covers: HashMap<&[u8], Vec<usize>> = HashMap::new();
+    for keyword in keywords {
         if keyword.len() <= MIN_ANCHOR {
-            covers.entry(keyword.clone()).or_default().insert(k);
+            covers.entry(keyword.as_slice()).or_default();
             continue;
         }
         for len in MIN_ANCHOR.max(4).min(keyword.len())..=MAX_ANCHOR.min(keyword.len()) {
             for window in keyword.windows(len) {
-                covers.entry(window.to_vec()).or_default().insert(k);
+                covers.entry(window).or_default();
             }
         }
     }
-    // A substring of a keyword also covers any other keyword it occurs in.
-    for (anchor, set) in covers.iter_mut() {
-        for (k, keyword) in keywords.iter().enumerate() {
-            if find(keyword, anchor).is_some() {
-                set.insert(k);
+    // A candidate covers every keyword it occurs in, its own and others.
+    for (k, keyword) in keywords.iter().enumerate() {
+        for len in 1..=MAX_ANCHOR.min(keyword.len()) {
+            for window in keyword.windows(len) {
+                if let Some(list) = covers.get_mut(window)
+                    && list.last() != Some(&k)
+                {
+                    list.push(k);
+                }
             }
         }
     }
-    let mut uncovered: BTreeSet<usize> = (0..keywords.len()).collect();
+    // In byte order, so that ties between equally good candidates break the same way each run.
+    let mut candidates: Vec<(&[u8], Vec<usize>)> = covers.into_iter().collect();
+    candidates.sort_unstable();
+    let mut uncovered = vec![true; keywords.len()];
+    let mut left = keywords.len();
     let mut anchors = Vec::new();
-    while !uncovered.is_empty() {
+    while left > 0 {
         // Prefer anchors that cover many keywords; among those, rare and long ones. Once the
         // budget is tight, coverage is all that counts.
-        let best = covers
+        let best = candidates
             .iter()
-            .map(|(anchor, set)| (anchor, set.intersection(&uncovered).count()))
-            .filter(|&(_, n)| n > 0)
-            .max_by_key(|&(anchor, n)| (n, rarity(anchor), anchor.len()));
-        let Some((anchor, _)) = best else {
+            .map(|(anchor, list)| (anchor, list, list.iter().filter(|&&k| uncovered[k]).count()))
+            .filter(|&(_, _, n)| n > 0)
+            .max_by_key(|&(anchor, _, n)| (n, rarity(anchor), anchor.len()));
+        let Some((anchor, list, _)) = best else {
             break;
         };
-        let anchor = anchor.clone();
-        for k in &covers[&anchor] {
-            uncovered.remove(k);
+        for &k in list {
+            if std::mem::replace(&mut uncovered[k], false) {
+                left -= 1;
+            }
         }
-        anchors.push(anchor);
+        anchors.push(anchor.to_vec());
     }
-    debug_assert!(anchors.len() <= MAX_ANCHORS.max(keywords.len()));
     anchors
 }
 
@@ -215,6 +275,17 @@ mod tests {
         let p = prefilter(&refs);
         assert_eq!(p.anchor_count(), 1);
         assert_eq!(hits(&p, "together together: togetherApi").len(), 2);
+    }
+
+    #[test]
+    fn more_anchors_than_one_simd_searcher_takes_are_split_into_passes() {
+        let keywords: Vec<String> = (0..150).map(|i| format!("k{i:03}_")).collect();
+        let refs: Vec<&str> = keywords.iter().map(String::as_str).collect();
+        let p = prefilter(&refs);
+        assert!(p.anchor_count() > MAX_ANCHORS);
+        assert_eq!(p.passes(), p.anchor_count().div_ceil(MAX_ANCHORS));
+        let text = keywords.join(" ");
+        assert_eq!(hits(&p, &text).len(), keywords.len());
     }
 
     #[test]

@@ -6,6 +6,7 @@
     reason = "test helpers fail loudly"
 )]
 
+mod formats;
 mod fuzz;
 mod hardening;
 mod rules;

@@ -52,20 +52,53 @@ negative_examples = ["key = demo_q8Zr3LwX0pVt7KcN2bYh5MfJ"]
 #[test]
 fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
     let engine = Detector::new(RuleSet::builtin().unwrap()).unwrap();
-    assert!(
-        engine.prefilter_literals() <= Detector::FAST_PREFILTER_LIMIT,
-        "{} prefilter literals: over {}, every scan loses aho-corasick's SIMD search; share or \
-         drop keywords",
-        engine.prefilter_literals(),
-        Detector::FAST_PREFILTER_LIMIT
-    );
     let mut all = RuleSet::builtin().unwrap();
     all.get_mut("flat-key/direct-provider-call")
         .unwrap()
         .set_enabled(true);
+    let gateway = Detector::new(all).unwrap();
     eprintln!(
-        "prefilter literals: {} by default, {} with a gateway configured",
+        "prefilter literals: {} in {} passes by default, {} in {} passes with a gateway configured",
         engine.prefilter_literals(),
-        Detector::new(all).unwrap().prefilter_literals()
+        engine.prefilter_passes(),
+        gateway.prefilter_literals(),
+        gateway.prefilter_passes(),
     );
+    // Every pass is a SIMD one (this test runs on x86-64 with SSSE3 or AVX2), and the
+    // default rules take at most two: each pass reads every byte once more.
+    for detector in [&engine, &gateway] {
+        assert_eq!(
+            detector.prefilter_passes(),
+            detector
+                .prefilter_literals()
+                .div_ceil(Detector::FAST_PREFILTER_LIMIT),
+            "the prefilter lost its SIMD searcher"
+        );
+    }
+    assert!(
+        engine.prefilter_passes() <= 2,
+        "{} prefilter literals take {} passes; share or drop keywords",
+        engine.prefilter_literals(),
+        engine.prefilter_passes()
+    );
+}
+
+/// Every finding points at something: a report underlines a non-empty span of the line, for
+/// usage findings (code, shown as it is) as for secrets (shown redacted).
+#[test]
+fn every_example_finding_highlights_a_non_empty_span() {
+    let engine = Detector::new(RuleSet::builtin().unwrap()).unwrap();
+    for rule in engine.rules().rules() {
+        for example in rule.examples() {
+            for finding in keyscope_scan::scan_blob(&engine, "example", example.as_bytes()) {
+                let highlight = &finding.snippet.highlight;
+                assert!(
+                    !highlight.is_empty() && finding.location.end_column > finding.location.column,
+                    "{}: empty highlight in {:?}",
+                    finding.rule_id,
+                    finding.snippet.text
+                );
+            }
+        }
+    }
 }
