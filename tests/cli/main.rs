@@ -18,6 +18,7 @@ mod rules_cmd;
 mod scan_fixtures;
 mod serve;
 mod snapshots;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -90,7 +90,8 @@ struct GitArgs {
     /// pre-commit hooks.
     #[arg(long, conflicts_with = "range")]
     staged: bool,
-    /// Scan what the commits of `BASE..HEAD` introduce, merges included (for CI).
+    /// Scan what the commits of `BASE..HEAD` introduce, merges included (for CI); `REV` alone
+    /// means every commit it reaches, as in `git log REV`.
     #[arg(long, value_name = "BASE..HEAD")]
     range: Option<String>,
     /// With --staged: also report secrets that HEAD's version of the file already holds.

@@ -284,8 +284,8 @@ impl GitRepo {
         trees::staged(self)
     }
 
-    /// The blobs and commit messages that the commits in `BASE..HEAD` introduce (`BASE`
-    /// alone means `BASE..HEAD`).
+    /// The blobs and commit messages that the commits of `BASE..HEAD` introduce; `REV` alone
+    /// means every commit that `REV` reaches, as in `git log REV`.
     pub fn range(&self, spec: &str) -> Result<RangeChanges, GitError> {
         trees::range(self, spec)
     }

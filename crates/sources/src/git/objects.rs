@@ -50,6 +50,9 @@ struct Tally {
     skipped: Mutex<Vec<Skipped>>,
     commits: Mutex<Vec<(gix::ObjectId, CommitRecord)>>,
     trees: Mutex<TreeIndex>,
+    /// Every object a commit, tree or tag names: each must be in the database, or the sweep
+    /// missed content and says so.
+    referenced: Mutex<gix::hashtable::HashSet>,
 }
 
 impl Tally {
@@ -88,15 +91,7 @@ where
         match kind {
             gix::objs::Kind::Blob => self.blob(id, data),
             gix::objs::Kind::Commit => self.commit(id, data),
-            gix::objs::Kind::Tree => {
-                if let Some(parsed) = tree_index::parse(data, self.hash) {
-                    self.tally
-                        .trees
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, parsed);
-                }
-            }
+            gix::objs::Kind::Tree => self.tree(id, data),
             gix::objs::Kind::Tag => self.tag(id, data),
         }
     }
@@ -123,6 +118,44 @@ where
         }
     }
 
+    fn tree(&self, id: gix::ObjectId, data: &[u8]) {
+        let Some(parsed) = tree_index::parse(data, self.hash) else {
+            // The fast parser refuses unusual modes too; only what git's own parser refuses
+            // is corrupt, and a corrupt tree hides the paths (and maybe blobs) beneath it.
+            let corrupt = gix::objs::TreeRefIter::from_bytes(data, self.hash).find_map(Result::err);
+            if let Some(e) = corrupt {
+                self.tally.skip(
+                    self.object_path(id),
+                    SkipReason::Unreadable(format!("corrupt tree: {e}")),
+                );
+            } else {
+                self.refer(
+                    gix::objs::TreeRefIter::from_bytes(data, self.hash).filter_map(|e| {
+                        e.ok()
+                            .filter(|e| !e.mode.is_commit())
+                            .map(|e| e.oid.to_owned())
+                    }),
+                );
+            }
+            return;
+        };
+        self.refer(parsed.references().copied());
+        self.tally
+            .trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, parsed);
+    }
+
+    /// Records objects that an object names (a submodule's commit is another repository's).
+    fn refer(&self, ids: impl IntoIterator<Item = gix::ObjectId>) {
+        self.tally
+            .referenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+
     fn commit(&self, id: gix::ObjectId, data: &[u8]) {
         match gix::objs::CommitRef::from_bytes(data, self.hash) {
             Ok(commit) => {
@@ -131,6 +164,7 @@ where
                     tree: commit.tree(),
                     parents: commit.parents().collect(),
                 };
+                self.refer([record.tree]);
                 (self.visit)(GitObject::CommitMessage {
                     id: ObjectId(id),
                     message: commit.message,
@@ -150,11 +184,14 @@ where
 
     fn tag(&self, id: gix::ObjectId, data: &[u8]) {
         match gix::objs::TagRef::from_bytes(data, self.hash) {
-            Ok(tag) => (self.visit)(GitObject::TagMessage {
-                id: ObjectId(id),
-                name: tag.name,
-                message: tag.message,
-            }),
+            Ok(tag) => {
+                self.refer([tag.target()]);
+                (self.visit)(GitObject::TagMessage {
+                    id: ObjectId(id),
+                    name: tag.name,
+                    message: tag.message,
+                });
+            }
             Err(e) => self.tally.skip(
                 self.object_path(id),
                 SkipReason::Unreadable(format!("corrupt tag: {e}")),
@@ -180,7 +217,6 @@ where
 {
     let local = repo.repo.to_thread_local();
     let hash = local.object_hash();
-    let objects_dir = repo.repo.objects_dir().to_path_buf();
     let tally = Tally::default();
     let handler = Handler {
         repo,
@@ -189,34 +225,142 @@ where
         visit,
         hash,
     };
-
-    let mut done: Vec<pack::index::File> = Vec::new();
-    for idx_path in pack_indexes(&objects_dir)? {
-        if let Some(index) = sweep_pack(&idx_path, &done, &handler, options) {
-            done.push(index);
+    let dirs = object_dirs(repo)?;
+    let mut packs: Vec<pack::index::File> = Vec::new();
+    let mut promisor = is_partial_clone(&local);
+    for dir in &dirs {
+        let files = pack_files(dir)?;
+        promisor |= files.promisor;
+        for pack in files.without_index {
+            tally.skip(
+                pack,
+                SkipReason::Unreadable(
+                    "pack has no index (.idx), so its objects cannot be read \
+                     (`git index-pack` rebuilds it)"
+                        .into(),
+                ),
+            );
+        }
+        for idx_path in files.indexes {
+            if let Some(index) = sweep_pack(&idx_path, &packs, &handler, options) {
+                packs.push(index);
+            }
         }
     }
-    loose(repo, &objects_dir, hash, &done, &handler);
+    let mut loose_ids = gix::hashtable::HashSet::default();
+    for dir in &dirs {
+        loose(repo, dir, hash, &packs, &mut loose_ids, &handler);
+    }
+    let present = |id: &gix::ObjectId| {
+        loose_ids.contains(id) || packs.iter().any(|idx| idx.lookup(id).is_some())
+    };
+    let missing = missing_objects(&tally, present);
+    report_missing(repo, &tally, missing, promisor);
     Ok(tally.into_history())
 }
 
-/// The `.idx` files of the repository's packs, in name order.
-fn pack_indexes(objects_dir: &Path) -> Result<Vec<PathBuf>, GitError> {
-    let mut idx_paths: Vec<PathBuf> = match std::fs::read_dir(objects_dir.join("pack")) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
-            .collect(),
+/// The repository's object directory, then each alternate (`objects/info/alternates`, as a
+/// `git clone --shared` writes), whose objects the repository's history is made of too.
+fn object_dirs(repo: &GitRepo) -> Result<Vec<PathBuf>, GitError> {
+    let own = repo.repo.objects_dir().to_path_buf();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let alternates = gix::odb::alternate::resolve(own.clone(), &cwd)
+        .map_err(|e| super::read_error(format!("the alternates of `{}`", own.display()), e))?;
+    Ok(std::iter::once(own).chain(alternates).collect())
+}
+
+/// Whether the repository is a partial clone: a promisor remote may hold objects it never
+/// fetched.
+fn is_partial_clone(repo: &gix::Repository) -> bool {
+    let config = repo.config_snapshot();
+    config.string("extensions.partialClone").is_some()
+}
+
+/// The pack files of one object directory.
+#[derive(Default)]
+struct PackFiles {
+    /// The `.idx` files, in name order.
+    indexes: Vec<PathBuf>,
+    /// `.pack` files with no `.idx`: git cannot read them either, but their objects are lost
+    /// to the sweep.
+    without_index: Vec<PathBuf>,
+    /// Whether a pack came from a promisor remote (a partial clone).
+    promisor: bool,
+}
+
+fn pack_files(objects_dir: &Path) -> Result<PackFiles, GitError> {
+    let dir = objects_dir.join("pack");
+    let paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(super::read_error(
-                objects_dir.join("pack").display().to_string(),
-                e,
-            ));
-        }
+        Err(e) => return Err(super::read_error(dir.display().to_string(), e)),
     };
-    idx_paths.sort();
-    Ok(idx_paths)
+    let has = |p: &Path, ext: &str| p.extension().is_some_and(|x| x == ext);
+    let mut files = PackFiles {
+        promisor: paths.iter().any(|p| has(p, "promisor")),
+        ..PackFiles::default()
+    };
+    for path in &paths {
+        if has(path, "idx") {
+            files.indexes.push(path.clone());
+        } else if has(path, "pack") && !path.with_extension("idx").exists() {
+            files.without_index.push(path.clone());
+        }
+    }
+    files.indexes.sort();
+    files.without_index.sort();
+    Ok(files)
+}
+
+/// The objects that some object names but that no pack or loose object holds, in id order.
+fn missing_objects(tally: &Tally, present: impl Fn(&gix::ObjectId) -> bool) -> Vec<gix::ObjectId> {
+    let referenced = tally.referenced.lock().unwrap_or_else(|p| p.into_inner());
+    let mut missing: Vec<gix::ObjectId> = referenced
+        .iter()
+        .filter(|id| !present(id))
+        .copied()
+        .collect();
+    missing.sort();
+    missing
+}
+
+/// How many missing objects are named one by one; beyond that, one entry counts them.
+const MISSING_LISTED: usize = 20;
+
+/// Records missing objects as failures: the content they hold was not scanned.
+fn report_missing(repo: &GitRepo, tally: &Tally, missing: Vec<gix::ObjectId>, promisor: bool) {
+    if missing.is_empty() {
+        return;
+    }
+    if promisor {
+        tally.skip(
+            repo.path.clone(),
+            SkipReason::Unreadable(format!(
+                "a partial clone: {} objects its commits and trees name were never fetched, so \
+                 the history is incomplete (clone it without --filter to sweep it whole)",
+                missing.len()
+            )),
+        );
+        return;
+    }
+    let more = missing.len().saturating_sub(MISSING_LISTED);
+    for id in missing.into_iter().take(MISSING_LISTED) {
+        tally.skip(
+            SkippedPlace::Object {
+                repo: std::sync::Arc::from(repo.path.as_path()),
+                id: ObjectId(id),
+            },
+            SkipReason::Unreadable("missing from the object database, which names it".into()),
+        );
+    }
+    if more > 0 {
+        tally.skip(
+            repo.path.clone(),
+            SkipReason::Unreadable(format!(
+                "{more} more objects are missing from the object database"
+            )),
+        );
+    }
 }
 
 /// Hands every object of one pack, not already in an `earlier` pack, to the handler; returns
@@ -290,6 +434,7 @@ impl Tally {
                 bytes: self.bytes.into_inner(),
                 binary: self.binary.into_inner(),
                 skipped,
+                repositories: Vec::new(),
             },
             objects: self.objects.into_inner(),
             warnings: Vec::new(),
@@ -305,6 +450,7 @@ fn loose<F>(
     objects_dir: &std::path::Path,
     hash: gix::hash::Kind,
     packs: &[pack::index::File],
+    seen: &mut gix::hashtable::HashSet,
     handler: &Handler<'_, F>,
 ) where
     F: Fn(GitObject<'_>) + Sync,
@@ -314,7 +460,10 @@ fn loose<F>(
     let mut ids = Vec::new();
     for id in store.iter() {
         match id {
-            Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) => ids.push(id),
+            // An object also in a pack, or in an earlier object directory, was handled there.
+            Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) && seen.insert(id) => {
+                ids.push(id);
+            }
             Ok(_) => {}
             Err(e) => handler.tally.skip(
                 objects_dir.to_path_buf(),
