@@ -30,7 +30,7 @@ mod origin;
 pub use files::{Excludes, FileSource, FileSourceBuilder};
 pub use git::{
     Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
-    StagedChange, SweepOptions,
+    SeenObjects, StagedChange, SweepOptions,
 };
 pub use origin::{Origin, RepoName};
 

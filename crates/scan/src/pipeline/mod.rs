@@ -22,8 +22,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod fingerprint;
 mod finish;
 mod setup;
+mod state;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +41,9 @@ use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
 use crate::{Detector, Finding, GitOutcome, KeyOwner, ScanOutcome};
 
+pub use fingerprint::{FingerprintKey, FingerprintKind};
 pub use setup::{RuleFileCheck, ScanError, check_rule_files, load_rules};
+pub use sweep::{Coverage, CoverageStatus, SweepRepo, SweepResult};
 
 /// What a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,6 +380,7 @@ impl Scan {
                     max_blob_size: self.max_file_size,
                     threads: self.threads,
                     progress: self.progress.clone(),
+                    ..SweepOptions::default()
                 };
                 crate::scan_history(engine, &repos, &options)?
             }

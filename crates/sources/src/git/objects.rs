@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use gix::odb::pack;
 
 use super::tree_index::{self, TreeIndex};
-use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
+use super::{
+    CommitRecord, GitError, GitRepo, History, ObjectId, SeenObjects, SweepOptions, commit_info,
+};
 use crate::{SkipReason, Skipped, SkippedPlace};
 
 /// One object handed to a sweep's visitor.
@@ -53,6 +55,56 @@ struct Tally {
     /// Every object a commit, tree or tag names: each must be in the database, or the sweep
     /// missed content and says so.
     referenced: Mutex<gix::hashtable::HashSet>,
+    read: Mutex<SeenObjects>,
+    already_seen: AtomicU64,
+    /// Commits read again for their messages only.
+    revisited: Mutex<Vec<(gix::ObjectId, crate::CommitInfo)>>,
+}
+
+impl Tally {
+    fn lock_read(&self) -> std::sync::MutexGuard<'_, SeenObjects> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A pack's file name, `pack-<hash>.pack`, from its index's path.
+fn pack_name(idx_path: &Path) -> String {
+    idx_path
+        .with_extension("pack")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Hands over objects an earlier sweep read, by id: those that held findings.
+fn revisit<F>(repo: &gix::Repository, ids: &[ObjectId], handler: &Handler<'_, F>)
+where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    for id in ids {
+        // Gone since (pruned after a history rewrite): nothing left to report there.
+        let Ok(object) = repo.find_object(id.0) else {
+            continue;
+        };
+        if object.kind != gix::objs::Kind::Commit {
+            handler.handle(id.0, object.kind, &object.data);
+            continue;
+        }
+        // Only the message: recorded for attribution, an old commit read alone would seem to
+        // introduce its whole tree.
+        if let Ok(commit) = gix::objs::CommitRef::from_bytes(&object.data, handler.hash) {
+            (handler.visit)(GitObject::CommitMessage {
+                id: *id,
+                message: commit.message,
+            });
+            handler
+                .tally
+                .revisited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id.0, commit_info(id.0, &commit)));
+        }
+    }
 }
 
 impl Tally {
@@ -242,6 +294,22 @@ where
             );
         }
         for idx_path in files.indexes {
+            let name = pack_name(&idx_path);
+            if options
+                .seen
+                .as_ref()
+                .is_some_and(|s| s.packs.contains(&name))
+            {
+                // Read by an earlier sweep: its index still answers what the database holds.
+                if let Ok(index) = pack::index::File::at(&idx_path, hash) {
+                    tally
+                        .already_seen
+                        .fetch_add(u64::from(index.num_objects()), Ordering::Relaxed);
+                    tally.lock_read().packs.insert(name);
+                    packs.push(index);
+                    continue;
+                }
+            }
             if let Some(index) = sweep_pack(&idx_path, &packs, &handler, options) {
                 packs.push(index);
             }
@@ -251,6 +319,7 @@ where
     for dir in &dirs {
         loose(repo, dir, hash, &packs, &mut loose_ids, &handler);
     }
+    revisit(&local, &options.revisit, &handler);
     let present = |id: &gix::ObjectId| {
         loose_ids.contains(id) || packs.iter().any(|idx| idx.lookup(id).is_some())
     };
@@ -408,11 +477,14 @@ where
             make_pack_lookup_cache: || pack::cache::Never,
         },
     );
-    if let Err(e) = traversal {
-        handler.tally.skip(
+    match traversal {
+        Ok(_) => {
+            handler.tally.lock_read().packs.insert(pack_name(idx_path));
+        }
+        Err(e) => handler.tally.skip(
             bundle.pack.path().to_path_buf(),
             SkipReason::Unreadable(format!("pack could not be fully read: {e}")),
-        );
+        ),
     }
     Some(bundle.index)
 }
@@ -438,6 +510,15 @@ impl Tally {
             },
             objects: self.objects.into_inner(),
             warnings: Vec::new(),
+            read: self.read.into_inner().unwrap_or_else(|p| p.into_inner()),
+            already_seen: self.already_seen.into_inner(),
+            revisited: self
+                .revisited
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .into_iter()
+                .collect(),
+            refs: Vec::new(),
             commits,
             trees: self.trees.into_inner().unwrap_or_else(|p| p.into_inner()),
         }
@@ -457,12 +538,18 @@ fn loose<F>(
 {
     use rayon::prelude::*;
     let store = gix::odb::loose::Store::at(objects_dir, hash);
+    let known = handler.options.seen.as_deref();
     let mut ids = Vec::new();
     for id in store.iter() {
         match id {
             // An object also in a pack, or in an earlier object directory, was handled there.
             Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) && seen.insert(id) => {
-                ids.push(id);
+                if known.is_some_and(|k| k.loose.contains(&ObjectId(id))) {
+                    handler.tally.already_seen.fetch_add(1, Ordering::Relaxed);
+                    handler.tally.lock_read().loose.insert(ObjectId(id));
+                } else {
+                    ids.push(id);
+                }
             }
             Ok(_) => {}
             Err(e) => handler.tally.skip(
@@ -473,7 +560,10 @@ fn loose<F>(
     }
     ids.par_iter()
         .for_each_init(Vec::new, |buf, &id| match store.try_find(&id, buf) {
-            Ok(Some(object)) => handler.handle(id, object.kind, object.data),
+            Ok(Some(object)) => {
+                handler.handle(id, object.kind, object.data);
+                handler.tally.lock_read().loose.insert(ObjectId(id));
+            }
             Ok(None) => handler.tally.skip(
                 loose_path(objects_dir, id),
                 SkipReason::Unreadable("object vanished while reading".into()),

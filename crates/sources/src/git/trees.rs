@@ -265,11 +265,16 @@ pub(super) fn attribute(
         .map_init(
             || repo.local(),
             |local, (id, record)| {
-                // A parent outside the database (beyond a shallow boundary) counts as absent.
+                // A parent the sweep did not read (an incremental sweep skipped its pack) is
+                // read here; one outside the database (beyond a shallow boundary) counts as
+                // absent.
                 let parent_trees: Vec<gix::ObjectId> = record
                     .parents
                     .iter()
-                    .filter_map(|p| history.commits.get(p).map(|c| c.tree))
+                    .filter_map(|p| match history.commits.get(p) {
+                        Some(c) => Some(c.tree),
+                        None => Some(local.find_commit(*p).ok()?.tree_id().ok()?.detach()),
+                    })
                     .collect();
                 let mut out = Vec::new();
                 introduced(
