@@ -311,3 +311,28 @@ fn a_url_is_cloned_into_the_cache_and_named_as_given() {
         run.stderr
     );
 }
+
+#[test]
+fn a_damaged_state_means_a_full_sweep_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    leaky_origin(dir.path(), "one", 1);
+    let (run, _) = sweep(dir.path(), &["one", "--state", "state"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let states: Vec<_> = std::fs::read_dir(dir.path().join("state/repos"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(
+        states.len(),
+        1,
+        "one state file, no temporary left: {states:?}"
+    );
+    let text = std::fs::read_to_string(&states[0]).unwrap();
+    assert!(!text.contains(&key(1)));
+    std::fs::write(&states[0], &text[..text.len() / 2]).unwrap();
+    let (run, report) = sweep(dir.path(), &["one", "--state", "state"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["summary"]["objects_from_state"], 0);
+    let (_, again) = sweep(dir.path(), &["one", "--state", "state"]);
+    assert!(again["summary"]["objects_from_state"].as_u64().unwrap() > 0);
+}
