@@ -21,6 +21,7 @@ mod rules_cmd;
 mod scan_fixtures;
 mod serve;
 mod snapshots;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -296,6 +296,7 @@ mod tests {
             bytes: 10,
             binary: 1,
             skipped: Vec::new(),
+            ..Default::default()
         };
         let report = ScanReport::new(&rules, &[], &stats, std::time::Duration::ZERO);
         let summary = summary(&report);

@@ -89,6 +89,7 @@ fn stats() -> WalkStats {
                 reason: SkipReason::TooLarge { size: 10, limit: 5 },
             },
         ],
+        ..Default::default()
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keyscope_sources::{
-    Attribution, CommitInfo, Excludes, GitError, GitObject, GitRepo, History, ObjectId, Origin,
-    RepoName, SweepOptions, WalkStats,
+    Attribution, CommitInfo, Excludes, GitError, GitObject, GitRepo, History, Introduction,
+    ObjectId, Origin, RepoName, SweepOptions, WalkStats,
 };
 
 use crate::{Detector, Finding, Location, ScanOutcome, finding, sort_findings};
@@ -51,10 +51,10 @@ pub fn scan_history(
             messages,
             tags,
             summaries,
-        } = sweep(engine, repo, options)?;
+        } = sweep(engine, repo, options, None)?;
         let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
-        let mut found = place_blobs(blobs, &attribution, repo, named.as_ref());
+        let mut found = place_blobs(blobs, &attribution, &HashMap::new(), repo, named.as_ref());
         found.extend(place_messages(messages, &history, named.as_ref()));
         found.extend(place_tags(tags, named.as_ref()));
         redact_summaries(&mut found, &summaries);
@@ -71,26 +71,67 @@ pub fn scan_history(
 }
 
 /// What one repository's sweep found, before attribution.
-struct Swept {
-    history: History,
+pub(crate) struct Swept {
+    pub(crate) history: History,
     /// Findings per blob, not yet placed.
-    blobs: Vec<(ObjectId, Vec<Finding>)>,
+    pub(crate) blobs: Vec<(ObjectId, Vec<Finding>)>,
     /// Findings per commit message, not yet placed.
-    messages: Vec<(ObjectId, Vec<Finding>)>,
+    pub(crate) messages: Vec<(ObjectId, Vec<Finding>)>,
     /// Findings per annotated tag message (the tag's id and name), not yet placed.
-    tags: Vec<(ObjectId, String, Vec<Finding>)>,
+    pub(crate) tags: Vec<(ObjectId, String, Vec<Finding>)>,
     /// The masked summary of every commit whose message holds a secret.
-    summaries: HashMap<String, String>,
+    pub(crate) summaries: HashMap<String, String>,
+}
+
+/// The blobs a sweep of several repositories has matched so far, so that a blob shared by
+/// forks or vendored copies is matched once per sweep.
+#[derive(Default)]
+pub(crate) struct BlobCache {
+    matched: Mutex<HashSet<ObjectId>>,
+    found: Mutex<HashMap<ObjectId, Vec<Finding>>>,
+    /// Blobs whose findings were taken from an earlier repository's match.
+    pub(crate) reused: std::sync::atomic::AtomicU64,
+}
+
+impl BlobCache {
+    /// The findings of `data`, matched now or taken from an earlier repository's match.
+    fn findings(&self, engine: &Detector, id: ObjectId, data: &[u8]) -> Vec<Finding> {
+        if !lock(&self.matched).insert(id) {
+            self.reused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return lock(&self.found).get(&id).cloned().unwrap_or_default();
+        }
+        let matches = engine.scan(data);
+        if matches.is_empty() {
+            return Vec::new();
+        }
+        let found = finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
+        lock(&self.found).insert(id, found.clone());
+        found
+    }
 }
 
 /// Reads every object of a repository, matching blobs, commit messages and tag messages on many threads.
-fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Swept, GitError> {
+pub(crate) fn sweep(
+    engine: &Detector,
+    repo: &GitRepo,
+    options: &SweepOptions,
+    cache: Option<&BlobCache>,
+) -> Result<Swept, GitError> {
     let rules = engine.rules().rules();
     let blobs = Mutex::new(Vec::new());
     let messages = Mutex::new(Vec::new());
     let tags = Mutex::new(Vec::new());
     let summaries = Mutex::new(HashMap::new());
     let history = repo.for_each_object(options, |object| match object {
+        GitObject::Blob { id, data } if cache.is_some() => {
+            let found = cache
+                .map(|c| c.findings(engine, id, data))
+                .unwrap_or_default();
+            if !found.is_empty() {
+                lock(&blobs).push((id, found));
+            }
+        }
         GitObject::Blob { id, data } => {
             let matches = engine.scan(data);
             if !matches.is_empty() {
@@ -125,16 +166,20 @@ fn sweep(engine: &Detector, repo: &GitRepo, options: &SweepOptions) -> Result<Sw
     })
 }
 
-/// Each blob's findings at every place a commit introduced the blob, or as unreachable.
-fn place_blobs(
+/// Each blob's findings at every place a commit introduced the blob (as attributed, and as
+/// `known` from an earlier sweep), or as unreachable.
+pub(crate) fn place_blobs(
     blobs: Vec<(ObjectId, Vec<Finding>)>,
     attribution: &Attribution,
+    known: &HashMap<ObjectId, Vec<Introduction>>,
     repo: &GitRepo,
     named: Option<&RepoName>,
 ) -> Vec<Finding> {
     let mut placed = Vec::new();
     for (blob, found) in blobs {
-        let intros = attribution.introductions(blob);
+        let mut intros = attribution.introductions(blob).to_vec();
+        intros.extend(known.get(&blob).into_iter().flatten().cloned());
+        let intros = &intros;
         let at_head = attribution.at_head(blob);
         for f in found {
             if intros.is_empty() {
@@ -162,7 +207,7 @@ fn place_blobs(
 }
 
 /// Each annotated tag message's findings, placed in their tag.
-fn place_tags(
+pub(crate) fn place_tags(
     tags: Vec<(ObjectId, String, Vec<Finding>)>,
     named: Option<&RepoName>,
 ) -> Vec<Finding> {
@@ -181,7 +226,7 @@ fn place_tags(
 }
 
 /// Each commit message's findings, placed in their commit.
-fn place_messages(
+pub(crate) fn place_messages(
     messages: Vec<(ObjectId, Vec<Finding>)>,
     history: &History,
     named: Option<&RepoName>,
@@ -383,7 +428,7 @@ fn redacted_summary(engine: &Detector, message: &[u8], matches: &[crate::Match])
 }
 
 /// Replaces the summaries of commits whose messages hold a secret by their masked form.
-fn redact_summaries(placed: &mut [Finding], summaries: &HashMap<String, String>) {
+pub(crate) fn redact_summaries(placed: &mut [Finding], summaries: &HashMap<String, String>) {
     if summaries.is_empty() {
         return;
     }
@@ -404,7 +449,7 @@ fn into_inner<T>(mutex: Mutex<T>) -> T {
     mutex.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-fn merge_stats(into: &mut WalkStats, from: WalkStats) {
+pub(crate) fn merge_stats(into: &mut WalkStats, from: WalkStats) {
     into.files += from.files;
     into.bytes += from.bytes;
     into.binary += from.binary;
@@ -429,7 +474,7 @@ fn location_order(location: &Location) -> (bool, i64, String, String, usize, usi
 }
 
 /// One finding per (rule, secret): the earliest location first, every other in `related`.
-fn group(placed: Vec<Finding>) -> Vec<Finding> {
+pub(crate) fn group(placed: Vec<Finding>) -> Vec<Finding> {
     let mut groups: BTreeMap<(String, String), Vec<Finding>> = BTreeMap::new();
     for p in placed {
         groups

@@ -193,6 +193,7 @@ struct Tally {
     bytes: AtomicU64,
     binary: AtomicU64,
     skipped: Mutex<Vec<Skipped>>,
+    repositories: Mutex<Vec<PathBuf>>,
 }
 
 impl Tally {
@@ -210,11 +211,18 @@ impl Tally {
     fn into_stats(self) -> WalkStats {
         let mut skipped = self.skipped.into_inner().unwrap_or_else(|p| p.into_inner());
         skipped.sort_by(|a, b| a.place.cmp(&b.place));
+        let mut repositories = self
+            .repositories
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
+        repositories.sort();
+        repositories.dedup();
         WalkStats {
             files: self.files.into_inner(),
             bytes: self.bytes.into_inner(),
             binary: self.binary.into_inner(),
             skipped,
+            repositories,
         }
     }
 }
@@ -291,9 +299,20 @@ impl FileSource {
         let excludes = self.excludes.clone();
         let git_seen = Arc::new(AtomicBool::new(false));
         let saw_git = Arc::clone(&git_seen);
+        let repositories = Arc::new(Mutex::new(Vec::new()));
+        let found_repos = Arc::clone(&repositories);
         let keep = move |e: &ignore::DirEntry| {
             if e.file_name() == ".git" {
                 saw_git.store(true, Ordering::Relaxed);
+                // A clone inside a scanned directory: its history is not read by a walk.
+                if e.depth() > 1
+                    && let Some(repo) = e.path().parent()
+                {
+                    found_repos
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(repo.to_path_buf());
+                }
                 return false;
             }
             if excludes.is_empty() {
@@ -344,6 +363,11 @@ impl FileSource {
                 WalkState::Continue
             })
         });
+        tally
+            .repositories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .append(&mut repositories.lock().unwrap_or_else(|p| p.into_inner()));
         // The second walk costs about a plain directory walk; skip it when no ignore rule can
         // apply: no ignore file or git directory met in the walk or above its roots, and no
         // global gitignore.

@@ -30,7 +30,7 @@ mod origin;
 pub use files::{Excludes, FileSource, FileSourceBuilder};
 pub use git::{
     Attribution, GitError, GitObject, GitRepo, History, Introduction, ObjectId, RangeChanges,
-    StagedChange, SweepOptions,
+    SeenObjects, StagedChange, SweepOptions,
 };
 pub use origin::{Origin, RepoName};
 
@@ -189,6 +189,9 @@ pub struct WalkStats {
     pub binary: u64,
     /// Everything not scanned, in path order.
     pub skipped: Vec<Skipped>,
+    /// Git repositories met below a scanned directory (not a scanned directory itself):
+    /// their working files were scanned, their histories were not. In path order.
+    pub repositories: Vec<PathBuf>,
 }
 
 impl WalkStats {

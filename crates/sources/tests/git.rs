@@ -229,3 +229,186 @@ fn of_two_introductions_in_the_same_second_the_ancestor_comes_first() {
     let paths: Vec<&str> = changes.blobs[0].1.iter().map(|i| i.path.as_str()).collect();
     assert_eq!(paths, ["b.txt", "c.txt", "d.txt"]);
 }
+
+/// Sweeps a repository, returning its history and the ids of the blobs handed over.
+fn sweep(dir: &Path) -> (keyscope_sources::History, Vec<ObjectId>) {
+    let blobs = Mutex::new(Vec::new());
+    let history = GitRepo::open(dir)
+        .unwrap()
+        .for_each_object(&SweepOptions::default(), |object| {
+            if let GitObject::Blob { id, .. } = object {
+                blobs.lock().unwrap().push(id);
+            }
+        })
+        .unwrap();
+    (history, blobs.into_inner().unwrap())
+}
+
+/// The reasons of a sweep's failures, as text.
+fn failures(history: &keyscope_sources::History) -> Vec<String> {
+    history
+        .stats
+        .skipped
+        .iter()
+        .filter(|s| s.reason.is_failure())
+        .map(|s| format!("{}: {}", s.place, s.reason))
+        .collect()
+}
+
+fn loose_object(dir: &Path, id: &str) -> std::path::PathBuf {
+    dir.join(".git/objects").join(&id[..2]).join(&id[2..])
+}
+
+/// Issue #17: a `git clone --shared` clone keeps its history in the objects of the repository
+/// it was cloned from (`objects/info/alternates`); a sweep read only its own 0 objects.
+#[test]
+fn objects_reached_through_alternates_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    git(&src, &["init", "-q"]);
+    commit(&src, &[("a.txt", "in the origin's objects\n")], "first");
+    git(&src, &["gc", "-q"]);
+    git(dir.path(), &["clone", "-q", "--shared", "src", "shared"]);
+    let shared = dir.path().join("shared");
+    commit(
+        &shared,
+        &[("b.txt", "in the clone's own objects\n")],
+        "second",
+    );
+    let (history, blobs) = sweep(&shared);
+    assert!(failures(&history).is_empty(), "{:?}", failures(&history));
+    assert!(blobs.contains(&blob_id(&src, "in the origin's objects\n")));
+    assert!(blobs.contains(&blob_id(&shared, "in the clone's own objects\n")));
+    assert_eq!(history.commit_count(), 2);
+}
+
+/// Issue #17: a blobless partial clone has commits and trees but no blobs; a sweep called
+/// that clean.
+#[test]
+fn a_blobless_partial_clone_is_reported_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    git(&src, &["init", "-q"]);
+    git(&src, &["config", "uploadpack.allowFilter", "true"]);
+    commit(&src, &[("a.txt", "a\n"), ("b.txt", "b\n")], "first");
+    let url = format!("file://{}", src.display());
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--no-checkout",
+            "--filter=blob:none",
+            &url,
+            "partial",
+        ],
+    );
+    let (history, blobs) = sweep(&dir.path().join("partial"));
+    assert!(blobs.is_empty());
+    let failures = failures(&history);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(
+        failures[0].contains("partial clone: 2 objects"),
+        "{failures:?}"
+    );
+}
+
+/// Issue #17: a pack whose index is gone holds objects nobody can read; the sweep said clean.
+#[test]
+fn a_pack_without_its_index_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    commit(dir.path(), &[("a.txt", "packed\n")], "first");
+    git(dir.path(), &["gc", "-q"]);
+    let pack_dir = dir.path().join(".git/objects/pack");
+    for entry in std::fs::read_dir(&pack_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "idx") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (history, _) = sweep(dir.path());
+    let failures = failures(&history);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains(".pack: cannot be read: pack has no index"));
+}
+
+/// Issue #17: a blob that a tree names but the database lacks is content never scanned.
+#[test]
+fn a_missing_blob_is_a_failure_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    commit(
+        dir.path(),
+        &[("a.txt", "kept\n"), ("b.txt", "lost\n")],
+        "first",
+    );
+    let lost = blob_id(dir.path(), "lost\n");
+    std::fs::remove_file(loose_object(dir.path(), &lost.to_string())).unwrap();
+    let (history, blobs) = sweep(dir.path());
+    assert_eq!(blobs, [blob_id(dir.path(), "kept\n")]);
+    assert_eq!(
+        failures(&history),
+        [format!(
+            "{}@{lost}: cannot be read: missing from the object database, which names it",
+            dir.path().display()
+        )]
+    );
+}
+
+/// Issue #17: a corrupt tree (a loose object whose content is not a tree, or cannot be
+/// inflated) hides the paths beneath it.
+#[test]
+fn a_corrupt_loose_tree_is_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    commit(dir.path(), &[("a.txt", "a\n")], "first");
+    std::fs::write(dir.path().join("garbage"), "100644 no-id-follows").unwrap();
+    let bad = git(
+        dir.path(),
+        &["hash-object", "-t", "tree", "--literally", "-w", "garbage"],
+    );
+    let broken = git(dir.path(), &["commit-tree", &bad, "-m", "broken"]);
+    git(dir.path(), &["update-ref", "refs/heads/broken", &broken]);
+    let (history, _) = sweep(dir.path());
+    let failures = failures(&history);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].contains(&format!("{bad}: cannot be read: corrupt tree")));
+
+    // A tree whose loose file is cut short cannot even be inflated.
+    let tree = git(dir.path(), &["rev-parse", "main^{tree}"]);
+    let path = loose_object(dir.path(), &tree);
+    let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+    #[expect(
+        clippy::permissions_set_readonly_false,
+        reason = "a test corrupts its own repository"
+    )]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&path, permissions).unwrap();
+    let data = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &data[..data.len() / 2]).unwrap();
+    let (history, _) = sweep(dir.path());
+    let cut = self::failures(&history);
+    assert!(cut.iter().any(|f| f.contains(&tree)), "{cut:?}");
+}
+
+/// Issue #17: `--range HEAD` (no `..`) scanned nothing; it means what `git log HEAD` means.
+#[test]
+fn a_range_of_one_revision_is_every_commit_it_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    git(dir.path(), &["init", "-q"]);
+    let first = commit(dir.path(), &[("a.txt", "a\n")], "a");
+    commit(dir.path(), &[("b.txt", "b\n")], "b");
+    let repo = GitRepo::open(dir.path()).unwrap();
+    assert_eq!(repo.range("HEAD").unwrap().commits.len(), 2);
+    assert_eq!(repo.range("HEAD").unwrap().blobs.len(), 2);
+    let at_first = repo.range(&first).unwrap();
+    assert_eq!(at_first.commits.len(), 1);
+    assert_eq!(at_first.blobs[0].0, blob_id(dir.path(), "a\n"));
+    assert!(matches!(
+        repo.range("..HEAD"),
+        Err(GitError::RangeSyntax(_))
+    ));
+}

@@ -7,11 +7,13 @@ pub mod config;
 pub mod decide;
 pub mod ledger;
 pub mod man;
+pub mod merge;
 pub mod policy;
 pub mod rules;
 pub mod scan;
 pub mod serve;
 pub mod spend;
+pub mod sweep;
 pub mod usage;
 
 use crate::exit::Exit;
@@ -21,6 +23,10 @@ use crate::exit::Exit;
 pub enum Command {
     /// Scan files, directories or standard input for leaked keys.
     Scan(scan::Args),
+    /// Sweep the whole history of many repositories, incrementally, in shards.
+    Sweep(sweep::Args),
+    /// Merge the JSON reports of several sweeps (shards) into one.
+    Merge(merge::Args),
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(config::Command),
@@ -58,6 +64,8 @@ pub enum Command {
 pub fn run(command: Command) -> miette::Result<Exit> {
     match command {
         Command::Scan(a) => scan::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Rules(c) => rules::run(c),
         Command::Config(c) => config::run(c),
         Command::Baseline(c) => baseline::run(c),

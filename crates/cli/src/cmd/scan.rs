@@ -19,6 +19,8 @@ use crate::out::errln;
 #[path = "scan_output.rs"]
 mod scan_output;
 
+pub(crate) use scan_output::{clamp_threads, masked};
+
 /// The policy store used when `--store` is not given, if it exists.
 const DEFAULT_STORE: &str = "policies";
 
@@ -90,7 +92,8 @@ struct GitArgs {
     /// pre-commit hooks.
     #[arg(long, conflicts_with = "range")]
     staged: bool,
-    /// Scan what the commits of `BASE..HEAD` introduce, merges included (for CI).
+    /// Scan what the commits of `BASE..HEAD` introduce, merges included (for CI); `REV` alone
+    /// means every commit it reaches, as in `git log REV`.
     #[arg(long, value_name = "BASE..HEAD")]
     range: Option<String>,
     /// With --staged: also report secrets that HEAD's version of the file already holds.
@@ -252,7 +255,7 @@ fn key_owners(store: Option<&Path>) -> miette::Result<Option<impl KeyOwners + 's
     }))
 }
 
-fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
+pub(crate) fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
     match output {
         Some(path) => std::fs::write(path, text)
             .into_diagnostic()
@@ -273,7 +276,7 @@ pub fn report_failures(stats: &WalkStats) {
     }
 }
 
-fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
+pub(crate) fn render_human(report: &ScanReport<'_>, to_terminal: bool) -> String {
     let color = to_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let theme = if color {
         miette::GraphicalTheme::unicode()

@@ -22,8 +22,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod fingerprint;
 mod finish;
 mod setup;
+mod state;
+mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,7 +41,9 @@ use crate::config::Config;
 use crate::flatkey::FlatKeyOptions;
 use crate::{Detector, Finding, GitOutcome, KeyOwner, ScanOutcome};
 
+pub use fingerprint::{FingerprintKey, FingerprintKind};
 pub use setup::{RuleFileCheck, ScanError, check_rule_files, load_rules};
+pub use sweep::{Coverage, CoverageStatus, SweepRepo, SweepResult};
 
 /// What a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +62,11 @@ pub enum Target {
         /// Also report secrets that HEAD's version of a file already holds.
         all: bool,
     },
-    /// What the commits of `BASE..HEAD` introduce.
+    /// What the commits of `BASE..HEAD` (or every commit `REV` reaches) introduce.
     Range {
         /// The repository (or a path inside it).
         repo: PathBuf,
-        /// `BASE..HEAD`, or `BASE` alone.
+        /// `BASE..HEAD`, or `REV` alone: every commit it reaches (as in `git log REV`).
         spec: String,
     },
     /// Every object in the databases of these repositories.
@@ -258,6 +263,38 @@ pub struct Scan {
     progress: Option<Arc<AtomicU64>>,
 }
 
+/// How many nested repositories a warning names before it counts the rest.
+const REPOSITORIES_NAMED: usize = 5;
+
+/// The note for a directory scan that met git repositories below its roots: a walk reads
+/// their working files, not their histories, and a user who scans a directory of clones
+/// expects the clones' histories to have been searched.
+fn unswept_histories(repositories: &[PathBuf]) -> Option<String> {
+    if repositories.is_empty() {
+        return None;
+    }
+    let mut named: Vec<String> = repositories
+        .iter()
+        .take(REPOSITORIES_NAMED)
+        .map(|r| format!("`{}`", r.display()))
+        .collect();
+    if repositories.len() > REPOSITORIES_NAMED {
+        named.push(format!(
+            "and {} more",
+            repositories.len() - REPOSITORIES_NAMED
+        ));
+    }
+    let (count, its, history) = match repositories.len() {
+        1 => ("1 git repository".to_owned(), "its", "history was"),
+        n => (format!("{n} git repositories"), "their", "histories were"),
+    };
+    Some(format!(
+        "the scan met {count} ({}): {its} working files were scanned, but {its} {history} not; \
+         `keyscope sweep DIR...` (or `keyscope scan --history DIR...`) sweeps every commit",
+        named.join(", ")
+    ))
+}
+
 /// What a scan found and read.
 #[derive(Debug, Clone, Default)]
 pub struct ScanResult {
@@ -318,10 +355,13 @@ impl Scan {
     fn read(&self) -> Result<GitOutcome, ScanError> {
         let engine = &self.engine;
         Ok(match &self.target {
-            Target::Files { paths, stdin } => GitOutcome {
-                outcome: self.read_files(paths, stdin.as_deref())?,
-                warnings: Vec::new(),
-            },
+            Target::Files { paths, stdin } => {
+                let outcome = self.read_files(paths, stdin.as_deref())?;
+                let warnings = unswept_histories(&outcome.stats.repositories)
+                    .into_iter()
+                    .collect();
+                GitOutcome { outcome, warnings }
+            }
             Target::Staged { repo, all } => {
                 let repo = GitRepo::open(repo)?;
                 crate::scan_staged(engine, &repo, *all, &Excludes::new(&self.excludes)?)?
@@ -340,6 +380,7 @@ impl Scan {
                     max_blob_size: self.max_file_size,
                     threads: self.threads,
                     progress: self.progress.clone(),
+                    ..SweepOptions::default()
                 };
                 crate::scan_history(engine, &repos, &options)?
             }

@@ -101,6 +101,11 @@ pub struct SweepOptions {
     pub threads: usize,
     /// Counts objects as they are read, for a progress display.
     pub progress: Option<Arc<AtomicU64>>,
+    /// Objects an earlier sweep read: not decoded again (an incremental sweep).
+    pub seen: Option<Arc<SeenObjects>>,
+    /// Objects to hand over even when `seen` holds them: those that held findings before, so
+    /// that a report stays complete without the state storing anything of a secret.
+    pub revisit: Vec<ObjectId>,
 }
 
 impl Default for SweepOptions {
@@ -109,8 +114,20 @@ impl Default for SweepOptions {
             max_blob_size: DEFAULT_MAX_FILE_SIZE,
             threads: 0,
             progress: None,
+            seen: None,
+            revisit: Vec::new(),
         }
     }
+}
+
+/// What a sweep read, in the units a later sweep can skip: whole packs (by file name, which
+/// git derives from the pack's content) and loose objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeenObjects {
+    /// Pack file names (`pack-<hash>.pack`) read to the end without error.
+    pub packs: HashSet<String>,
+    /// Loose objects read without error.
+    pub loose: HashSet<ObjectId>,
 }
 
 /// One commit as recorded during a sweep: what attribution needs.
@@ -132,7 +149,16 @@ pub struct History {
     /// Things the caller should tell the user that do not make the sweep fail, such as a
     /// shallow clone's incomplete history.
     pub warnings: Vec<String>,
+    /// What this sweep read without error, with what [`SweepOptions::seen`] held and is still
+    /// in the database: what the next incremental sweep can skip.
+    pub read: SeenObjects,
+    /// Objects not decoded because [`SweepOptions::seen`] held them (counted per pack's index
+    /// and per loose object).
+    pub already_seen: u64,
     commits: HashMap<gix::ObjectId, CommitRecord>,
+    /// Commits read for their messages only ([`SweepOptions::revisit`]), not attributed.
+    revisited: HashMap<gix::ObjectId, CommitInfo>,
+    refs: Vec<(String, ObjectId)>,
     /// The trees the sweep decoded, for attribution.
     trees: tree_index::TreeIndex,
 }
@@ -140,12 +166,20 @@ pub struct History {
 impl History {
     /// The commit with this id, if the sweep saw it.
     pub fn commit(&self, id: ObjectId) -> Option<&CommitInfo> {
-        self.commits.get(&id.0).map(|c| &c.info)
+        self.commits
+            .get(&id.0)
+            .map(|c| &c.info)
+            .or_else(|| self.revisited.get(&id.0))
     }
 
     /// How many commits the object database holds.
     pub fn commit_count(&self) -> usize {
         self.commits.len()
+    }
+
+    /// The tips of the repository's references, `(name, commit or tag id)`, sorted by name.
+    pub fn refs(&self) -> &[(String, ObjectId)] {
+        &self.refs
     }
 }
 
@@ -258,6 +292,7 @@ impl GitRepo {
         F: Fn(GitObject<'_>) + Sync,
     {
         let mut history = objects::sweep(self, options, &visit)?;
+        history.refs = self.refs()?;
         if self.is_shallow() {
             history.warnings.push(format!(
                 "{} is a shallow clone: history before its shallow boundary is not scanned \
@@ -266,6 +301,32 @@ impl GitRepo {
             ));
         }
         Ok(history)
+    }
+
+    /// Every reference and the object it points at, sorted by name.
+    fn refs(&self) -> Result<Vec<(String, ObjectId)>, GitError> {
+        let local = self.local();
+        let platform = local
+            .references()
+            .map_err(|e| read_error("the references", e))?;
+        let mut refs = Vec::new();
+        for reference in platform
+            .all()
+            .map_err(|e| read_error("the references", e))?
+        {
+            let Ok(reference) = reference else { continue };
+            if let Some(id) = reference.try_id() {
+                refs.push((
+                    reference.name().as_bstr().to_string(),
+                    ObjectId(id.detach()),
+                ));
+            }
+        }
+        if let Ok(head) = local.head_id() {
+            refs.push(("HEAD".to_owned(), ObjectId(head.detach())));
+        }
+        refs.sort();
+        Ok(refs)
     }
 
     /// Finds, for each blob in `targets`, the commits that introduced it and at which paths,
@@ -284,8 +345,8 @@ impl GitRepo {
         trees::staged(self)
     }
 
-    /// The blobs and commit messages that the commits in `BASE..HEAD` introduce (`BASE`
-    /// alone means `BASE..HEAD`).
+    /// The blobs and commit messages that the commits of `BASE..HEAD` introduce; `REV` alone
+    /// means every commit that `REV` reaches, as in `git log REV`.
     pub fn range(&self, spec: &str) -> Result<RangeChanges, GitError> {
         trees::range(self, spec)
     }

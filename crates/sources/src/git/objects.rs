@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use gix::odb::pack;
 
 use super::tree_index::{self, TreeIndex};
-use super::{CommitRecord, GitError, GitRepo, History, ObjectId, SweepOptions, commit_info};
+use super::{
+    CommitRecord, GitError, GitRepo, History, ObjectId, SeenObjects, SweepOptions, commit_info,
+};
 use crate::{SkipReason, Skipped, SkippedPlace};
 
 /// One object handed to a sweep's visitor.
@@ -50,6 +52,59 @@ struct Tally {
     skipped: Mutex<Vec<Skipped>>,
     commits: Mutex<Vec<(gix::ObjectId, CommitRecord)>>,
     trees: Mutex<TreeIndex>,
+    /// Every object a commit, tree or tag names: each must be in the database, or the sweep
+    /// missed content and says so.
+    referenced: Mutex<gix::hashtable::HashSet>,
+    read: Mutex<SeenObjects>,
+    already_seen: AtomicU64,
+    /// Commits read again for their messages only.
+    revisited: Mutex<Vec<(gix::ObjectId, crate::CommitInfo)>>,
+}
+
+impl Tally {
+    fn lock_read(&self) -> std::sync::MutexGuard<'_, SeenObjects> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A pack's file name, `pack-<hash>.pack`, from its index's path.
+fn pack_name(idx_path: &Path) -> String {
+    idx_path
+        .with_extension("pack")
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Hands over objects an earlier sweep read, by id: those that held findings.
+fn revisit<F>(repo: &gix::Repository, ids: &[ObjectId], handler: &Handler<'_, F>)
+where
+    F: Fn(GitObject<'_>) + Sync,
+{
+    for id in ids {
+        // Gone since (pruned after a history rewrite): nothing left to report there.
+        let Ok(object) = repo.find_object(id.0) else {
+            continue;
+        };
+        if object.kind != gix::objs::Kind::Commit {
+            handler.handle(id.0, object.kind, &object.data);
+            continue;
+        }
+        // Only the message: recorded for attribution, an old commit read alone would seem to
+        // introduce its whole tree.
+        if let Ok(commit) = gix::objs::CommitRef::from_bytes(&object.data, handler.hash) {
+            (handler.visit)(GitObject::CommitMessage {
+                id: *id,
+                message: commit.message,
+            });
+            handler
+                .tally
+                .revisited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id.0, commit_info(id.0, &commit)));
+        }
+    }
 }
 
 impl Tally {
@@ -88,15 +143,7 @@ where
         match kind {
             gix::objs::Kind::Blob => self.blob(id, data),
             gix::objs::Kind::Commit => self.commit(id, data),
-            gix::objs::Kind::Tree => {
-                if let Some(parsed) = tree_index::parse(data, self.hash) {
-                    self.tally
-                        .trees
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, parsed);
-                }
-            }
+            gix::objs::Kind::Tree => self.tree(id, data),
             gix::objs::Kind::Tag => self.tag(id, data),
         }
     }
@@ -123,6 +170,44 @@ where
         }
     }
 
+    fn tree(&self, id: gix::ObjectId, data: &[u8]) {
+        let Some(parsed) = tree_index::parse(data, self.hash) else {
+            // The fast parser refuses unusual modes too; only what git's own parser refuses
+            // is corrupt, and a corrupt tree hides the paths (and maybe blobs) beneath it.
+            let corrupt = gix::objs::TreeRefIter::from_bytes(data, self.hash).find_map(Result::err);
+            if let Some(e) = corrupt {
+                self.tally.skip(
+                    self.object_path(id),
+                    SkipReason::Unreadable(format!("corrupt tree: {e}")),
+                );
+            } else {
+                self.refer(
+                    gix::objs::TreeRefIter::from_bytes(data, self.hash).filter_map(|e| {
+                        e.ok()
+                            .filter(|e| !e.mode.is_commit())
+                            .map(|e| e.oid.to_owned())
+                    }),
+                );
+            }
+            return;
+        };
+        self.refer(parsed.references().copied());
+        self.tally
+            .trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, parsed);
+    }
+
+    /// Records objects that an object names (a submodule's commit is another repository's).
+    fn refer(&self, ids: impl IntoIterator<Item = gix::ObjectId>) {
+        self.tally
+            .referenced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ids);
+    }
+
     fn commit(&self, id: gix::ObjectId, data: &[u8]) {
         match gix::objs::CommitRef::from_bytes(data, self.hash) {
             Ok(commit) => {
@@ -131,6 +216,7 @@ where
                     tree: commit.tree(),
                     parents: commit.parents().collect(),
                 };
+                self.refer([record.tree]);
                 (self.visit)(GitObject::CommitMessage {
                     id: ObjectId(id),
                     message: commit.message,
@@ -150,11 +236,14 @@ where
 
     fn tag(&self, id: gix::ObjectId, data: &[u8]) {
         match gix::objs::TagRef::from_bytes(data, self.hash) {
-            Ok(tag) => (self.visit)(GitObject::TagMessage {
-                id: ObjectId(id),
-                name: tag.name,
-                message: tag.message,
-            }),
+            Ok(tag) => {
+                self.refer([tag.target()]);
+                (self.visit)(GitObject::TagMessage {
+                    id: ObjectId(id),
+                    name: tag.name,
+                    message: tag.message,
+                });
+            }
             Err(e) => self.tally.skip(
                 self.object_path(id),
                 SkipReason::Unreadable(format!("corrupt tag: {e}")),
@@ -180,7 +269,6 @@ where
 {
     let local = repo.repo.to_thread_local();
     let hash = local.object_hash();
-    let objects_dir = repo.repo.objects_dir().to_path_buf();
     let tally = Tally::default();
     let handler = Handler {
         repo,
@@ -189,34 +277,159 @@ where
         visit,
         hash,
     };
-
-    let mut done: Vec<pack::index::File> = Vec::new();
-    for idx_path in pack_indexes(&objects_dir)? {
-        if let Some(index) = sweep_pack(&idx_path, &done, &handler, options) {
-            done.push(index);
+    let dirs = object_dirs(repo)?;
+    let mut packs: Vec<pack::index::File> = Vec::new();
+    let mut promisor = is_partial_clone(&local);
+    for dir in &dirs {
+        let files = pack_files(dir)?;
+        promisor |= files.promisor;
+        for pack in files.without_index {
+            tally.skip(
+                pack,
+                SkipReason::Unreadable(
+                    "pack has no index (.idx), so its objects cannot be read \
+                     (`git index-pack` rebuilds it)"
+                        .into(),
+                ),
+            );
+        }
+        for idx_path in files.indexes {
+            let name = pack_name(&idx_path);
+            if options
+                .seen
+                .as_ref()
+                .is_some_and(|s| s.packs.contains(&name))
+            {
+                // Read by an earlier sweep: its index still answers what the database holds.
+                if let Ok(index) = pack::index::File::at(&idx_path, hash) {
+                    tally
+                        .already_seen
+                        .fetch_add(u64::from(index.num_objects()), Ordering::Relaxed);
+                    tally.lock_read().packs.insert(name);
+                    packs.push(index);
+                    continue;
+                }
+            }
+            if let Some(index) = sweep_pack(&idx_path, &packs, &handler, options) {
+                packs.push(index);
+            }
         }
     }
-    loose(repo, &objects_dir, hash, &done, &handler);
+    let mut loose_ids = gix::hashtable::HashSet::default();
+    for dir in &dirs {
+        loose(repo, dir, hash, &packs, &mut loose_ids, &handler);
+    }
+    revisit(&local, &options.revisit, &handler);
+    let present = |id: &gix::ObjectId| {
+        loose_ids.contains(id) || packs.iter().any(|idx| idx.lookup(id).is_some())
+    };
+    let missing = missing_objects(&tally, present);
+    report_missing(repo, &tally, missing, promisor);
     Ok(tally.into_history())
 }
 
-/// The `.idx` files of the repository's packs, in name order.
-fn pack_indexes(objects_dir: &Path) -> Result<Vec<PathBuf>, GitError> {
-    let mut idx_paths: Vec<PathBuf> = match std::fs::read_dir(objects_dir.join("pack")) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
-            .collect(),
+/// The repository's object directory, then each alternate (`objects/info/alternates`, as a
+/// `git clone --shared` writes), whose objects the repository's history is made of too.
+fn object_dirs(repo: &GitRepo) -> Result<Vec<PathBuf>, GitError> {
+    let own = repo.repo.objects_dir().to_path_buf();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let alternates = gix::odb::alternate::resolve(own.clone(), &cwd)
+        .map_err(|e| super::read_error(format!("the alternates of `{}`", own.display()), e))?;
+    Ok(std::iter::once(own).chain(alternates).collect())
+}
+
+/// Whether the repository is a partial clone: a promisor remote may hold objects it never
+/// fetched.
+fn is_partial_clone(repo: &gix::Repository) -> bool {
+    let config = repo.config_snapshot();
+    config.string("extensions.partialClone").is_some()
+}
+
+/// The pack files of one object directory.
+#[derive(Default)]
+struct PackFiles {
+    /// The `.idx` files, in name order.
+    indexes: Vec<PathBuf>,
+    /// `.pack` files with no `.idx`: git cannot read them either, but their objects are lost
+    /// to the sweep.
+    without_index: Vec<PathBuf>,
+    /// Whether a pack came from a promisor remote (a partial clone).
+    promisor: bool,
+}
+
+fn pack_files(objects_dir: &Path) -> Result<PackFiles, GitError> {
+    let dir = objects_dir.join("pack");
+    let paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => {
-            return Err(super::read_error(
-                objects_dir.join("pack").display().to_string(),
-                e,
-            ));
-        }
+        Err(e) => return Err(super::read_error(dir.display().to_string(), e)),
     };
-    idx_paths.sort();
-    Ok(idx_paths)
+    let has = |p: &Path, ext: &str| p.extension().is_some_and(|x| x == ext);
+    let mut files = PackFiles {
+        promisor: paths.iter().any(|p| has(p, "promisor")),
+        ..PackFiles::default()
+    };
+    for path in &paths {
+        if has(path, "idx") {
+            files.indexes.push(path.clone());
+        } else if has(path, "pack") && !path.with_extension("idx").exists() {
+            files.without_index.push(path.clone());
+        }
+    }
+    files.indexes.sort();
+    files.without_index.sort();
+    Ok(files)
+}
+
+/// The objects that some object names but that no pack or loose object holds, in id order.
+fn missing_objects(tally: &Tally, present: impl Fn(&gix::ObjectId) -> bool) -> Vec<gix::ObjectId> {
+    let referenced = tally.referenced.lock().unwrap_or_else(|p| p.into_inner());
+    let mut missing: Vec<gix::ObjectId> = referenced
+        .iter()
+        .filter(|id| !present(id))
+        .copied()
+        .collect();
+    missing.sort();
+    missing
+}
+
+/// How many missing objects are named one by one; beyond that, one entry counts them.
+const MISSING_LISTED: usize = 20;
+
+/// Records missing objects as failures: the content they hold was not scanned.
+fn report_missing(repo: &GitRepo, tally: &Tally, missing: Vec<gix::ObjectId>, promisor: bool) {
+    if missing.is_empty() {
+        return;
+    }
+    if promisor {
+        tally.skip(
+            repo.path.clone(),
+            SkipReason::Unreadable(format!(
+                "a partial clone: {} objects its commits and trees name were never fetched, so \
+                 the history is incomplete (clone it without --filter to sweep it whole)",
+                missing.len()
+            )),
+        );
+        return;
+    }
+    let more = missing.len().saturating_sub(MISSING_LISTED);
+    for id in missing.into_iter().take(MISSING_LISTED) {
+        tally.skip(
+            SkippedPlace::Object {
+                repo: std::sync::Arc::from(repo.path.as_path()),
+                id: ObjectId(id),
+            },
+            SkipReason::Unreadable("missing from the object database, which names it".into()),
+        );
+    }
+    if more > 0 {
+        tally.skip(
+            repo.path.clone(),
+            SkipReason::Unreadable(format!(
+                "{more} more objects are missing from the object database"
+            )),
+        );
+    }
 }
 
 /// Hands every object of one pack, not already in an `earlier` pack, to the handler; returns
@@ -264,11 +477,14 @@ where
             make_pack_lookup_cache: || pack::cache::Never,
         },
     );
-    if let Err(e) = traversal {
-        handler.tally.skip(
+    match traversal {
+        Ok(_) => {
+            handler.tally.lock_read().packs.insert(pack_name(idx_path));
+        }
+        Err(e) => handler.tally.skip(
             bundle.pack.path().to_path_buf(),
             SkipReason::Unreadable(format!("pack could not be fully read: {e}")),
-        );
+        ),
     }
     Some(bundle.index)
 }
@@ -290,9 +506,19 @@ impl Tally {
                 bytes: self.bytes.into_inner(),
                 binary: self.binary.into_inner(),
                 skipped,
+                repositories: Vec::new(),
             },
             objects: self.objects.into_inner(),
             warnings: Vec::new(),
+            read: self.read.into_inner().unwrap_or_else(|p| p.into_inner()),
+            already_seen: self.already_seen.into_inner(),
+            revisited: self
+                .revisited
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .into_iter()
+                .collect(),
+            refs: Vec::new(),
             commits,
             trees: self.trees.into_inner().unwrap_or_else(|p| p.into_inner()),
         }
@@ -305,16 +531,26 @@ fn loose<F>(
     objects_dir: &std::path::Path,
     hash: gix::hash::Kind,
     packs: &[pack::index::File],
+    seen: &mut gix::hashtable::HashSet,
     handler: &Handler<'_, F>,
 ) where
     F: Fn(GitObject<'_>) + Sync,
 {
     use rayon::prelude::*;
     let store = gix::odb::loose::Store::at(objects_dir, hash);
+    let known = handler.options.seen.as_deref();
     let mut ids = Vec::new();
     for id in store.iter() {
         match id {
-            Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) => ids.push(id),
+            // An object also in a pack, or in an earlier object directory, was handled there.
+            Ok(id) if packs.iter().all(|idx| idx.lookup(id).is_none()) && seen.insert(id) => {
+                if known.is_some_and(|k| k.loose.contains(&ObjectId(id))) {
+                    handler.tally.already_seen.fetch_add(1, Ordering::Relaxed);
+                    handler.tally.lock_read().loose.insert(ObjectId(id));
+                } else {
+                    ids.push(id);
+                }
+            }
             Ok(_) => {}
             Err(e) => handler.tally.skip(
                 objects_dir.to_path_buf(),
@@ -324,7 +560,10 @@ fn loose<F>(
     }
     ids.par_iter()
         .for_each_init(Vec::new, |buf, &id| match store.try_find(&id, buf) {
-            Ok(Some(object)) => handler.handle(id, object.kind, object.data),
+            Ok(Some(object)) => {
+                handler.handle(id, object.kind, object.data);
+                handler.tally.lock_read().loose.insert(ObjectId(id));
+            }
             Ok(None) => handler.tally.skip(
                 loose_path(objects_dir, id),
                 SkipReason::Unreadable("object vanished while reading".into()),

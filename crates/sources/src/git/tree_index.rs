@@ -56,6 +56,15 @@ pub(super) struct Parsed {
     /// Where each chunk of `keys` ends, with its content hash.
     chunks: Vec<(usize, u64)>,
     subtrees: Vec<gix::ObjectId>,
+    /// Every blob the tree names, in full: the sweep checks that each one is in the database.
+    pub(super) blobs: Vec<gix::ObjectId>,
+}
+
+impl Parsed {
+    /// The blobs and subtrees the tree names.
+    pub(super) fn references(&self) -> impl Iterator<Item = &gix::ObjectId> {
+        self.blobs.iter().chain(&self.subtrees)
+    }
 }
 
 /// Reads a tree object's entries, or `None` if it is malformed (attribution then reads it
@@ -66,6 +75,7 @@ pub(super) fn parse(data: &[u8], hash: gix::hash::Kind) -> Option<Parsed> {
         keys: Vec::new(),
         chunks: Vec::new(),
         subtrees: Vec::new(),
+        blobs: Vec::new(),
     };
     let mut chunk_hash = CHUNK_SEED;
     let mut chunk_start = 0;
@@ -80,6 +90,7 @@ pub(super) fn parse(data: &[u8], hash: gix::hash::Kind) -> Option<Parsed> {
             b"100644" | b"100755" | b"100664" | b"100600" => {
                 let key = blob_key(id);
                 parsed.keys.push(key);
+                parsed.blobs.push(gix::ObjectId::from_bytes_or_panic(id));
                 chunk_hash = (chunk_hash.rotate_left(5) ^ u64::from(key)).wrapping_mul(CHUNK_MUL);
                 if key & CHUNK_END_MASK == CHUNK_END_MASK
                     || parsed.keys.len() - chunk_start == MAX_CHUNK

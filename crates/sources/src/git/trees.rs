@@ -265,11 +265,16 @@ pub(super) fn attribute(
         .map_init(
             || repo.local(),
             |local, (id, record)| {
-                // A parent outside the database (beyond a shallow boundary) counts as absent.
+                // A parent the sweep did not read (an incremental sweep skipped its pack) is
+                // read here; one outside the database (beyond a shallow boundary) counts as
+                // absent.
                 let parent_trees: Vec<gix::ObjectId> = record
                     .parents
                     .iter()
-                    .filter_map(|p| history.commits.get(p).map(|c| c.tree))
+                    .filter_map(|p| match history.commits.get(p) {
+                        Some(c) => Some(c.tree),
+                        None => Some(local.find_commit(*p).ok()?.tree_id().ok()?.detach()),
+                    })
                     .collect();
                 let mut out = Vec::new();
                 introduced(
@@ -390,23 +395,26 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
         Some((_, tip)) if tip.starts_with('.') => {
             return Err(GitError::RangeSyntax(spec.to_owned()));
         }
-        Some((base, tip)) => (base, if tip.is_empty() { "HEAD" } else { tip }),
-        None => (spec, "HEAD"),
+        Some(("", _)) => return Err(GitError::RangeSyntax(spec.to_owned())),
+        Some((base, tip)) => (Some(base), if tip.is_empty() { "HEAD" } else { tip }),
+        // As in `git log REV`: every commit REV reaches.
+        None => (None, spec),
     };
-    if base.is_empty() {
-        return Err(GitError::RangeSyntax(spec.to_owned()));
-    }
-    let base_id = resolve(&local, base).map_err(|_| GitError::BaseNotFound {
-        base: base.to_owned(),
-        shallow: repo.is_shallow(),
-    })?;
+    let base_id = base
+        .map(|base| {
+            resolve(&local, base).map_err(|_| GitError::BaseNotFound {
+                base: base.to_owned(),
+                shallow: repo.is_shallow(),
+            })
+        })
+        .transpose()?;
     let tip_id = resolve(&local, tip).map_err(|message| GitError::Revision {
         spec: tip.to_owned(),
         message,
     })?;
     let walk = local
         .rev_walk([tip_id])
-        .with_hidden([base_id])
+        .with_hidden(base_id)
         .all()
         .map_err(|e| read_error(format!("the commits of `{spec}`"), e))?;
     let mut commit_ids = Vec::new();
@@ -424,6 +432,7 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
     let rank = |id: &str| order.get(id).copied().unwrap_or(0);
     let mut blobs: HashMap<gix::ObjectId, Vec<Introduction>> = HashMap::new();
     let mut commits: Vec<(CommitInfo, Vec<u8>)> = Vec::new();
+    let shallow = repo.is_shallow();
     for id in commit_ids {
         let object = local
             .find_object(id)
@@ -433,9 +442,12 @@ pub(super) fn range(repo: &GitRepo, spec: &str) -> Result<RangeChanges, GitError
         let info = commit_info(id, &commit);
         let mut parent_trees = Vec::new();
         for parent in commit.parents() {
-            let parent = local
-                .find_commit(parent)
-                .map_err(|e| read_error(format!("commit {parent}"), e))?;
+            let parent = match local.find_commit(parent) {
+                Ok(parent) => parent,
+                // A parent beyond a shallow clone's boundary counts as absent, as in a sweep.
+                Err(_) if shallow => continue,
+                Err(e) => return Err(read_error(format!("commit {parent}"), e)),
+            };
             parent_trees.push(
                 parent
                     .tree_id()
