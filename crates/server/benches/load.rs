@@ -117,7 +117,13 @@ fn start(ledger: Option<Ledger>, audit: Option<&std::path::Path>) -> Service {
 /// Closed loop: `clients` connections each sending as fast as answers come, for `run`; the
 /// decisions per second.
 fn throughput(addr: SocketAddr, clients: usize, run: Duration) -> f64 {
+    throughput_and_cpu(addr, clients, run).0
+}
+
+/// [`throughput`], and the service threads' CPU microseconds per request.
+fn throughput_and_cpu(addr: SocketAddr, clients: usize, run: Duration) -> (f64, f64) {
     let keys = Arc::new(allowed_keys());
+    let cpu_before = cpu_seconds().0;
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -137,7 +143,11 @@ fn throughput(addr: SocketAddr, clients: usize, run: Duration) -> f64 {
         })
         .collect();
     let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    done as f64 / started.elapsed().as_secs_f64()
+    let cpu = cpu_seconds().0 - cpu_before;
+    (
+        done as f64 / started.elapsed().as_secs_f64(),
+        cpu * 1e6 / done as f64,
+    )
 }
 
 /// Open loop at `rate` requests/s spread over `clients` connections, each request timed from
@@ -270,6 +280,43 @@ fn in_process(run: Duration) -> (f64, f64) {
     (library, cedar)
 }
 
+/// CPU seconds (user and system) used so far by this process's threads named `keyscope-*` (the
+/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by all
+/// its threads: on a shared machine, CPU
+/// time per request says what wall-clock rates cannot.
+fn cpu_seconds() -> (f64, f64) {
+    let ticks_per_second = 100.0;
+    let mut service = 0.0;
+    let mut all = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+        let seconds = (ticks(11) + ticks(12)) / ticks_per_second;
+        all += seconds;
+        if comm.starts_with("keyscope-") {
+            service += seconds;
+        }
+    }
+    (service, all)
+}
+
 /// This process's resident set, in MiB.
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -302,8 +349,11 @@ fn main() {
     );
     println!("| measurement | result |\n|---|---:|");
     for clients in [8, 32] {
-        let rate = throughput(addr, clients, run);
-        println!("| evaluations/s, {clients} keep-alive connections, closed loop | {rate:.0} |");
+        let (rate, cpu) = throughput_and_cpu(addr, clients, run);
+        println!(
+            "| evaluations/s, {clients} keep-alive connections, closed loop (service CPU µs per \
+             request) | {rate:.0} ({cpu:.1}) |"
+        );
     }
     for rate in [5_000.0, 10_000.0] {
         let latencies = at_rate(addr, rate, 16, run);
@@ -366,14 +416,18 @@ fn external(addr: SocketAddr, run: Duration) {
 /// Audit off and on, interleaved, then reserve+commit cycles on a SQLite file ledger.
 fn audit_and_ledger(run: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let mut off = Vec::new();
-    let mut on = Vec::new();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
     for round in 0..2 {
         let plain = start(None, None);
-        off.push(throughput(plain.addr(), 8, run));
+        let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run);
+        off.push(rate);
+        off_cpu.push(cpu);
         drop(plain);
         let audited = start(None, Some(&dir.path().join(format!("audit-{round}"))));
-        on.push(throughput(audited.addr(), 8, run));
+        let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run);
+        on.push(rate);
+        on_cpu.push(cpu);
         drop(audited);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -382,6 +436,11 @@ fn audit_and_ledger(run: Duration) {
         mean(&off),
         mean(&on),
         (mean(&on) / mean(&off) - 1.0) * 100.0
+    );
+    println!(
+        "| audit off / on, service CPU µs per request | {:.1} / {:.1} |",
+        mean(&off_cpu),
+        mean(&on_cpu)
     );
     for clients in [4, 16] {
         let ledger = Ledger::open(&dir.path().join(format!("ledger-{clients}.sqlite"))).unwrap();
