@@ -231,14 +231,19 @@ impl Service {
         let app = router_over(Arc::clone(&state));
         let header_timeout = state.limits.header_timeout;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let reloader = Arc::clone(&state);
+        // Signal handlers are in place before `start` returns, so a SIGTERM or SIGHUP sent as
+        // soon as the caller says it listens is handled, never the default action.
+        let shutdown = {
+            let _runtime = runtime.enter();
+            state.spawn_reloaders(watch);
+            shutdown_signal(stopped)
+        };
         let thread = std::thread::Builder::new()
             .name("keyscope-serve-main".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
-                    reloader.spawn_reloaders(watch);
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    net::serve(listener, app, tls, header_timeout, shutdown_signal(stopped)).await;
+                    net::serve(listener, app, tls, header_timeout, shutdown).await;
                     Ok(())
                 })
             })?;
@@ -291,28 +296,41 @@ impl Drop for Service {
     }
 }
 
-/// Resolves on [`Service::stop`], SIGTERM or Ctrl-C.
-async fn shutdown_signal(stopped: tokio::sync::oneshot::Receiver<()>) {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on [`Service::stop`], SIGTERM or Ctrl-C. The signal handlers are installed when
+/// this is called (inside the runtime), not when the future is first polled: a SIGTERM that
+/// arrives before the accept loop first looks must stop the service gracefully, not kill it
+/// with the default action.
+fn shutdown_signal(stopped: tokio::sync::oneshot::Receiver<()>) -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (terminate, interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = stopped => {}
-        () = ctrl_c => {}
-        () = terminate => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let received = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = stopped => {}
+                () = received(terminate) => {}
+                () = received(interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = stopped => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
 }
 
@@ -476,17 +494,17 @@ impl State {
         }
         #[cfg(unix)]
         {
-            let state = Arc::clone(self);
-            tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                while hangups.recv().await.is_some() {
-                    let state = Arc::clone(&state);
-                    let _ = tokio::task::spawn_blocking(move || state.reload()).await;
-                }
-            });
+            use tokio::signal::unix::{SignalKind, signal};
+            // Installed now, before the service answers: a SIGHUP must never kill it.
+            if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+                let state = Arc::clone(self);
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        let state = Arc::clone(&state);
+                        let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                    }
+                });
+            }
         }
         if let Some(every) = watch {
             let state = Arc::clone(self);
