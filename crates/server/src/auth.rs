@@ -126,8 +126,7 @@ pub(crate) async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     if presented.is_some_and(|token| tokens.accepts(token)) {
         return next.run(request).await;
     }
@@ -140,6 +139,12 @@ pub(crate) async fn require_token(
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     refused
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value (the scheme is case-insensitive).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 #[cfg(test)]
@@ -168,5 +173,13 @@ mod tests {
             TokenError::NotADigest { line: 1 }
         );
         assert_eq!(Tokens::parse("# none\n").unwrap_err(), TokenError::Empty);
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
     }
 }
