@@ -461,8 +461,9 @@ fn exchange(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
     Some((status, body.to_owned()))
 }
 
-/// The LiteLLM version the hook is tested with.
-const LITELLM: &str = "litellm[proxy]==1.110.2";
+/// The LiteLLM version the hook is tested with: the newest whose `proxy` extra resolves on PyPI
+/// (1.110's names a `litellm-proxy` release that was never published).
+const LITELLM: &str = "litellm[proxy]==1.108.7";
 
 /// A Python with LiteLLM's proxy installed: `KEYSCOPE_LITELLM_PYTHON`, or a virtualenv made once
 /// under the target directory (pip, from PyPI). The test fails, never passes, without one.
