@@ -29,15 +29,19 @@ class Denied(Exception):
 class KeyscopeGate:
     """A client of one `keyscope serve`."""
 
-    def __init__(self, base_url, timeout=2.0):
+    def __init__(self, base_url, timeout=2.0, token=None):
+        """`token`: the bearer token, when the service was started with `--tokens`."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.headers = {"Content-Type": "application/json"}
+        if token:
+            self.headers["Authorization"] = "Bearer " + token
 
     def _post(self, path, body):
         request = urllib.request.Request(
             self.base_url + path,
             data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers=self.headers,
             method="POST",
         )
         try:

@@ -30,7 +30,7 @@ impl Served {
             .unwrap();
         let addr = line
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in `{line}`"));
@@ -123,6 +123,67 @@ fn serve_refuses_a_public_address_without_tokens() {
         "{}",
         run.stderr
     );
+    // A token file with a plain token rather than its digest is refused too.
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "my-plain-token\n").unwrap();
+    let run = keyscope_with_input(
+        &root(),
+        &[
+            "serve",
+            "--no-ledger",
+            "--listen",
+            "0.0.0.0:0",
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("line 1"), "{}", run.stderr);
+    assert!(!run.stderr.contains("my-plain-token"), "{}", run.stderr);
+}
+
+/// With a token file the service listens beyond loopback and decides only for a caller that
+/// presents a token of the file.
+#[test]
+fn serve_with_tokens_listens_beyond_loopback() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let digest: String = sha2::Sha256::digest(b"synthetic-gateway-token")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(&tokens, format!("# the gateway\n{digest} litellm\n")).unwrap();
+    let served = Served::start(&[
+        "--no-ledger",
+        "--listen",
+        "0.0.0.0:0",
+        "--tokens",
+        tokens.to_str().unwrap(),
+    ]);
+    let addr: SocketAddr = format!("127.0.0.1:{}", served.addr.port()).parse().unwrap();
+    let ask = |token: &str| {
+        let body = r#"{"subject": {"type": "Key", "id": "dev-general-1"}, "action": {"name": "invoke"},
+            "resource": {"type": "Model", "id": "gpt-4o-mini"}}"#;
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    assert!(ask("wrong").starts_with("HTTP/1.1 401"));
+    let allowed = ask("synthetic-gateway-token");
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+    assert!(allowed.contains("\"decision\":true"), "{allowed}");
 }
 
 /// SIGTERM ends the service cleanly (exit 0).
@@ -292,4 +353,284 @@ fn serve_never_echoes_a_key_a_caller_pasted() {
         records, 1,
         "the decision is on record (the 400 is not a decision)"
     );
+}
+
+/// SIGTERM in the middle of a burst of reserve+commit cycles from eight clients: the service
+/// finishes what it has accepted and exits 0, and every commit it acknowledged is in the
+/// ledger, as is every hold it granted.
+#[test]
+fn sigterm_mid_burst_loses_no_acknowledged_commit() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let mut served = Served::start(&[
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--now",
+        "2026-11-22T18:00:00Z",
+    ]);
+    let addr = served.addr;
+    let started = std::sync::Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let started = std::sync::Arc::clone(&started);
+            std::thread::spawn(move || burst(addr, client, &started))
+        })
+        .collect();
+    while !started.load(Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(served.child.wait().unwrap().code(), Some(0));
+    let (mut held, mut committed) = (Vec::new(), Vec::new());
+    for client in clients {
+        let (h, c) = client.join().unwrap();
+        held.extend(h);
+        committed.extend(c);
+    }
+    assert!(
+        committed.len() >= 8,
+        "{} commits before SIGTERM",
+        committed.len()
+    );
+    let ledger = keyscope_policy::Ledger::open(&ledger).unwrap();
+    for id in &committed {
+        assert_eq!(
+            ledger.request_state(id).unwrap(),
+            Some(keyscope_policy::RequestState::Committed),
+            "{id}"
+        );
+    }
+    for id in &held {
+        assert!(ledger.request_state(id).unwrap().is_some(), "{id}");
+    }
+}
+
+/// Reserves and commits until the service stops answering: the request ids whose hold was
+/// granted, and those whose commit was acknowledged.
+fn burst(
+    addr: SocketAddr,
+    client: usize,
+    started: &std::sync::atomic::AtomicBool,
+) -> (Vec<String>, Vec<String>) {
+    let (mut held, mut committed) = (Vec::new(), Vec::new());
+    for n in 0.. {
+        let id = format!("burst-{client}-{n}");
+        let reserve = format!(
+            r#"{{"subject": {{"type": "Key", "id": "dev-general-1"}}, "action": {{"name": "invoke"}},
+                "resource": {{"type": "Model", "id": "gpt-4o-mini"}},
+                "context": {{"request_id": "{id}", "reserve": true, "input_tokens": 10}}}}"#
+        );
+        let Some((200, body)) = exchange(addr, "/access/v1/evaluation", &reserve) else {
+            break;
+        };
+        assert!(body.contains("\"decision\":true"), "{body}");
+        held.push(id.clone());
+        started.store(true, std::sync::atomic::Ordering::SeqCst);
+        let path = format!("/v1/usage/{id}/commit");
+        match exchange(addr, &path, r#"{"input_tokens": 8}"#) {
+            Some((200, body)) if body.contains("\"committed\"") => committed.push(id),
+            Some((status, body)) => panic!("{status}: {body}"),
+            None => break,
+        }
+    }
+    (held, committed)
+}
+
+/// One POST, or `None` when the service did not answer (it is gone or going).
+fn exchange(addr: SocketAddr, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The LiteLLM version the hook is tested with: the newest whose `proxy` extra resolves on PyPI
+/// (1.110's names a `litellm-proxy` release that was never published).
+const LITELLM: &str = "litellm[proxy]==1.108.7";
+
+/// A Python with LiteLLM's proxy installed: `KEYSCOPE_LITELLM_PYTHON`, or a virtualenv made once
+/// under the target directory (pip, from PyPI). The test fails, never passes, without one.
+fn litellm_python() -> std::path::PathBuf {
+    if let Some(python) = std::env::var_os("KEYSCOPE_LITELLM_PYTHON") {
+        return python.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("litellm-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join("installed");
+    if !ready.exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "python3 -m venv failed");
+        let installed = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", LITELLM])
+            .status()
+            .unwrap();
+        assert!(
+            installed.success(),
+            "pip install {LITELLM} failed: set KEYSCOPE_LITELLM_PYTHON to a python that has it"
+        );
+        std::fs::write(&ready, LITELLM).unwrap();
+    }
+    python
+}
+
+/// A LiteLLM proxy child, killed when dropped.
+struct LiteLlm(Child);
+
+impl Drop for LiteLlm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The LiteLLM hook of docs/gateway.md in a real LiteLLM proxy (its model mocked) in front of a
+/// real `keyscope serve`: an allowed call is answered and its usage committed in the ledger; a
+/// revoked key is refused with 403 and its reasons, and nothing is held for it.
+#[test]
+fn the_litellm_hook_reserves_commits_and_denies() {
+    let python = litellm_python();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let served = Served::start(&[
+        "--ledger",
+        ledger.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--now",
+        "2026-11-22T18:00:00Z",
+    ]);
+    let hook = dir.path().join("hook");
+    std::fs::create_dir(&hook).unwrap();
+    for file in ["keyscope_gate.py", "litellm/keyscope_litellm.py"] {
+        let from = root().join("examples/gateway").join(file);
+        std::fs::copy(&from, hook.join(from.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        hook.join("config.yaml"),
+        "model_list:\n  - model_name: gpt-4o-mini\n    litellm_params:\n      \
+         model: openai/gpt-4o-mini\n      api_key: not-used-the-model-is-mocked\n      \
+         mock_response: a mocked answer\n\
+         general_settings:\n  custom_auth: keyscope_litellm.user_api_key_auth\n\
+         litellm_settings:\n  callbacks: keyscope_litellm.settle\n",
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _proxy = LiteLlm(
+        Command::new(&python)
+            .args([
+                "-m",
+                "litellm.proxy.proxy_cli",
+                "--host",
+                "127.0.0.1",
+                "--port",
+            ])
+            .arg(port.to_string())
+            .arg("--config")
+            .arg(hook.join("config.yaml"))
+            .env("KEYSCOPE_URL", format!("http://{}", served.addr))
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("LITELLM_TELEMETRY", "False")
+            // LiteLLM refuses to start without a master key; the hook never uses it.
+            .env("LITELLM_MASTER_KEY", master_key(&dir))
+            .current_dir(&hook)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while exchange_get(proxy, "/health/liveliness") != Some(200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "LiteLLM did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let chat = |key: &str, request_id: &str| {
+        chat_completion(proxy, key, request_id).unwrap_or_else(|| panic!("no answer from LiteLLM"))
+    };
+    let (status, body) = chat("dev-general-1", "litellm-1");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("a mocked answer"), "{body}");
+    let ledger = keyscope_policy::Ledger::open(&ledger).unwrap();
+    let committed = (0..100).any(|_| {
+        let state = ledger.request_state("litellm-1").unwrap();
+        if state == Some(keyscope_policy::RequestState::Committed) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        false
+    });
+    assert!(committed, "{:?}", ledger.request_state("litellm-1"));
+    let (status, body) = chat("care-notes-prod-2026-09", "litellm-2");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked-key"), "{body}");
+    assert_eq!(ledger.request_state("litellm-2").unwrap(), None);
+}
+
+/// A throwaway master key for the LiteLLM proxy, made at test time.
+fn master_key(dir: &tempfile::TempDir) -> String {
+    use sha2::Digest as _;
+    let seed = format!("{:?}{:?}", dir.path(), std::time::SystemTime::now());
+    let digest: String = sha2::Sha256::digest(seed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sk-{digest}")
+}
+
+fn exchange_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+fn chat_completion(addr: SocketAddr, key: &str, request_id: &str) -> Option<(u16, String)> {
+    let body = r#"{"model": "gpt-4o-mini", "max_tokens": 100,
+                   "messages": [{"role": "user", "content": "Say hello."}]}"#;
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nX-Request-ID: {request_id}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.split(' ').nth(1)?.parse().ok()?, body.to_owned()))
 }

@@ -16,7 +16,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
@@ -210,6 +210,8 @@ pub struct AuditLog {
     capacity: usize,
     failure: Arc<Mutex<Option<String>>>,
     failed: Arc<AtomicBool>,
+    /// Records queued and not yet written: what a service reports as its audit backlog.
+    pending: Arc<AtomicUsize>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -229,13 +231,18 @@ impl AuditLog {
         let (queue, records) = std::sync::mpsc::sync_channel(capacity.max(1));
         let failure = Arc::new(Mutex::new(None));
         let failed = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(AtomicUsize::new(0));
         let writer = {
-            let (dir, failure, failed) =
-                (dir.to_owned(), Arc::clone(&failure), Arc::clone(&failed));
+            let (dir, failure, failed, written) = (
+                dir.to_owned(),
+                Arc::clone(&failure),
+                Arc::clone(&failed),
+                Arc::clone(&pending),
+            );
             std::thread::Builder::new()
                 .name("keyscope-audit".to_owned())
                 .spawn(move || {
-                    if let Err((message, unwritten)) = write_all(&dir, tail, &records) {
+                    if let Err((message, unwritten)) = write_all(&dir, tail, &records, &written) {
                         // Refuse new records first, then count what was queued behind the
                         // failure: those decisions were made and will never be on record.
                         failed.store(true, Ordering::SeqCst);
@@ -256,6 +263,7 @@ impl AuditLog {
             capacity: capacity.max(1),
             failure,
             failed,
+            pending,
             writer: Mutex::new(Some(writer)),
         })
     }
@@ -278,11 +286,22 @@ impl AuditLog {
         let Some(queue) = queue.as_ref() else {
             return Err(AuditError::Failed("the audit log is closed".to_owned()));
         };
-        match queue.try_send(record) {
+        // Counted before it is sent, so the writer never takes off more than was put on.
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let sent = queue.try_send(record);
+        if sent.is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(AuditError::Backlog(self.capacity)),
             Err(TrySendError::Disconnected(_)) => Err(self.failure()),
         }
+    }
+
+    /// Records accepted and not yet written to the disk.
+    pub fn backlog(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
     }
 
     fn failure(&self) -> AuditError {
@@ -383,6 +402,7 @@ fn write_all(
     dir: &Path,
     tail: Tail,
     records: &Receiver<AuditRecord>,
+    pending: &AtomicUsize,
 ) -> Result<(), (String, usize)> {
     let mut tail = tail;
     let mut out: Option<BufWriter<File>> = None;
@@ -391,6 +411,7 @@ fn write_all(
         batch.extend(records.try_iter());
         let size = batch.len();
         write_batch(dir, &mut tail, &mut out, batch).map_err(|message| (message, size))?;
+        pending.fetch_sub(size, Ordering::SeqCst);
     }
     Ok(())
 }

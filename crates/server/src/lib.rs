@@ -17,10 +17,16 @@
 //! | `POST /access/v1/search/subject\|resource\|action` | the keys, models or actions allowed now, paged |
 //! | `POST /v1/usage/{request_id}/commit` | settle a reservation with its actual usage |
 //! | `POST /v1/usage/{request_id}/release` | drop a reservation that did not run |
-//! | `GET /healthz`, `GET /readyz` | liveness; readiness (store and ledger) |
+//! | `GET /healthz`, `GET /readyz` | liveness; readiness (store revision, ledger, audit log) |
+//! | `GET /metrics` | Prometheus metrics |
 //!
 //! A malformed body, a missing or mistyped field or a non-JSON content type is a 400 with an
 //! error body, never a decision; unknown members are ignored. `X-Request-ID` is echoed.
+//!
+//! Cross-cutting concerns are tower layers around the routes, outermost first: the request id;
+//! bearer tokens ([`Tokens`], required beyond loopback); load shedding at the concurrency limit
+//! (503); the body read within its timeout and size ([`Limits`], 408 and 413); masking of keys
+//! in every answer. The header read timeout and TLS ([`Tls`]) belong to the connection.
 //!
 //! ```no_run
 //! use keyscope_policy::{Engine, Ledger};
@@ -35,20 +41,34 @@
 //! ```
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use std::time::Instant;
+
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use keyscope_policy::audit::{AuditLog, AuditRecord};
 use keyscope_policy::{Clock, Decision, Engine, Ledger, Request, Store, StoreError, Timestamp};
 use thiserror::Error;
+use tower::ServiceBuilder;
 
+mod auth;
 mod authzen;
+mod limits;
+mod metrics;
+mod net;
 mod search;
 mod usage;
+
+pub use auth::{TokenError, Tokens};
+pub use limits::Limits;
+pub use net::{Tls, TlsError};
+
+use metrics::{LedgerOp, Metrics};
 
 /// Everything a service decides with.
 pub struct ServiceConfig {
@@ -57,8 +77,13 @@ pub struct ServiceConfig {
     /// The budget ledger; without one, budgets apply to each request alone and reservations
     /// are denied.
     pub ledger: Option<Ledger>,
-    /// The largest request body accepted, in bytes; larger ones get 413.
-    pub body_limit: usize,
+    /// Requests in flight, header and body timeouts, body size.
+    pub limits: Limits,
+    /// The bearer tokens a caller must present (all paths but `/healthz` and `/readyz`);
+    /// required to listen beyond loopback.
+    pub tokens: Option<Tokens>,
+    /// Serve HTTPS with this identity instead of plain HTTP.
+    pub tls: Option<Tls>,
     /// The store directory to reload from (SIGHUP, [`Service::reload`], `watch`); `None` serves
     /// the engine it was given, for good.
     pub store_dir: Option<PathBuf>,
@@ -80,7 +105,9 @@ impl std::fmt::Debug for ServiceConfig {
         f.debug_struct("ServiceConfig")
             .field("engine", &self.engine)
             .field("ledger", &self.ledger)
-            .field("body_limit", &self.body_limit)
+            .field("limits", &self.limits)
+            .field("tokens", &self.tokens)
+            .field("tls", &self.tls)
             .field("store_dir", &self.store_dir)
             .field("watch", &self.watch)
             .field("audit", &self.audit)
@@ -94,7 +121,9 @@ impl ServiceConfig {
         Self {
             engine,
             ledger,
-            body_limit: 1 << 20,
+            limits: Limits::default(),
+            tokens: None,
+            tls: None,
             store_dir: None,
             watch: None,
             on_event: Arc::new(|_| {}),
@@ -129,6 +158,19 @@ pub enum ServeError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// A non-loopback address without bearer tokens: anyone who can reach it could ask.
+    #[error(
+        "`{addr}` is not a loopback address: a service reachable from other machines needs \
+         bearer tokens"
+    )]
+    #[diagnostic(
+        code(keyscope::serve::unauthenticated),
+        help("give a token file (--tokens), or listen on 127.0.0.1 or [::1]")
+    )]
+    Unauthenticated {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// Anything else the system refused: the runtime, the socket, the server loop.
     #[error("the service failed: {0}")]
     #[diagnostic(code(keyscope::serve::io))]
@@ -143,14 +185,19 @@ pub enum ServeError {
 /// request decides on the engine it took at its start, never on a half-loaded store.
 pub(crate) struct State {
     engine: RwLock<Arc<Engine>>,
+    /// The SHA-256 of the store's files the engine was loaded from, when it came from a
+    /// directory.
+    revision: RwLock<Option<Arc<str>>>,
     /// The clock a reloaded engine keeps.
     clock: Clock,
     pub(crate) ledger: Option<Ledger>,
     store_dir: Option<PathBuf>,
     on_event: Arc<dyn Fn(&Event<'_>) + Send + Sync>,
-    body_limit: usize,
+    pub(crate) limits: Limits,
+    pub(crate) tokens: Option<Tokens>,
     audit: Option<AuditLog>,
     pub(crate) mask: Arc<dyn Fn(&str) -> String + Send + Sync>,
+    pub(crate) metrics: Metrics,
 }
 
 /// A running service: its own thread and runtime, stopped on [`stop`](Self::stop) (finishing
@@ -164,7 +211,12 @@ pub struct Service {
 
 impl Service {
     /// Binds `addr` (port 0 picks a free port) and starts serving on a thread of its own.
+    ///
+    /// A non-loopback `addr` without [`ServiceConfig::tokens`] is refused.
     pub fn start(addr: SocketAddr, config: ServiceConfig) -> Result<Self, ServeError> {
+        if !addr.ip().is_loopback() && config.tokens.is_none() {
+            return Err(ServeError::Unauthenticated { addr });
+        }
         let listener = std::net::TcpListener::bind(addr)
             .map_err(|source| ServeError::Bind { addr, source })?;
         listener.set_nonblocking(true)?;
@@ -174,19 +226,24 @@ impl Service {
             .thread_name("keyscope-serve")
             .build()?;
         let watch = config.watch;
+        let tls = config.tls.clone();
         let state = State::new(config);
-        let app = router_over(Arc::clone(&state), body_limit_of(&state));
+        let app = router_over(Arc::clone(&state));
+        let header_timeout = state.limits.header_timeout;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let reloader = Arc::clone(&state);
+        // Signal handlers are in place before `start` returns, so a SIGTERM or SIGHUP sent as
+        // soon as the caller says it listens is handled, never the default action.
+        let shutdown = {
+            let _runtime = runtime.enter();
+            state.spawn_reloaders(watch);
+            shutdown_signal(stopped)
+        };
         let thread = std::thread::Builder::new()
             .name("keyscope-serve-main".to_owned())
             .spawn(move || {
                 runtime.block_on(async move {
-                    reloader.spawn_reloaders(watch);
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(shutdown_signal(stopped))
-                        .await?;
+                    net::serve(listener, app, tls, header_timeout, shutdown).await;
                     Ok(())
                 })
             })?;
@@ -239,28 +296,41 @@ impl Drop for Service {
     }
 }
 
-/// Resolves on [`Service::stop`], SIGTERM or Ctrl-C.
-async fn shutdown_signal(stopped: tokio::sync::oneshot::Receiver<()>) {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on [`Service::stop`], SIGTERM or Ctrl-C. The signal handlers are installed when
+/// this is called (inside the runtime), not when the future is first polled: a SIGTERM that
+/// arrives before the accept loop first looks must stop the service gracefully, not kill it
+/// with the default action.
+fn shutdown_signal(stopped: tokio::sync::oneshot::Receiver<()>) -> impl Future<Output = ()> + Send {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (terminate, interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = stopped => {}
-        () = ctrl_c => {}
-        () = terminate => {}
+    async move {
+        #[cfg(unix)]
+        {
+            let received = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = stopped => {}
+                () = received(terminate) => {}
+                () = received(interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = stopped => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
     }
 }
 
@@ -272,19 +342,23 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// The body limit a state was configured with; kept beside the state for the router.
-fn body_limit_of(state: &State) -> usize {
-    state.body_limit
-}
-
-/// The service's routes over `config`.
+/// The service's routes over `config`, with every layer but the connection's (header timeout,
+/// TLS).
 pub fn router(config: ServiceConfig) -> Router {
-    let state = State::new(config);
-    let limit = body_limit_of(&state);
-    router_over(state, limit)
+    router_over(State::new(config))
 }
 
-fn router_over(state: Arc<State>, body_limit: usize) -> Router {
+fn router_over(state: Arc<State>) -> Router {
+    let shedding = Arc::clone(&state);
+    let limit = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(move |e: tower::BoxError| {
+            let response = limits::refused(&shedding, &e);
+            async move { response }
+        }))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            state.limits.concurrency,
+        ));
     Router::new()
         .route(
             "/.well-known/authzen-configuration",
@@ -299,27 +373,75 @@ fn router_over(state: Arc<State>, body_limit: usize) -> Router {
         .route("/v1/usage/{request_id}/release", post(usage::release))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(usage::ready))
-        .layer(axum::middleware::from_fn(authzen::echo_request_id))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(state.limits.body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             authzen::mask_response,
         ))
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            limits::read_body_in_time,
+        ))
+        .layer(limit)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn(authzen::echo_request_id))
         .with_state(state)
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let gauges = metrics::Gauges {
+        audit_backlog: state.audit.as_ref().map(AuditLog::backlog),
+        audit_healthy: state.audit_health().is_ok(),
+        policies: state.engine().store().policies().count(),
+    };
+    let text = state.metrics.render(&gauges, &*state.mask);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 impl State {
     fn new(config: ServiceConfig) -> Arc<Self> {
+        let revision = config
+            .engine
+            .store()
+            .dir()
+            .or(config.store_dir.as_deref())
+            .and_then(store_revision);
         Arc::new(Self {
             clock: config.engine.clock(),
             engine: RwLock::new(Arc::new(config.engine)),
+            revision: RwLock::new(revision),
             ledger: config.ledger,
             store_dir: config.store_dir,
             on_event: config.on_event,
-            body_limit: config.body_limit,
+            limits: config.limits,
+            tokens: config.tokens,
             audit: config.audit,
             mask: config.mask,
+            metrics: Metrics::default(),
         })
+    }
+
+    /// The revision of the store deciding now.
+    pub(crate) fn revision(&self) -> Option<Arc<str>> {
+        match self.revision.read() {
+            Ok(revision) => revision.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Whether the audit log, if there is one, still writes.
@@ -340,19 +462,25 @@ impl State {
         let Some(dir) = &self.store_dir else {
             return Ok(self.engine().store().policies().count());
         };
-        let loaded = Store::load(dir).map(|store| Engine::new(store).with_clock(self.clock));
-        match loaded {
-            Ok(engine) => {
+        match load_with_revision(dir) {
+            Ok((store, revision)) => {
+                let engine = Engine::new(store).with_clock(self.clock);
                 let policies = engine.store().policies().count();
                 let fresh = Arc::new(engine);
                 match self.engine.write() {
                     Ok(mut current) => *current = fresh,
                     Err(poisoned) => *poisoned.into_inner() = fresh,
                 }
+                match self.revision.write() {
+                    Ok(mut current) => *current = revision,
+                    Err(poisoned) => *poisoned.into_inner() = revision,
+                }
+                self.metrics.reloaded(true);
                 (self.on_event)(&Event::Reloaded { policies });
                 Ok(policies)
             }
             Err(error) => {
+                self.metrics.reloaded(false);
                 (self.on_event)(&Event::ReloadRefused(&error));
                 Err(error)
             }
@@ -366,17 +494,17 @@ impl State {
         }
         #[cfg(unix)]
         {
-            let state = Arc::clone(self);
-            tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                    return;
-                };
-                while hangups.recv().await.is_some() {
-                    let state = Arc::clone(&state);
-                    let _ = tokio::task::spawn_blocking(move || state.reload()).await;
-                }
-            });
+            use tokio::signal::unix::{SignalKind, signal};
+            // Installed now, before the service answers: a SIGHUP must never kill it.
+            if let Ok(mut hangups) = signal(SignalKind::hangup()) {
+                let state = Arc::clone(self);
+                tokio::spawn(async move {
+                    while hangups.recv().await.is_some() {
+                        let state = Arc::clone(&state);
+                        let _ = tokio::task::spawn_blocking(move || state.reload()).await;
+                    }
+                });
+            }
         }
         if let Some(every) = watch {
             let state = Arc::clone(self);
@@ -417,6 +545,13 @@ impl State {
     /// Decides one parsed request and records it in the audit log. A decision that cannot be
     /// recorded is denied, and a hold it took is released.
     pub(crate) fn decide(&self, request: &Request, reserve: bool) -> Decision {
+        let started = Instant::now();
+        let decision = self.decide_recorded(request, reserve);
+        self.metrics.decided(&decision, started.elapsed());
+        decision
+    }
+
+    fn decide_recorded(&self, request: &Request, reserve: bool) -> Decision {
         let decision = self.decide_unrecorded(request, reserve);
         let Some(audit) = &self.audit else {
             return decision;
@@ -457,10 +592,15 @@ impl State {
             keyscope_policy::LedgerMode::Check
         };
         match (&self.ledger, reserve) {
-            (Some(ledger), _) => match engine.decide_with_ledger(request, ledger, mode) {
-                Ok(decision) => decision,
-                Err(error) => authzen::ledger_denial(&engine, request, &error.to_string()),
-            },
+            (Some(ledger), _) => {
+                let started = Instant::now();
+                let decided = engine.decide_with_ledger(request, ledger, mode);
+                self.metrics.ledger(LedgerOp::Decide, started.elapsed());
+                match decided {
+                    Ok(decision) => decision,
+                    Err(error) => authzen::ledger_denial(&engine, request, &error.to_string()),
+                }
+            }
             (None, true) => authzen::ledger_denial(
                 &engine,
                 request,
@@ -469,4 +609,51 @@ impl State {
             (None, false) => engine.decide(request),
         }
     }
+}
+
+/// Loads the store in `dir` with the revision of the files it was loaded from. The files are
+/// hashed before and after the load; if they changed in between, the load is tried again (three
+/// times), so a revision never names a store other than the one loaded.
+fn load_with_revision(dir: &Path) -> Result<(Store, Option<Arc<str>>), StoreError> {
+    let mut before = store_revision(dir);
+    for _ in 0..3 {
+        let store = Store::load(dir)?;
+        let after = store_revision(dir);
+        if after == before {
+            return Ok((store, after));
+        }
+        before = after;
+    }
+    // Still changing under the load: serve the store, with no revision rather than a wrong one.
+    Ok((Store::load(dir)?, None))
+}
+
+/// The SHA-256 (hex) of the regular files in a store directory, names and contents, in name
+/// order: the same files give the same revision on any machine.
+fn store_revision(dir: &Path) -> Option<Arc<str>> {
+    use sha2::{Digest as _, Sha256};
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    let mut hash = Sha256::new();
+    for path in files {
+        let name = path.file_name()?.to_string_lossy().into_owned();
+        let bytes = std::fs::read(&path).ok()?;
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let digest = hash.finalize();
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into(),
+    )
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::State;
 use crate::authzen::{error, json_body};
+use crate::metrics::LedgerOp;
 
 /// The body of a commit: what the call actually used.
 #[derive(Debug, Default, Deserialize)]
@@ -49,7 +50,7 @@ pub(crate) async fn commit(
         output_tokens: usage.output_tokens,
         cost_micros: usage.cost_micros,
     };
-    settle(state, request_id, move |ledger, id| {
+    settle(state, request_id, LedgerOp::Commit, move |ledger, id| {
         ledger.commit(id, &usage, Timestamp::now())
     })
     .await
@@ -60,7 +61,7 @@ pub(crate) async fn release(
     Shared(state): Shared<Arc<State>>,
     Path(request_id): Path<String>,
 ) -> Response {
-    settle(state, request_id, |ledger, id| {
+    settle(state, request_id, LedgerOp::Release, |ledger, id| {
         ledger.release(id, Timestamp::now())
     })
     .await
@@ -70,6 +71,7 @@ pub(crate) async fn release(
 async fn settle(
     state: Arc<State>,
     request_id: String,
+    op: LedgerOp,
     f: impl FnOnce(&keyscope_policy::Ledger, &str) -> Result<Settlement, LedgerError> + Send + 'static,
 ) -> Response {
     if state.ledger.is_none() {
@@ -80,7 +82,12 @@ async fn settle(
     }
     let id = request_id.clone();
     let outcome = tokio::task::spawn_blocking(move || match &state.ledger {
-        Some(ledger) => f(ledger, &id),
+        Some(ledger) => {
+            let started = std::time::Instant::now();
+            let settled = f(ledger, &id);
+            state.metrics.ledger(op, started.elapsed());
+            settled
+        }
         None => Err(LedgerError::UnknownRequest(id)),
     })
     .await;
@@ -104,41 +111,52 @@ async fn settle(
     }
 }
 
-/// `GET /readyz`: the store is loaded, the ledger (if any) answers and the audit log (if any)
-/// still writes.
+/// `GET /readyz`: the store deciding now (its revision and policy count), whether the ledger
+/// answers (and how fast) and whether the audit log still writes. 503 unless all are well.
 pub(crate) async fn ready(Shared(state): Shared<Arc<State>>) -> Response {
-    let policies = state.engine().store().policies().count();
+    let mut body = json!({
+        "ready": true,
+        "revision": state.revision().as_deref(),
+        "policies": state.engine().store().policies().count(),
+        "ledger": "none",
+    });
+    let mut ready = true;
     if let Err(e) = state.audit_health() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"ready": false, "policies": policies, "audit": e.to_string()})),
-        )
-            .into_response();
+        body["audit"] = json!(e.to_string());
+        ready = false;
     }
-    let ledger = match &state.ledger {
-        None => "none",
-        Some(_) => {
-            let shared = Arc::clone(&state);
-            let probe = tokio::task::spawn_blocking(move || {
-                shared
-                    .ledger
-                    .as_ref()
-                    .map(|l| l.request_state("keyscope:readyz"))
-            })
-            .await;
-            match probe {
-                Ok(Some(Ok(_))) => "ok",
-                _ => {
-                    return (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        axum::Json(
-                            json!({"ready": false, "policies": policies, "ledger": "unreachable"}),
-                        ),
-                    )
-                        .into_response();
-                }
+    if state.ledger.is_some() {
+        let shared = Arc::clone(&state);
+        let probe = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let answered = shared
+                .ledger
+                .as_ref()
+                .map(|l| l.request_state("keyscope:readyz"));
+            (answered, started.elapsed())
+        })
+        .await;
+        match probe {
+            Ok((Some(Ok(_)), took)) => {
+                body["ledger"] = json!("ok");
+                body["ledger_micros"] = json!(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+            }
+            Ok((Some(Err(e)), _)) => {
+                body["ledger"] = json!("unreachable");
+                body["ledger_error"] = json!(e.to_string());
+                ready = false;
+            }
+            _ => {
+                body["ledger"] = json!("unreachable");
+                ready = false;
             }
         }
+    }
+    body["ready"] = json!(ready);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    axum::Json(json!({"ready": true, "policies": policies, "ledger": ledger})).into_response()
+    (status, axum::Json(body)).into_response()
 }

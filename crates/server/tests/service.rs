@@ -625,3 +625,333 @@ fn searches_list_what_evaluations_allow() {
     assert_eq!(post(addr, "/access/v1/search/action", &bad).status, 400);
     service.stop().unwrap();
 }
+
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    http(addr, "GET", path, &[], b"")
+}
+
+/// The value of one sample line of a Prometheus exposition, by its whole name and labels.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+/// `/metrics` counts decisions by outcome and reason, their latency, the ledger's latency by
+/// operation, reloads, and the audit backlog; no key id or model a caller sent is a label.
+#[test]
+fn metrics_count_decisions_ledger_calls_reloads_and_the_audit_backlog() {
+    let store = one_dollar_store();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServiceConfig::new(
+        engine_at(store.path(), "2026-11-22T18:00:00Z"),
+        Some(Ledger::open(&dir.path().join("ledger.sqlite")).unwrap()),
+    );
+    config.store_dir = Some(store.path().to_owned());
+    config.audit =
+        Some(keyscope_policy::audit::AuditLog::open(&dir.path().join("audit"), 16).unwrap());
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = service.addr();
+    let reserve = request(
+        "dev-general-1",
+        "gpt-4o-mini",
+        json!({"request_id": "m1", "reserve": true, "input_tokens": 10}),
+    );
+    assert_eq!(
+        post(addr, "/access/v1/evaluation", &reserve).json()["decision"],
+        true
+    );
+    let revoked = request("care-notes-prod-2026-09", "gpt-4o-2024-11-20", json!({}));
+    assert_eq!(
+        post(addr, "/access/v1/evaluation", &revoked).json()["decision"],
+        false
+    );
+    assert_eq!(
+        post(addr, "/v1/usage/m1/commit", &json!({"input_tokens": 5})).status,
+        200
+    );
+    service.reload().unwrap();
+
+    let answer = get(addr, "/metrics");
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = answer.body;
+    let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
+    assert_eq!(value("keyscope_decisions_total{outcome=\"allow\"}"), 1.0);
+    assert_eq!(value("keyscope_decisions_total{outcome=\"deny\"}"), 1.0);
+    assert_eq!(
+        value("keyscope_decision_reasons_total{outcome=\"deny\",reason=\"revoked-key\"}"),
+        1.0
+    );
+    assert_eq!(value("keyscope_decision_seconds_count"), 2.0);
+    assert_eq!(value("keyscope_decision_seconds_bucket{le=\"+Inf\"}"), 2.0);
+    assert_eq!(value("keyscope_ledger_seconds_count{op=\"decide\"}"), 2.0);
+    assert_eq!(value("keyscope_ledger_seconds_count{op=\"commit\"}"), 1.0);
+    assert_eq!(value("keyscope_ledger_seconds_count{op=\"release\"}"), 0.0);
+    assert_eq!(value("keyscope_reloads_total"), 1.0);
+    assert_eq!(value("keyscope_reloads_refused_total"), 0.0);
+    assert!(value("keyscope_audit_backlog") <= 2.0);
+    assert_eq!(value("keyscope_audit_healthy"), 1.0);
+    for sent in ["dev-general-1", "care-notes", "gpt-4o", "m1"] {
+        assert!(!text.contains(sent), "`{sent}` in a label:\n{text}");
+    }
+    service.stop().unwrap();
+}
+
+/// Sends a request's headers, announcing a body it never sends: the request holds its slot
+/// until the body timeout.
+fn stalled(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"subject\""
+    )
+    .unwrap();
+    stream
+}
+
+fn status_of(stream: &mut TcpStream) -> u16 {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    text.split(' ')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status in `{text}`"))
+        .parse()
+        .unwrap()
+}
+
+/// At the concurrency limit one more request is shed with 503 at once, not queued; a body that
+/// does not arrive in time is a 408 that frees the slot.
+#[test]
+fn at_the_concurrency_limit_requests_are_shed_and_slow_bodies_time_out() {
+    let mut config = ServiceConfig::new(engine_at(&store_dir(), "2026-11-22T18:00:00Z"), None);
+    config.limits = keyscope_server::Limits::default()
+        .with_concurrency(2)
+        .with_timeouts(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(3),
+        );
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = service.addr();
+    let mut slow = [stalled(addr), stalled(addr)];
+    // The second trickles its body, a byte at a time: the timeout is for the whole body.
+    let mut trickle = slow[1].try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            if trickle.write_all(b" ").is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let body = request("dev-general-1", "gpt-4o-mini", json!({}));
+    let started = std::time::Instant::now();
+    let shed = post(addr, "/access/v1/evaluation", &body);
+    assert_eq!(shed.status, 503, "{}", shed.body);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "shed at once"
+    );
+    assert_eq!(shed.header("retry-after"), Some("1"));
+    assert_eq!(shed.json()["error"]["status"], 503);
+    for stream in &mut slow {
+        assert_eq!(status_of(stream), 408);
+    }
+    assert_eq!(post(addr, "/access/v1/evaluation", &body).status, 200);
+    let metrics = get(addr, "/metrics").body;
+    assert_eq!(sample(&metrics, "keyscope_requests_shed_total"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "keyscope_requests_timed_out_total"),
+        Some(2.0)
+    );
+    service.stop().unwrap();
+}
+
+/// A client that does not finish its headers in time is disconnected without an answer.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let mut config = ServiceConfig::new(engine_at(&store_dir(), "2026-11-22T18:00:00Z"), None);
+    config.limits = keyscope_server::Limits::default().with_timeouts(
+        std::time::Duration::from_millis(500),
+        std::time::Duration::from_secs(5),
+    );
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let mut stream = TcpStream::connect(service.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(b"POST /access/v1/evaluation HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut raw = Vec::new();
+    let read = stream.read_to_end(&mut raw);
+    assert!(
+        read.is_ok(),
+        "closed by the service, not by the read timeout: {read:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(!String::from_utf8_lossy(&raw).contains(" 200 "));
+    service.stop().unwrap();
+}
+
+/// SHA-256 of the synthetic token `test`.
+const TEST_TOKEN_DIGEST: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/// Beyond loopback a service needs tokens or refuses to start; with tokens, a request without
+/// one or with a wrong one is a 401, the right one is decided, and probes need none.
+#[test]
+fn bearer_tokens_guard_every_path_but_the_probes() {
+    let engine = || engine_at(&store_dir(), "2026-11-22T18:00:00Z");
+    let refused = Service::start(
+        "0.0.0.0:0".parse().unwrap(),
+        ServiceConfig::new(engine(), None),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(keyscope_server::ServeError::Unauthenticated { .. })
+        ),
+        "{refused:?}"
+    );
+    let mut config = ServiceConfig::new(engine(), None);
+    config.tokens = Some(keyscope_server::Tokens::parse(TEST_TOKEN_DIGEST).unwrap());
+    let service = Service::start("0.0.0.0:0".parse().unwrap(), config).unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", service.addr().port())
+        .parse()
+        .unwrap();
+    let body = request("dev-general-1", "gpt-4o-mini", json!({})).to_string();
+    let ask = |authorization: Option<&str>| {
+        let mut headers = vec![("Content-Type", "application/json")];
+        headers.extend(authorization.map(|a| ("Authorization", a)));
+        http(
+            addr,
+            "POST",
+            "/access/v1/evaluation",
+            &headers,
+            body.as_bytes(),
+        )
+    };
+    let without = ask(None);
+    assert_eq!(without.status, 401, "{}", without.body);
+    assert_eq!(without.header("www-authenticate"), Some("Bearer"));
+    assert!(without.json().get("decision").is_none());
+    assert_eq!(ask(Some("Bearer tesT")).status, 401);
+    assert_eq!(ask(Some("Basic dGVzdA==")).status, 401);
+    let allowed = ask(Some("Bearer test"));
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    assert_eq!(allowed.json()["decision"], true);
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert_eq!(get(addr, "/readyz").status, 200);
+    assert_eq!(get(addr, "/metrics").status, 401);
+    let metrics = http(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer test")],
+        b"",
+    );
+    assert_eq!(
+        sample(&metrics.body, "keyscope_requests_unauthorized_total"),
+        Some(4.0)
+    );
+    service.stop().unwrap();
+}
+
+/// With a certificate (made by the test) the service speaks HTTPS, and only HTTPS.
+#[test]
+fn tls_serves_decisions_over_https() {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let mut config = ServiceConfig::new(engine_at(&store_dir(), "2026-11-22T18:00:00Z"), None);
+    config.tls = Some(keyscope_server::Tls::from_pem_files(&cert, &key).unwrap());
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connection =
+        rustls::ClientConnection::new(Arc::new(client), "localhost".try_into().unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, TcpStream::connect(service.addr()).unwrap());
+    let body = request("dev-general-1", "gpt-4o-mini", json!({})).to_string();
+    write!(
+        tls,
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"decision\":true"), "{text}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(service.addr()).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut raw = Vec::new();
+    let _ = plain.read_to_end(&mut raw);
+    assert!(!String::from_utf8_lossy(&raw).contains("HTTP/1.1 200"));
+
+    assert!(matches!(
+        keyscope_server::Tls::from_pem_files(&key, &key),
+        Err(keyscope_server::TlsError::Pem { .. })
+    ));
+    service.stop().unwrap();
+}
+
+/// `/readyz` names the store's revision: a hash of its files that changes with them on reload
+/// and comes back when they do.
+#[test]
+fn readiness_names_the_store_revision() {
+    let store = one_dollar_store();
+    let mut config = ServiceConfig::new(engine_at(store.path(), "2026-11-22T18:00:00Z"), None);
+    config.store_dir = Some(store.path().to_owned());
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let revision = || {
+        let ready = get(service.addr(), "/readyz").json();
+        assert_eq!(ready["ready"], true, "{ready}");
+        ready["revision"].as_str().unwrap().to_owned()
+    };
+    let first = revision();
+    assert_eq!(first.len(), 64);
+    assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
+    let scopes = store.path().join("scopes.toml");
+    let text = std::fs::read_to_string(&scopes).unwrap();
+    std::fs::write(&scopes, format!("{text}\n# edited\n")).unwrap();
+    service.reload().unwrap();
+    let second = revision();
+    assert_ne!(first, second);
+    std::fs::write(&scopes, "[[scope]]\nid = ").unwrap();
+    assert!(service.reload().is_err());
+    assert_eq!(
+        revision(),
+        second,
+        "a refused store does not change the revision"
+    );
+    std::fs::write(&scopes, text).unwrap();
+    service.reload().unwrap();
+    assert_eq!(revision(), first);
+    service.stop().unwrap();
+}

@@ -1,11 +1,12 @@
 //! `keyscope serve`: the decision engine as an AuthZEN 1.0 service over HTTP.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use keyscope_policy::Engine;
-use keyscope_server::{Event, Service, ServiceConfig};
+use keyscope_server::{Event, Limits, ServeError, Service, ServiceConfig, Tls, Tokens};
 
 use crate::cmd::policy::{ClockArgs, LedgerArgs, StoreArgs};
 use crate::exit::Exit;
@@ -21,9 +22,22 @@ pub struct Args {
     /// denied.
     #[arg(long, conflicts_with = "ledger")]
     no_ledger: bool,
-    /// Where to listen. Loopback only: put the service behind the gateway that calls it.
+    /// Where to listen. Beyond loopback, --tokens is required.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8181")]
     listen: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` for one of the tokens in FILE: each line a token's
+    /// SHA-256 in hex (`printf %s "$TOKEN" | sha256sum`) and an optional name; `#` comments.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Requests decided at once; more are answered 503 at once rather than queued.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    concurrency: usize,
     #[command(flatten)]
     clock: ClockArgs,
     /// Reload the store when its files change (checked every second), besides on SIGHUP. A
@@ -41,13 +55,24 @@ const AUDIT_QUEUE: usize = 65_536;
 
 /// Runs `keyscope serve` until SIGTERM or Ctrl-C.
 pub fn run(args: Args) -> miette::Result<Exit> {
-    if !args.listen.ip().is_loopback() {
-        miette::bail!(
-            "`{}` is not a loopback address: a service reachable from other machines needs \
-             bearer tokens, which this keyscope does not have yet; listen on 127.0.0.1 or [::1]",
-            args.listen
-        );
+    let tokens = match &args.tokens {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| miette::miette!("cannot read `{}`: {e}", path.display()))?;
+            Some(
+                Tokens::parse(&text)
+                    .map_err(|e| miette::Report::new(e).wrap_err(path.display().to_string()))?,
+            )
+        }
+        None => None,
+    };
+    if !args.listen.ip().is_loopback() && tokens.is_none() {
+        return Err(ServeError::Unauthenticated { addr: args.listen }.into());
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::from_pem_files(cert, key)?),
+        _ => None,
+    };
     let engine = Engine::new(args.store.load()?).with_clock(args.clock.clock());
     let ledger = if args.no_ledger {
         None
@@ -55,6 +80,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         Some(args.ledger.location(&args.store.store).open()?)
     };
     let mut config = ServiceConfig::new(engine, ledger);
+    config.tokens = tokens;
+    config.tls = tls;
+    config.limits = Limits::default().with_concurrency(args.concurrency);
     config.store_dir = Some(args.store.store.clone());
     config.watch = args.watch.then_some(Duration::from_secs(1));
     config.audit = match &args.audit_log {
@@ -77,8 +105,13 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let detector = keyscope_scan::Detector::new(keyscope_rules::RuleSet::builtin()?)
         .map_err(|e| miette::miette!("{e}"))?;
     config.mask = Arc::new(move |text: &str| keyscope_scan::mask_secrets(&detector, text));
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let service = Service::start(args.listen, config).map_err(miette::Report::new)?;
-    eprintln!("keyscope serve: listening on http://{}", service.addr());
+    eprintln!("keyscope serve: listening on {scheme}://{}", service.addr());
     service.wait().map_err(miette::Report::new)?;
     Ok(Exit::Clean)
 }

@@ -1,0 +1,453 @@
+//! A load generator for `keyscope serve`, in process, over real sockets (HTTP/1.1 keep-alive):
+//! the service on the bench store (1,000 scopes, 200 models, `crates/policy/benches/common`)
+//! and, in the same run, the library call and a bare Cedar authorizer over the same policies.
+//!
+//! ```sh
+//! cargo bench -p keyscope-server --bench load            # everything, about a minute
+//! cargo bench -p keyscope-server --bench load -- --quick # shorter runs
+//! # against a `keyscope serve` process on the same store (see bench_store.sh)
+//! cargo bench -p keyscope-server --bench load -- --addr 127.0.0.1:8181
+//! ```
+//!
+//! Results and where the time goes: `crates/server/BENCHMARKS.md`.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "a bench binary: it prints its results and fails loudly"
+)]
+
+#[path = "../../policy/benches/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyscope_policy::Ledger;
+use keyscope_server::{Limits, Service, ServiceConfig};
+use serde_json::json;
+
+/// A keep-alive HTTP/1.1 connection that POSTs JSON.
+struct Connection {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Connection {
+    fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Self {
+            writer: stream.try_clone().unwrap(),
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Sends one POST and reads its answer: the status and the body.
+    fn post(&mut self, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        self.writer.write_all(&request).unwrap();
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        let mut length = 0;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut answer = vec![0; length];
+        self.reader.read_exact(&mut answer).unwrap();
+        (status, answer)
+    }
+}
+
+fn allowed(answer: &[u8]) -> bool {
+    let needle = b"\"decision\":true";
+    answer.windows(needle.len()).any(|w| w == needle)
+}
+
+fn evaluation(key: usize, request_id: Option<&str>, reserve: bool) -> Vec<u8> {
+    let mut context = json!({"source_ip": "10.1.2.3", "input_tokens": 1200,
+                             "max_output_tokens": 800});
+    if let Some(id) = request_id {
+        context["request_id"] = json!(id);
+        context["reserve"] = json!(reserve);
+    }
+    json!({
+        "subject": {"type": "Key", "id": format!("key-{key}")},
+        "action": {"name": "invoke"},
+        "resource": {"type": "Model", "id": "model-7-2025-01-01"},
+        "context": context,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Production keys whose network is 10.1.0.0/16 (`a % 250 == 1`, `a % 3 == 0`): allowed. That
+/// is `key-501` alone, so the ledger bench is the worst case: every cycle updates the same
+/// scope chain.
+fn allowed_keys() -> Vec<usize> {
+    (0..980).filter(|a| a % 250 == 1 && a % 3 == 0).collect()
+}
+
+fn start(ledger: Option<Ledger>, audit: Option<&std::path::Path>) -> Service {
+    let mut config = ServiceConfig::new(common::engine(), ledger);
+    config.limits = Limits::default().with_concurrency(4_096);
+    config.audit = audit.map(|dir| keyscope_policy::audit::AuditLog::open(dir, 65_536).unwrap());
+    Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap()
+}
+
+/// Closed loop: `clients` connections each sending as fast as answers come, for `run`; the
+/// decisions per second.
+fn throughput(addr: SocketAddr, clients: usize, run: Duration) -> f64 {
+    throughput_and_cpu(addr, clients, run).0
+}
+
+/// [`throughput`], and the service threads' CPU microseconds per request.
+fn throughput_and_cpu(addr: SocketAddr, clients: usize, run: Duration) -> (f64, f64) {
+    let keys = Arc::new(allowed_keys());
+    let cpu_before = cpu_seconds().0;
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let keys = Arc::clone(&keys);
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(addr);
+                let body = evaluation(keys[c % keys.len()], None, false);
+                let mut done = 0u64;
+                while started.elapsed() < run {
+                    let (status, answer) = connection.post("/access/v1/evaluation", &body);
+                    assert_eq!(status, 200);
+                    assert!(allowed(&answer), "{}", String::from_utf8_lossy(&answer));
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let cpu = cpu_seconds().0 - cpu_before;
+    (
+        done as f64 / started.elapsed().as_secs_f64(),
+        cpu * 1e6 / done as f64,
+    )
+}
+
+/// Open loop at `rate` requests/s spread over `clients` connections, each request timed from
+/// when it was due (so a stall counts against every request it delays); the percentiles.
+fn at_rate(addr: SocketAddr, rate: f64, clients: usize, run: Duration) -> Vec<Duration> {
+    let keys = Arc::new(allowed_keys());
+    let interval = Duration::from_secs_f64(clients as f64 / rate);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let keys = Arc::clone(&keys);
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(addr);
+                let body = evaluation(keys[c % keys.len()], None, false);
+                let mut latencies = Vec::new();
+                let offset = interval.mul_f64(c as f64 / clients as f64);
+                let mut due = started + offset;
+                while due.duration_since(started) < run {
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    let (status, _) = connection.post("/access/v1/evaluation", &body);
+                    assert_eq!(status, 200);
+                    latencies.push(due.elapsed());
+                    due += interval;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p) as usize).min(sorted.len() - 1);
+    sorted[index]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1e3)
+}
+
+/// Batches of 100 evaluations, one at a time on one connection: the latency percentiles.
+fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
+    let keys = allowed_keys();
+    let items: Vec<_> = (0..100)
+        .map(|i| json!({"subject": {"type": "Key", "id": format!("key-{}", keys[i % keys.len()])}}))
+        .collect();
+    let body = json!({
+        "action": {"name": "invoke"},
+        "resource": {"type": "Model", "id": "model-7-2025-01-01"},
+        "context": {"source_ip": "10.1.2.3", "input_tokens": 1200, "max_output_tokens": 800},
+        "evaluations": items,
+    })
+    .to_string();
+    let mut connection = Connection::open(addr);
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        let (status, answer) = connection.post("/access/v1/evaluations", body.as_bytes());
+        latencies.push(started.elapsed());
+        assert_eq!(status, 200);
+        assert!(answer.len() > 100 * 100);
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Reserve then commit, as fast as answers come, from `clients` connections: cycles per second.
+fn reserve_commit(addr: SocketAddr, clients: usize, run: Duration, round: usize) -> f64 {
+    let keys = Arc::new(allowed_keys());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let keys = Arc::clone(&keys);
+            std::thread::spawn(move || {
+                let mut connection = Connection::open(addr);
+                let mut done = 0u64;
+                while started.elapsed() < run {
+                    let id = format!("bench-{round}-{c}-{done}");
+                    let body = evaluation(keys[c % keys.len()], Some(&id), true);
+                    let (status, answer) = connection.post("/access/v1/evaluation", &body);
+                    assert_eq!(status, 200);
+                    assert!(allowed(&answer), "{}", String::from_utf8_lossy(&answer));
+                    let usage = br#"{"input_tokens": 1000, "output_tokens": 500}"#;
+                    let (status, _) = connection.post(&format!("/v1/usage/{id}/commit"), usage);
+                    assert_eq!(status, 200);
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    done as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The library call and a bare Cedar authorizer, on this thread: decisions per second.
+fn in_process(run: Duration) -> (f64, f64) {
+    let engine = common::engine();
+    let request = common::request();
+    let bare = common::bare_cedar_request(&engine);
+    let authorizer = cedar_policy::Authorizer::new();
+    let time = |f: &mut dyn FnMut()| {
+        let started = Instant::now();
+        let mut done = 0u64;
+        while started.elapsed() < run {
+            for _ in 0..100 {
+                f();
+            }
+            done += 100;
+        }
+        done as f64 / started.elapsed().as_secs_f64()
+    };
+    let library = time(&mut || {
+        assert!(engine.decide(&request).allowed);
+    });
+    let store = engine.store();
+    let cedar = time(&mut || {
+        let answer =
+            authorizer.is_authorized(&bare, store.cedar_policies(), store.cedar_entities());
+        assert_eq!(answer.decision(), cedar_policy::Decision::Allow);
+    });
+    (library, cedar)
+}
+
+/// CPU seconds (user and system) used so far by this process's threads named `keyscope-*` (the
+/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by all
+/// its threads: on a shared machine, CPU
+/// time per request says what wall-clock rates cannot.
+fn cpu_seconds() -> (f64, f64) {
+    let ticks_per_second = 100.0;
+    let mut service = 0.0;
+    let mut all = 0.0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+        let seconds = (ticks(11) + ticks(12)) / ticks_per_second;
+        all += seconds;
+        if comm.starts_with("keyscope-") {
+            service += seconds;
+        }
+    }
+    (service, all)
+}
+
+/// This process's resident set, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let run = Duration::from_secs(if quick { 2 } else { 5 });
+    if let Some(addr) = args
+        .iter()
+        .position(|a| a == "--addr")
+        .and_then(|i| args.get(i + 1))
+    {
+        external(addr.parse().unwrap(), run);
+        return;
+    }
+    let rss_before = rss_mib();
+    let plain = start(None, None);
+    let addr = plain.addr();
+    throughput(addr, 8, Duration::from_secs(1));
+    println!(
+        "## keyscope serve bench: 1,000 scopes, 200 models; {}s runs\n",
+        run.as_secs()
+    );
+    println!("| measurement | result |\n|---|---:|");
+    for clients in [8, 32] {
+        let (rate, cpu) = throughput_and_cpu(addr, clients, run);
+        println!(
+            "| evaluations/s, {clients} keep-alive connections, closed loop (service CPU µs per \
+             request) | {rate:.0} ({cpu:.1}) |"
+        );
+    }
+    for rate in [5_000.0, 10_000.0] {
+        let latencies = at_rate(addr, rate, 16, run);
+        println!(
+            "| at {rate:.0}/s open loop (16 connections): p50 / p99 / p99.9 ms | {} / {} / {} |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(percentile(&latencies, 0.999))
+        );
+    }
+    let latencies = batches(addr, if quick { 500 } else { 2_000 });
+    println!(
+        "| batch of 100 evaluations, one connection: p50 / p99 ms | {} / {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!(
+        "| RSS, service with the bench store, after the runs above | {:.1} MiB (before the service: {rss_before:.1}) |",
+        rss_mib()
+    );
+    drop(plain);
+    audit_and_ledger(run);
+    let (library, cedar) = in_process(run);
+    println!("| `Engine::decide` in process, one thread, decisions/s | {library:.0} |");
+    println!(
+        "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s | {cedar:.0} |"
+    );
+}
+
+/// A `keyscope serve` process started on `bench_store.sh`'s store (no ledger): the binary's own
+/// layers, the scanner's masking of every answer included.
+fn external(addr: SocketAddr, run: Duration) {
+    throughput(addr, 8, Duration::from_secs(1));
+    println!(
+        "## keyscope serve process at {addr}; {}s runs\n",
+        run.as_secs()
+    );
+    println!("| measurement | result |\n|---|---:|");
+    for clients in [8, 32] {
+        let rate = throughput(addr, clients, run);
+        println!("| evaluations/s, {clients} keep-alive connections, closed loop | {rate:.0} |");
+    }
+    for rate in [5_000.0, 10_000.0] {
+        let latencies = at_rate(addr, rate, 16, run);
+        println!(
+            "| at {rate:.0}/s open loop (16 connections): p50 / p99 / p99.9 ms | {} / {} / {} |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(percentile(&latencies, 0.999))
+        );
+    }
+    let latencies = batches(addr, 1_000);
+    println!(
+        "| batch of 100 evaluations, one connection: p50 / p99 ms | {} / {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+}
+
+/// Audit off and on, interleaved, then reserve+commit cycles on a SQLite file ledger.
+fn audit_and_ledger(run: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        let plain = start(None, None);
+        let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run);
+        off.push(rate);
+        off_cpu.push(cpu);
+        drop(plain);
+        let audited = start(None, Some(&dir.path().join(format!("audit-{round}"))));
+        let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run);
+        on.push(rate);
+        on_cpu.push(cpu);
+        drop(audited);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "| audit off / on, evaluations/s, 8 connections (two interleaved rounds) | {:.0} / {:.0} ({:+.1}%) |",
+        mean(&off),
+        mean(&on),
+        (mean(&on) / mean(&off) - 1.0) * 100.0
+    );
+    println!(
+        "| audit off / on, service CPU µs per request | {:.1} / {:.1} |",
+        mean(&off_cpu),
+        mean(&on_cpu)
+    );
+    for clients in [4, 16] {
+        let ledger = Ledger::open(&dir.path().join(format!("ledger-{clients}.sqlite"))).unwrap();
+        let service = start(Some(ledger), None);
+        let cycles = reserve_commit(service.addr(), clients, run, clients);
+        println!(
+            "| reserve+commit cycles/s, SQLite file ledger, {clients} connections | {cycles:.0} |"
+        );
+    }
+}
