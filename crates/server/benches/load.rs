@@ -7,6 +7,7 @@
 //! cargo bench -p keyscope-server --bench load -- --quick # shorter runs
 //! # against a `keyscope serve` process on the same store (see bench_store.sh)
 //! cargo bench -p keyscope-server --bench load -- --addr 127.0.0.1:8181
+//! cargo bench -p keyscope-server --bench load -- --cycles 127.0.0.1:8181,127.0.0.1:8182
 //! ```
 //!
 //! Results and where the time goes: `crates/server/BENCHMARKS.md`.
@@ -224,13 +225,21 @@ fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
 
 /// Reserve then commit, as fast as answers come, from `clients` connections: cycles per second.
 fn reserve_commit(addr: SocketAddr, clients: usize, run: Duration, round: usize) -> f64 {
+    reserve_commit_across(&[addr], clients, run, round)
+}
+
+/// [`reserve_commit`] with the connections spread over several replicas: client `c` talks to
+/// `addrs[c % addrs.len()]`.
+fn reserve_commit_across(addrs: &[SocketAddr], clients: usize, run: Duration, round: usize) -> f64 {
+    let addrs = Arc::new(addrs.to_vec());
     let keys = Arc::new(allowed_keys());
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
             let keys = Arc::clone(&keys);
+            let addrs = Arc::clone(&addrs);
             std::thread::spawn(move || {
-                let mut connection = Connection::open(addr);
+                let mut connection = Connection::open(addrs[c % addrs.len()]);
                 let mut done = 0u64;
                 while started.elapsed() < run {
                     let id = format!("bench-{round}-{c}-{done}");
@@ -331,6 +340,24 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let run = Duration::from_secs(if quick { 2 } else { 5 });
+    if let Some(replicas) = args
+        .iter()
+        .position(|a| a == "--cycles")
+        .and_then(|i| args.get(i + 1))
+    {
+        // Replicas started by hand on one shared ledger (issue 15: two `keyscope serve` on one
+        // Redis), with `bench_store.sh`'s store.
+        let addrs: Vec<SocketAddr> = replicas.split(',').map(|a| a.parse().unwrap()).collect();
+        println!(
+            "| reserve+commit cycles/s over {} replicas | result |\n|---|---:|",
+            addrs.len()
+        );
+        for (round, clients) in [16, 64].into_iter().enumerate() {
+            let cycles = reserve_commit_across(&addrs, clients, run, 1_000 + round);
+            println!("| {clients} connections, closed loop | {cycles:.0} |");
+        }
+        return;
+    }
     if let Some(addr) = args
         .iter()
         .position(|a| a == "--addr")

@@ -582,6 +582,32 @@ impl State {
         }
     }
 
+    /// Records a settlement in the audit log, with the key, scope and model of the charge and
+    /// a commit's flags. The settlement stands either way (the money was spent); a record that
+    /// cannot be written is an error for the caller to report.
+    pub(crate) fn record_settlement(
+        &self,
+        request_id: &str,
+        settlement: &keyscope_policy::Settlement,
+    ) -> Result<(), keyscope_policy::audit::AuditError> {
+        let (Some(audit), Some(ledger)) = (&self.audit, &self.ledger) else {
+            return Ok(());
+        };
+        let found = ledger.request(request_id).ok().flatten();
+        let mut record = AuditRecord::of_settlement(
+            request_id,
+            found.as_ref(),
+            settlement,
+            self.engine().clock().now(),
+        );
+        for field in [&mut record.model, &mut record.action] {
+            *field = (self.mask)(field);
+        }
+        record.request_id = record.request_id.take().map(|id| (self.mask)(&id));
+        record.hold = record.hold.take().map(|id| (self.mask)(&id));
+        audit.record(record)
+    }
+
     /// Decides one parsed request: against the ledger when there is one (reserving when asked),
     /// else alone. A ledger failure denies.
     pub(crate) fn decide_unrecorded(&self, request: &Request, reserve: bool) -> Decision {

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State as Shared};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use keyscope_policy::{LedgerError, Settlement, Timestamp, Usage};
+use keyscope_policy::{LedgerError, Settlement, Usage};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -50,8 +50,9 @@ pub(crate) async fn commit(
         output_tokens: usage.output_tokens,
         cost_micros: usage.cost_micros,
     };
+    let now = state.engine().clock().now();
     settle(state, request_id, LedgerOp::Commit, move |ledger, id| {
-        ledger.commit(id, &usage, Timestamp::now())
+        ledger.commit(id, &usage, now)
     })
     .await
 }
@@ -61,8 +62,9 @@ pub(crate) async fn release(
     Shared(state): Shared<Arc<State>>,
     Path(request_id): Path<String>,
 ) -> Response {
-    settle(state, request_id, LedgerOp::Release, |ledger, id| {
-        ledger.release(id, Timestamp::now())
+    let now = state.engine().clock().now();
+    settle(state, request_id, LedgerOp::Release, move |ledger, id| {
+        ledger.release(id, now)
     })
     .await
 }
@@ -86,16 +88,24 @@ async fn settle(
             let started = std::time::Instant::now();
             let settled = f(ledger, &id);
             state.metrics.ledger(op, started.elapsed());
-            settled
+            let recorded = match &settled {
+                Ok(settlement) => state.record_settlement(&id, settlement),
+                Err(_) => Ok(()),
+            };
+            settled.map(|s| (s, recorded))
         }
         None => Err(LedgerError::UnknownRequest(id)),
     })
     .await;
     match outcome {
-        Ok(Ok(settlement)) => {
+        Ok(Ok((settlement, recorded))) => {
             let mut body = serde_json::to_value(settlement).unwrap_or_else(|_| json!({}));
             if let Some(object) = body.as_object_mut() {
                 object.insert("request_id".to_owned(), request_id.into());
+                // Settled all the same (the money was spent), but the record is missing: say so.
+                if let Err(error) = recorded {
+                    object.insert("audit_error".to_owned(), error.to_string().into());
+                }
             }
             axum::Json(body).into_response()
         }

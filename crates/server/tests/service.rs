@@ -955,3 +955,56 @@ fn readiness_names_the_store_revision() {
     assert_eq!(revision(), first);
     service.stop().unwrap();
 }
+
+#[test]
+fn a_commit_above_its_hold_is_charged_and_flagged_in_the_answer_and_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_dir = dir.path().join("audit");
+    let mut config = ServiceConfig::new(
+        engine_at(&store_dir(), "2026-11-22T18:00:00Z"),
+        Some(Ledger::open(&dir.path().join("ledger.sqlite")).unwrap()),
+    );
+    config.audit = Some(keyscope_policy::audit::AuditLog::open(&audit_dir, 16).unwrap());
+    let service = Service::start("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let addr = service.addr();
+    let reserve = request(
+        "dev-general-1",
+        "gpt-4o-mini",
+        json!({"request_id": "over", "reserve": true, "input_tokens": 10, "max_output_tokens": 10}),
+    );
+    let decision = post(addr, "/access/v1/evaluation", &reserve).json();
+    assert_eq!(decision["decision"], true, "{decision}");
+    let commit = post(
+        addr,
+        "/v1/usage/over/commit",
+        &json!({"cost_micros": 50_000_000}),
+    );
+    assert_eq!(commit.status, 200, "{}", commit.body);
+    let answer = commit.json();
+    assert_eq!(answer["outcome"], "committed");
+    assert_eq!(answer["cost_micros"], 50_000_000);
+    assert_eq!(answer["flags"]["exceeds_hold"], true, "{answer}");
+    drop(service);
+    let records =
+        keyscope_policy::audit::query(&audit_dir, &keyscope_policy::audit::AuditQuery::default())
+            .unwrap();
+    let commit = records
+        .iter()
+        .find(|r| r.event.as_deref() == Some("commit"))
+        .unwrap_or_else(|| panic!("no commit record in {records:#?}"));
+    assert_eq!(commit.flags, ["exceeds-hold"]);
+    assert_eq!(
+        (
+            commit.key.as_str(),
+            commit.scope.as_deref(),
+            commit.cost_micros
+        ),
+        ("dev-general-1", Some("dev/general"), Some(50_000_000))
+    );
+    assert!(
+        keyscope_policy::audit::verify(&audit_dir)
+            .unwrap()
+            .problems
+            .is_empty()
+    );
+}

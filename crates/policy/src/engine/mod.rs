@@ -54,6 +54,15 @@ pub enum Clock {
 }
 
 impl Clock {
+    /// The engine's time now: the fixed time of [`Clock::Fixed`], else the system clock. What
+    /// settlements and holds are dated by.
+    pub fn now(self) -> Timestamp {
+        match self {
+            Self::Fixed(at) => at,
+            _ => Timestamp::now(),
+        }
+    }
+
     /// The engine's time now, and the time the decision of a request with `requested` is made
     /// at; `Err` with the skew in seconds when a trusted request time is too far off.
     fn resolve(self, requested: Option<Timestamp>) -> Result<(Timestamp, Timestamp), i64> {
