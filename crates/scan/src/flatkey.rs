@@ -76,6 +76,9 @@ pub struct FlatKeyOptions {
     environments: Vec<(String, Regex)>,
     services: Vec<Regex>,
     check_manifests: bool,
+    /// The directories a scan was given, `/`-separated: a path's place (`dist/`, `prod/`) is
+    /// read below them, never from where the user keeps the checkout (`/home/ci/build/app`).
+    roots: Vec<String>,
 }
 
 impl FlatKeyOptions {
@@ -103,6 +106,26 @@ impl FlatKeyOptions {
     pub fn check_manifests(mut self, yes: bool) -> Self {
         self.check_manifests = yes;
         self
+    }
+
+    /// The directories the scan was given: environment, service and client words are read in
+    /// the part of a path below them.
+    pub fn roots(mut self, roots: impl IntoIterator<Item = String>) -> Self {
+        self.roots = roots
+            .into_iter()
+            .map(|r| normalise(&r).trim_end_matches('/').to_owned())
+            .filter(|r| !r.is_empty() && r != ".")
+            .collect();
+        self
+    }
+
+    /// `path` below the longest root that holds it, or `path` itself.
+    fn below_root<'p>(&self, path: &'p str) -> &'p str {
+        self.roots
+            .iter()
+            .filter_map(|root| path.strip_prefix(root.as_str())?.strip_prefix('/'))
+            .min_by_key(|rest| rest.len())
+            .unwrap_or(path)
     }
 }
 
@@ -145,7 +168,8 @@ fn normalise(path: &str) -> String {
 }
 
 fn environment_of(options: &FlatKeyOptions, path: &str) -> Option<String> {
-    let path = normalise(path);
+    let normal = normalise(path);
+    let path = options.below_root(&normal).to_owned();
     if let Some((env, _)) = options
         .environments
         .iter()
@@ -255,10 +279,9 @@ pub fn analyze(
             ));
         }
         if enabled(CLIENT) {
-            for (finding, location) in places
-                .iter()
-                .filter(|(_, l)| client_exposed(&l.origin.to_string()))
-            {
+            for (finding, location) in places.iter().filter(|(_, l)| {
+                client_exposed(options.below_root(&normalise(&l.origin.to_string())))
+            }) {
                 out.push(derive(rules, CLIENT, finding, location, Vec::new(), &[]));
             }
         }
@@ -325,6 +348,27 @@ mod tests {
         ] {
             assert_eq!(environment_of(&o, path).as_deref(), env, "{path}");
         }
+    }
+
+    #[test]
+    fn a_path_is_read_below_the_scanned_directory() {
+        let o = FlatKeyOptions::default().roots(["/home/ci/build/app".to_owned()]);
+        assert!(!client_exposed(
+            o.below_root("/home/ci/build/app/server/settings.py")
+        ));
+        assert!(client_exposed(
+            o.below_root("/home/ci/build/app/dist/main.js")
+        ));
+        let prod = FlatKeyOptions::default().roots(["/srv/production/checkout".to_owned()]);
+        assert_eq!(
+            environment_of(&prod, "/srv/production/checkout/src/settings.py"),
+            None,
+            "`production` above the scanned directory names where it is kept, not its environment"
+        );
+        assert_eq!(
+            environment_of(&prod, "/srv/production/checkout/config/staging.env").as_deref(),
+            Some("staging")
+        );
     }
 
     #[test]

@@ -18,7 +18,15 @@ impl Scan {
             attribute(owners.as_ref(), &mut findings);
         }
         let on_disk = matches!(self.target, Target::Files { .. });
-        let options = self.flat_key.clone().check_manifests(on_disk);
+        let roots = match &self.target {
+            Target::Files { paths, .. } => paths
+                .iter()
+                .filter(|p| p.is_dir())
+                .map(|p| p.display().to_string())
+                .collect(),
+            _ => Vec::new(),
+        };
+        let options = self.flat_key.clone().check_manifests(on_disk).roots(roots);
         let cache = RefCell::new(HashMap::new());
         let repo_of = |l: &Location| -> Option<String> {
             match &self.target {
