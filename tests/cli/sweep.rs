@@ -336,3 +336,41 @@ fn a_damaged_state_means_a_full_sweep_not_an_error() {
     let (_, again) = sweep(dir.path(), &["one", "--state", "state"]);
     assert!(again["summary"]["objects_from_state"].as_u64().unwrap() > 0);
 }
+
+/// A commit message that talks about a usage rule is no usage finding, in a sweep as in
+/// `scan --history` (found on keyscope's own history after the merge of issues 13 and 17).
+#[test]
+fn a_sweep_judges_usage_findings_where_they_are_placed() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = dir.path().join("talk");
+    std::fs::create_dir(&origin).unwrap();
+    git(&origin, &["init", "-q"]);
+    commit_file(
+        &origin,
+        "NOTES.md",
+        "notes\n",
+        "client-exposed: new OpenAI({ apiKey, dangerouslyAllowBrowser: true }) is flagged",
+        1,
+    );
+    let origin = origin.to_str().unwrap();
+    let (history, report) = {
+        let run = keyscope(
+            dir.path(),
+            &[
+                "scan",
+                "--isolated",
+                "--format",
+                "json",
+                "--history",
+                origin,
+            ],
+        );
+        let report: Value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+        (run, report)
+    };
+    assert_eq!(history.code, 0, "{}", history.stdout);
+    assert_eq!(report["findings"], serde_json::json!([]));
+    let (run, report) = sweep(dir.path(), &[origin]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(report["findings"], serde_json::json!([]));
+}

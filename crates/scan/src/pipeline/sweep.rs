@@ -223,6 +223,9 @@ impl Scan {
         placed.extend(history::place_messages(messages, &history, named.as_ref()));
         placed.extend(history::place_tags(tags, named.as_ref()));
         history::redact_summaries(&mut placed, &summaries);
+        // A blob's usage findings are judged where the blob is placed (not in a README or a
+        // commit message), as `scan --history` judges them.
+        crate::usage::retain_applicable(&mut placed);
         let refs = history.refs().to_vec();
         let mut stats = history.stats;
         stats.skipped.extend(attribution.skipped);
