@@ -133,6 +133,11 @@ fn an_unreachable_redis_denies_with_exit_2_and_never_prints_its_password() {
             decision["context"]["reasons"][0]["id"], "keyscope:ledger-unavailable",
             "{decision}"
         );
+        assert_eq!(
+            decision["context"]["budgets"],
+            serde_json::Value::Null,
+            "no figures stand in for the ledger's: {decision}"
+        );
         assert!(!output.stdout.contains("correct-horse-battery"));
         assert!(
             !output.stderr.contains("correct-horse-battery"),

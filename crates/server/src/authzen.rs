@@ -142,10 +142,8 @@ async fn decide(state: &Arc<State>, request: Request, reserve: bool) -> Decision
 
 /// A denial because the ledger could not be used: never an allow.
 pub(crate) fn ledger_denial(engine: &Engine, request: &Request, message: &str) -> Decision {
-    denial(
-        engine,
+    engine.deny_for_ledger(
         request,
-        "keyscope:ledger-unavailable",
         &format!("the budget ledger could not be used, so the request is denied: {message}"),
     )
 }

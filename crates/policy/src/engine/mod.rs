@@ -317,12 +317,15 @@ impl Engine {
     }
 
     /// The decision for `request` when its ledger could not be used: a denial with reason
-    /// `keyscope:ledger-unavailable` and `message`, carrying the figures the engine sees
-    /// without the ledger. Never an allow.
+    /// `keyscope:ledger-unavailable` and `message`, with the key, scope and estimate but no
+    /// budget or rate figures (the ledger holds them). Never an allow.
     pub fn deny_for_ledger(&self, request: &Request, message: &str) -> Decision {
         let mut decision = self.decide(request);
         decision.allowed = false;
         decision.reservation = None;
+        // Figures read without the ledger would show nothing spent: none rather than wrong ones.
+        decision.budgets.clear();
+        decision.rates.clear();
         decision.errors.push(message.to_owned());
         decision.reasons = vec![engine_reason("ledger-unavailable", message)];
         decision
