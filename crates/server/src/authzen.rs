@@ -256,7 +256,62 @@ pub(crate) async fn evaluations(
     evaluation_answers(&state, merged, semantic).await
 }
 
+/// Batches at least this long under `execute_all` are decided on several threads.
+const PARALLEL_BATCH: usize = 16;
+
+/// The answer to one batch item: the decision, or a denial carrying its error.
+fn item_answer(state: &State, item: Value) -> (bool, Value) {
+    match parse(item) {
+        Ok((request, reserve)) => {
+            let decision = state.decide(&request, reserve);
+            (decision.allowed, answer(&decision))
+        }
+        Err(message) => (
+            false,
+            json!({"decision": false, "context": {"error": {"status": 400, "message": message}}}),
+        ),
+    }
+}
+
+/// `execute_all` over a long batch: the items in contiguous chunks, one blocking task per core,
+/// answers in the items' order. A chunk whose task failed is denied item by item.
+async fn parallel_answers(state: &Arc<State>, items: Vec<Value>) -> Response {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let per_chunk = items.len().div_ceil(threads);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = items.into_iter();
+    loop {
+        let chunk: Vec<Value> = rest.by_ref().take(per_chunk).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let count = chunk.len();
+        let shared = Arc::clone(state);
+        let task = tokio::task::spawn_blocking(move || {
+            chunk
+                .into_iter()
+                .map(|item| item_answer(&shared, item).1)
+                .collect::<Vec<Value>>()
+        });
+        chunks.push((count, task));
+    }
+    let mut answers = Vec::new();
+    for (count, task) in chunks {
+        match task.await {
+            Ok(decided) => answers.extend(decided),
+            Err(_) => answers.extend((0..count).map(|_| {
+                json!({"decision": false, "context": {"error": {"status": 500,
+                       "message": "the decision task failed"}}})
+            })),
+        }
+    }
+    axum::Json(json!({"evaluations": answers})).into_response()
+}
+
 async fn evaluation_answers(state: &Arc<State>, items: Vec<Value>, semantic: Semantic) -> Response {
+    if semantic == Semantic::ExecuteAll && items.len() >= PARALLEL_BATCH {
+        return parallel_answers(state, items).await;
+    }
     let mut answers = Vec::with_capacity(items.len());
     for item in items {
         let (allowed, answer) = match parse(item) {

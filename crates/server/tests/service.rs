@@ -252,6 +252,48 @@ fn the_request_id_header_is_echoed_and_discovery_names_the_endpoints() {
 }
 
 #[test]
+fn a_long_batch_is_decided_on_several_threads_in_order() {
+    let service = start(None);
+    let addr = service.addr();
+    // 41 items, long enough to be split: a pattern of allowed, unknown model and malformed.
+    let items: Vec<Value> = (0..41)
+        .map(|i| match i % 3 {
+            0 => json!({"resource": {"type": "Model", "id": "gpt-4o-mini"}}),
+            1 => json!({"resource": {"type": "Model", "id": format!("no-such-model-{i}")}}),
+            _ => json!({"resource": {"type": "Model"}}),
+        })
+        .collect();
+    let body = json!({
+        "subject": {"type": "Key", "id": "dev-general-1"},
+        "action": {"name": "invoke"},
+        "context": {"input_tokens": 10},
+        "evaluations": items,
+    });
+    let answer = post(addr, "/access/v1/evaluations", &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let answers = answer.json()["evaluations"].as_array().unwrap().clone();
+    assert_eq!(answers.len(), 41);
+    for (i, item) in answers.iter().enumerate() {
+        match i % 3 {
+            0 => assert_eq!(item["decision"], true, "item {i}: {item}"),
+            1 => {
+                assert_eq!(
+                    reasons(item),
+                    ["keyscope:unknown-model"],
+                    "item {i}: {item}"
+                );
+                assert!(
+                    item.to_string().contains(&format!("no-such-model-{i}`")),
+                    "item {i} answers its own request: {item}"
+                );
+            }
+            _ => assert_eq!(item["context"]["error"]["status"], 400, "item {i}: {item}"),
+        }
+    }
+    service.stop().unwrap();
+}
+
+#[test]
 fn a_batch_keeps_order_inherits_defaults_and_short_circuits() {
     let service = start(None);
     let addr = service.addr();
