@@ -359,3 +359,39 @@ fn the_service_denies_while_redis_is_down_and_recovers_by_itself() {
     );
     assert_eq!(ask("up-2")["decision"], true);
 }
+
+#[test]
+fn ledger_migrate_never_prints_a_key_pasted_into_a_path() {
+    if redis_support::skipped("ledger_migrate_never_prints_a_key_pasted_into_a_path") {
+        return;
+    }
+    let server = RedisServer::start();
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = crate::git::key(41);
+    let file = dir.path().join(format!("{secret}.sqlite"));
+    let file = file.to_str().unwrap();
+    let reserved = keyscope(
+        &[
+            "decide",
+            "--reserve",
+            "--store",
+            "policies",
+            "--ledger",
+            file,
+        ],
+        &half_dollar("k1"),
+    );
+    assert_eq!(reserved.code, 0, "{}", reserved.stderr);
+    for format in ["human", "json"] {
+        let moved = keyscope(
+            &[
+                "ledger", "migrate", "--from", file, "--to", &url, "--format", format,
+            ],
+            "",
+        );
+        assert_eq!(moved.code, 0, "{}", moved.stderr);
+        assert!(!moved.stdout.contains(&secret), "{}", moved.stdout);
+        assert!(moved.stdout.contains("sqlite"), "{}", moved.stdout);
+    }
+}

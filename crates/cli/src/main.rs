@@ -61,11 +61,19 @@ fn render(report: &miette::Report) -> String {
     mask(format!("{:?}", Shown(&handler, report.as_ref())))
 }
 
-/// `text` with every key the built-in rules find in it masked.
+/// `text` with every key the built-in rules find in it masked. The detector is built once per
+/// process, so masking every line of a report costs a search, not a rule compilation.
 pub(crate) fn mask(text: String) -> String {
-    match keyscope_rules::RuleSet::builtin().map(keyscope_scan::Detector::new) {
-        Ok(Ok(engine)) => keyscope_scan::mask_secrets(&engine, &text),
+    static DETECTOR: std::sync::OnceLock<Option<keyscope_scan::Detector>> =
+        std::sync::OnceLock::new();
+    let detector = DETECTOR.get_or_init(|| {
+        keyscope_rules::RuleSet::builtin()
+            .ok()
+            .and_then(|rules| keyscope_scan::Detector::new(rules).ok())
+    });
+    match detector {
+        Some(detector) => keyscope_scan::mask_secrets(detector, &text),
         // The built-in rules are checked by the tests; without them there is nothing to mask by.
-        _ => text,
+        None => text,
     }
 }

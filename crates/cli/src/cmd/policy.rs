@@ -44,11 +44,12 @@ pub enum LedgerLocation {
 }
 
 impl LedgerLocation {
-    /// The location for messages: a Redis URL without its password.
+    /// The location for messages: a Redis URL without its password, and a key pasted into a
+    /// path masked.
     pub fn display(&self) -> String {
         match self {
-            Self::File(path) => path.display().to_string(),
-            Self::Redis(url) => redact_url(url),
+            Self::File(path) => crate::mask(path.display().to_string()),
+            Self::Redis(url) => crate::mask(redact_url(url)),
         }
     }
 

@@ -69,7 +69,8 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     match args.format {
         Format::Json => {
             let json = serde_json::json!({"by": by, "since": args.since, "rows": rows});
-            outln!("{}", serde_json::to_string_pretty(&json).into_diagnostic()?)?;
+            let text = serde_json::to_string_pretty(&json).into_diagnostic()?;
+            outln!("{}", crate::mask(text))?;
         }
         Format::Table => {
             let header = match args.by {
@@ -97,7 +98,8 @@ pub fn run(args: Args) -> miette::Result<Exit> {
             for row in &rows {
                 outln!(
                     "{:<width$}  {:>8}  {:>16}  {:>12}  {:>12}  {:>14}",
-                    row.group,
+                    // A model id recorded as sent may carry a pasted key.
+                    crate::mask(row.group.clone()),
                     row.requests,
                     format_usd(row.cost_micros),
                     row.input_tokens,
