@@ -157,19 +157,7 @@ fn print_ledger_runs(engine: &keyscope_policy::Engine) {
             "ledger {name}: {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second",
             run.wall_per_second, run.cpu_per_second,
         );
-        for (part, p) in [
-            ("cycle", run.cycle),
-            ("reserve", run.reserve),
-            ("commit", run.commit),
-        ] {
-            println!(
-                "    {part} µs: p50 {} p90 {} p99 {} p99.9 {}",
-                us(p[0]),
-                us(p[1]),
-                us(p[2]),
-                us(p[3])
-            );
-        }
+        print_percentiles(&run);
     }
     let both = Ledger::open(&dir.path().join("threads.sqlite")).unwrap();
     println!(
@@ -197,19 +185,7 @@ fn print_redis_runs(engine: &keyscope_policy::Engine) {
         "ledger redis (`Ledger::open_redis`, one local redis-server): {:.0} reserve+commit cycles/s wall clock, {:.0} per CPU-second of this thread",
         run.wall_per_second, run.cpu_per_second,
     );
-    for (part, p) in [
-        ("cycle", run.cycle),
-        ("reserve", run.reserve),
-        ("commit", run.commit),
-    ] {
-        println!(
-            "    {part} µs: p50 {} p90 {} p99 {} p99.9 {}",
-            us(p[0]),
-            us(p[1]),
-            us(p[2]),
-            us(p[3])
-        );
-    }
+    print_percentiles(&run);
     for threads in [2, 8] {
         let fresh = Ledger::open_redis(
             &server.url(),
@@ -222,6 +198,23 @@ fn print_redis_runs(engine: &keyscope_policy::Engine) {
         println!(
             "ledger redis, one handle, {threads} threads: {:.0} reserve+commit cycles/s wall clock",
             threaded_cycles(engine, &fresh, threads)
+        );
+    }
+}
+
+/// The cycle, reserve and commit percentiles of `run`, one line each.
+fn print_percentiles(run: &LedgerRun) {
+    for (part, p) in [
+        ("cycle", run.cycle),
+        ("reserve", run.reserve),
+        ("commit", run.commit),
+    ] {
+        println!(
+            "    {part} µs: p50 {} p90 {} p99 {} p99.9 {}",
+            us(p[0]),
+            us(p[1]),
+            us(p[2]),
+            us(p[3])
         );
     }
 }
