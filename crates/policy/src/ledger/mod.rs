@@ -520,6 +520,24 @@ impl CommitFlags {
     }
 }
 
+/// Applies what the ledger held under the request id (`prior`) to an allowed `decision` that
+/// carries `hold`: a retry keeps its first hold, and an id held by another request or already
+/// settled cannot be allowed. Returns whether a new hold must be written.
+pub(crate) fn apply_prior(decision: &mut Decision, hold: &Hold<'_>, prior: Prior) -> bool {
+    match prior {
+        Prior::None => true,
+        Prior::Retry { expires_at } => {
+            decision.reservation = Some(reservation(hold.request_id, 0, expires_at, true));
+            false
+        }
+        // The engine denies these; an allow without a hold must not pass for one.
+        Prior::Conflict | Prior::Settled(_) => {
+            decision.allowed = false;
+            false
+        }
+    }
+}
+
 /// Cost of `usage` at `price`, or `None` when it overflows.
 pub(crate) fn usage_cost(usage: &Usage, price: Option<Price>) -> Option<u64> {
     match (usage.cost_micros, price) {

@@ -26,7 +26,7 @@ use redis::{Script, Value};
 
 use super::{
     CommitFlags, DEFAULT_HOLD_TTL_SECONDS, Hold, LiveHold, Plan, Prior, RequestState, ScopeUsage,
-    Settlement, Usage, WindowUsage, leave_out, reservation, usage_cost, usage_tokens,
+    Settlement, Usage, WindowUsage, apply_prior, leave_out, reservation, usage_cost, usage_tokens,
 };
 use crate::catalog::Price;
 use crate::decision::Decision;
@@ -561,27 +561,19 @@ impl RedisLedger {
             let Some(hold) = plan.hold.as_ref().filter(|_| decision.allowed) else {
                 return Ok(decision);
             };
-            match prior {
-                Prior::None => {
-                    let expires_at = plan.now.saturating_add(self.hold_ttl_seconds);
-                    match self.hold(&org, plan, hold, expires_at)? {
-                        Held::Written => {
-                            self.remember(root, hold, expires_at)?;
-                            decision.reservation =
-                                Some(reservation(hold.request_id, hold.micros, expires_at, false));
-                            return Ok(decision);
-                        }
-                        Held::Changed => continue,
-                    }
-                }
-                Prior::Retry { expires_at } => {
-                    decision.reservation = Some(reservation(hold.request_id, 0, expires_at, true));
+            if !apply_prior(&mut decision, hold, prior) {
+                return Ok(decision);
+            }
+            let expires_at = plan.now.saturating_add(self.hold_ttl_seconds);
+            match self.hold(&org, plan, hold, expires_at)? {
+                Held::Written => {
+                    self.remember(root, hold, expires_at)?;
+                    decision.reservation =
+                        Some(reservation(hold.request_id, hold.micros, expires_at, false));
                     return Ok(decision);
                 }
-                Prior::Conflict | Prior::Settled(_) => {
-                    decision.allowed = false;
-                    return Ok(decision);
-                }
+                // The figures changed between the read and the hold: decide again.
+                Held::Changed => continue,
             }
         }
         Err(LedgerError::Contention(ATTEMPTS))

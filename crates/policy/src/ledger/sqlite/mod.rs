@@ -24,7 +24,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::{
     CommitFlags, DEFAULT_HOLD_TTL_SECONDS, LiveHold, Plan, Prior, RequestState, ScopeUsage,
-    Settlement, Usage, leave_out, reservation, usage_cost, usage_tokens,
+    Settlement, Usage, apply_prior, leave_out, reservation, usage_cost, usage_tokens,
 };
 use crate::decision::Decision;
 use crate::error::LedgerError;
@@ -278,18 +278,11 @@ impl SqliteLedger {
             let Some(hold) = plan.hold.as_ref().filter(|_| decision.allowed) else {
                 return Ok(decision);
             };
-            match prior {
-                Prior::None => {
-                    let expires_at = plan.now.saturating_add(self.hold_ttl_seconds);
-                    rows::insert_hold(txn, hold, expires_at)?;
-                    decision.reservation =
-                        Some(reservation(hold.request_id, hold.micros, expires_at, false));
-                }
-                Prior::Retry { expires_at } => {
-                    decision.reservation = Some(reservation(hold.request_id, 0, expires_at, true));
-                }
-                // The engine denies these; an allow without a hold must not pass for one.
-                Prior::Conflict | Prior::Settled(_) => decision.allowed = false,
+            if apply_prior(&mut decision, hold, prior) {
+                let expires_at = plan.now.saturating_add(self.hold_ttl_seconds);
+                rows::insert_hold(txn, hold, expires_at)?;
+                decision.reservation =
+                    Some(reservation(hold.request_id, hold.micros, expires_at, false));
             }
             Ok(decision)
         })
