@@ -25,6 +25,7 @@ use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 use crate::decision::Decision;
+use crate::keys::KeyEvent;
 use crate::ledger::{RequestRecord, Settlement};
 use crate::request::Request;
 use crate::scopes::fingerprint;
@@ -107,6 +108,31 @@ impl AuditRecord {
             hold: decision.reservation.as_ref().map(|r| r.request_id.clone()),
             source_ip: request.source_ip.map(|ip| ip.to_string()),
             event: None,
+            flags: Vec::new(),
+            prev: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    /// The record of a key's lifecycle event (`key-issued`, `key-rotated`, `key-superseded`,
+    /// `key-revoked`, `key-quarantined`, `key-expired`): the key id and scope, never the key;
+    /// a revocation's reason or a rotation's successor in `reasons`.
+    pub fn of_key_event(event: &KeyEvent) -> Self {
+        Self {
+            seq: 0,
+            time: event.at.to_string(),
+            request_id: None,
+            key: event.key_id.clone(),
+            scope: Some(event.scope.clone()),
+            model: String::new(),
+            action: "key".to_owned(),
+            allowed: false,
+            reasons: event.detail.iter().cloned().collect(),
+            errors: Vec::new(),
+            cost_micros: None,
+            hold: None,
+            source_ip: None,
+            event: Some(event.kind.event_name().to_owned()),
             flags: Vec::new(),
             prev: String::new(),
             hash: String::new(),

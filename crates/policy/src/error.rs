@@ -229,6 +229,14 @@ pub enum LedgerError {
         /// The newest version this build reads.
         supported: i64,
     },
+    /// A key id or hash the registry already has.
+    #[error("the key registry already has a key `{0}`")]
+    #[diagnostic(code(keyscope::ledger::duplicate_key))]
+    DuplicateKey(String),
+    /// An update of a key the registry does not have.
+    #[error("the key registry has no key `{0}`")]
+    #[diagnostic(code(keyscope::ledger::unknown_key))]
+    UnknownKey(String),
     /// Redis failed, timed out or could not be reached.
     #[error("budget ledger (redis): {0}")]
     #[diagnostic(

@@ -334,7 +334,7 @@ pub fn fingerprint(raw_key: &str) -> String {
 }
 
 /// Normalizes `sha256:<hex>` or bare hex to `sha256:<lowercase hex>`, if well-formed.
-fn normalize_fingerprint(text: &str) -> Option<String> {
+pub(crate) fn normalize_fingerprint(text: &str) -> Option<String> {
     let hex = text.strip_prefix("sha256:").unwrap_or(text);
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| format!("sha256:{}", hex.to_ascii_lowercase()))

@@ -12,7 +12,7 @@ use cedar_policy::{
 
 use crate::catalog::Catalog;
 use crate::error::{SourceError, SourceFile, StoreError, read_store_file as read};
-use crate::scopes::{ModelPattern, SCOPES_FILE, ScopeInfo, Scopes, glob_match};
+use crate::scopes::{Key, ModelPattern, SCOPES_FILE, ScopeInfo, Scopes, glob_match};
 
 /// The file names a store directory holds.
 pub const SCHEMA_FILE: &str = "schema.cedarschema";
@@ -507,41 +507,86 @@ fn key_entities(
         .collect::<Result<_, StoreError>>()?;
     let mut key_uids = HashMap::new();
     for key in scopes.keys() {
-        let id = uid("Key", &key.id)?;
         let scope_uid = scope_uids[key.scope.as_str()].clone();
-        let mut attrs = HashMap::from([
-            (
-                "scope".to_owned(),
-                RestrictedExpression::new_entity_uid(scope_uid.clone()),
-            ),
-            (
-                "created_at".to_owned(),
-                RestrictedExpression::new_long(key.created.unix()),
-            ),
-            (
-                "revoked".to_owned(),
-                RestrictedExpression::new_bool(key.revoked),
-            ),
-        ]);
-        if let Some(expires) = key.expires {
-            attrs.insert(
-                "expires_at".to_owned(),
-                RestrictedExpression::new_long(expires.unix()),
-            );
-        }
-        if let Some(max_age) = scopes.scope(&key.scope).and_then(|s| s.max_key_age_seconds) {
-            attrs.insert(
-                "max_age_seconds".to_owned(),
-                RestrictedExpression::new_long(max_age),
-            );
-        }
-        entities.push(
-            Entity::new(id.clone(), attrs, HashSet::from([scope_uid]))
-                .map_err(|e| entity_error(&e))?,
-        );
+        let (id, entity) = key_entity(scopes, key, scope_uid)?;
+        entities.push(entity);
         key_uids.insert(key.id.clone(), id);
     }
     Ok(key_uids)
+}
+
+/// The Cedar entity of `key`, a member of `scope_uid`, and its uid.
+fn key_entity(
+    scopes: &Scopes,
+    key: &Key,
+    scope_uid: EntityUid,
+) -> Result<(EntityUid, Entity), StoreError> {
+    let id = uid("Key", &key.id)?;
+    let mut attrs = HashMap::from([
+        (
+            "scope".to_owned(),
+            RestrictedExpression::new_entity_uid(scope_uid.clone()),
+        ),
+        (
+            "created_at".to_owned(),
+            RestrictedExpression::new_long(key.created.unix()),
+        ),
+        (
+            "revoked".to_owned(),
+            RestrictedExpression::new_bool(key.revoked),
+        ),
+    ]);
+    if let Some(expires) = key.expires {
+        attrs.insert(
+            "expires_at".to_owned(),
+            RestrictedExpression::new_long(expires.unix()),
+        );
+    }
+    if let Some(max_age) = scopes.scope(&key.scope).and_then(|s| s.max_key_age_seconds) {
+        attrs.insert(
+            "max_age_seconds".to_owned(),
+            RestrictedExpression::new_long(max_age),
+        );
+    }
+    let entity =
+        Entity::new(id.clone(), attrs, HashSet::from([scope_uid])).map_err(|e| entity_error(&e))?;
+    Ok((id, entity))
+}
+
+impl Store {
+    /// What Cedar needs to decide for a key of the registry, which the store's entities do not
+    /// hold: the key's uid, and entities with the key, its scope chain, the model, the model's
+    /// target and their providers (everything a policy over the schema can reach from the
+    /// request). Built per decision; a few microseconds.
+    pub(crate) fn registry_entities(
+        &self,
+        key: &Key,
+        chain: &[&crate::scopes::Scope],
+        model: &crate::catalog::Model,
+    ) -> Result<(EntityUid, Entities), StoreError> {
+        let scope_uid = uid("Scope", &key.scope)?;
+        let (key_uid, key_entity) = key_entity(&self.scopes, key, scope_uid)?;
+        let mut wanted = Vec::with_capacity(chain.len() + 4);
+        for scope in chain {
+            wanted.push(uid("Scope", &scope.id)?);
+        }
+        for id in [&model.id, &model.target] {
+            wanted.push(uid("Model", id)?);
+        }
+        wanted.push(uid("Provider", &model.provider)?);
+        if let Some(target) = self.catalog.model(&model.target) {
+            wanted.push(uid("Provider", &target.provider)?);
+        }
+        let mut entities = vec![key_entity];
+        entities.extend(
+            wanted
+                .iter()
+                .filter_map(|uid| self.entities.get(uid))
+                .cloned(),
+        );
+        let entities = Entities::from_entities(entities, None).map_err(|e| entity_error(&e))?;
+        Ok((key_uid, entities))
+    }
 }
 
 type LoadedPolicies = (

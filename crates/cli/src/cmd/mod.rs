@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod completions;
 pub mod config;
 pub mod decide;
+pub mod key;
 pub mod ledger;
 pub mod man;
 pub mod merge;
@@ -41,6 +42,9 @@ pub enum Command {
     Policy(policy::Command),
     /// Decide one request (AuthZEN JSON on stdin); exit 0 allow, 1 deny, 2 error.
     Decide(decide::Args),
+    /// Issue, rotate, revoke and list scoped keys (kept in the ledger's key registry).
+    #[command(subcommand)]
+    Key(key::Command),
     /// Second phase of a budget reservation: commit actual usage or release the hold.
     #[command(subcommand)]
     Usage(usage::Command),
@@ -71,6 +75,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Baseline(c) => baseline::run(c),
         Command::Policy(c) => policy::run(c),
         Command::Decide(a) => decide::run(a),
+        Command::Key(c) => key::run(c),
         Command::Usage(c) => usage::run(c),
         Command::Spend(a) => spend::run(a),
         Command::Serve(a) => serve::run(a),

@@ -285,16 +285,16 @@ impl Engine {
         let context =
             Context::from_pairs(self.cedar_context(request, p, room)).map_err(|e| e.to_string())?;
         let cedar_request = cedar_policy::Request::new(
-            p.key_uid.clone(),
+            p.key_uid.as_ref().clone(),
             p.action_uid.clone(),
             p.model_uid.clone(),
             context,
             None,
         )
         .map_err(|e| e.to_string())?;
-        let response =
-            self.authorizer
-                .is_authorized(&cedar_request, p.policies, &self.store.entities);
+        let response = self
+            .authorizer
+            .is_authorized(&cedar_request, p.policies, &p.entities);
         let diagnostics = response.diagnostics();
         let mut failed = Vec::new();
         let mut errors = Vec::new();

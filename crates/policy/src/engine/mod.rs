@@ -7,15 +7,19 @@
 //! inside its own atomic step ([`Ledger::reserve`]); [`evaluate`] turns the figures into
 //! headroom, asks Cedar and writes the reasons.
 
-use cedar_policy::{Authorizer, EntityUid, PolicySet};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use cedar_policy::{Authorizer, Entities, EntityUid, PolicySet};
 
 use crate::catalog::Model;
 use crate::decision::{Decision, Estimate, Reason, ReasonEffect};
 use crate::error::{LedgerError, StoreError};
-use crate::ledger::{Caps, Hold, Ledger, Plan, Prior, ScopeUsage};
+use crate::keys::{KeyKind, KeyRecord, KeyState, Retirement, Secret};
+use crate::ledger::{Caps, Hold, Ledger, Plan, Prior, ScopeUsage, Snapshot};
 use crate::money::token_cost;
 use crate::request::Request;
-use crate::scopes::{Key, Scope, fingerprint};
+use crate::scopes::{Key, Scope, fingerprint, normalize_fingerprint};
 use crate::store::Store;
 use crate::time::Timestamp;
 
@@ -118,17 +122,42 @@ struct Prepared<'s> {
     now: Timestamp,
     /// The decision's time: key age and expiry, budget windows, rate minute.
     time: Timestamp,
-    key: &'s Key,
+    key: Cow<'s, Key>,
+    /// The registry's record, for a key keyscope issued.
+    record: Option<Arc<KeyRecord>>,
     chain: Vec<&'s Scope>,
     model: &'s Model,
-    key_uid: &'s EntityUid,
+    key_uid: Cow<'s, EntityUid>,
     /// The policies that can matter for this key and action (see `store::slice_policies`).
     policies: &'s PolicySet,
+    /// The entities Cedar decides on: the store's, or those built for a registry key.
+    entities: Cow<'s, Entities>,
     action_uid: &'s EntityUid,
     model_uid: &'s EntityUid,
     estimate: Estimate,
     total_tokens: u64,
     network_allowed: bool,
+}
+
+/// The key a request names.
+enum Subject<'s> {
+    /// A key of `scopes.toml`.
+    Store(&'s Key),
+    /// A key keyscope issued.
+    Registry(Arc<KeyRecord>),
+}
+
+/// A registry key as the engine decides on it: the scope's settings apply as to any key.
+fn registry_key(record: &KeyRecord) -> Key {
+    Key {
+        id: record.id.clone(),
+        fingerprint: record.hash.as_ref().map(|h| format!("sha256:{h}")),
+        scope: record.scope.clone(),
+        created: record.created,
+        expires: record.expires,
+        // Revocation is the engine's own check for registry keys: see `check_registry_key`.
+        revoked: false,
+    }
 }
 
 /// An engine rule's reason, `keyscope:<id>`.
@@ -174,7 +203,7 @@ impl Engine {
     /// Decides `request` without a ledger: budget caps apply to this request alone, as if
     /// nothing had been spent yet.
     pub fn decide(&self, request: &Request) -> Decision {
-        match self.prepare(self.clock, request) {
+        match self.prepare(self.clock, request, None) {
             Ok(prepared) => {
                 let usage = vec![ScopeUsage::default(); prepared.chain.len()];
                 self.evaluate(request, &prepared, &usage)
@@ -206,10 +235,14 @@ impl Engine {
         ledger: &Ledger,
         mode: LedgerMode,
     ) -> Result<Decision, LedgerError> {
-        let prepared = match self.prepare(clock, request) {
+        let registry = ledger.registry()?;
+        let prepared = match self.prepare(clock, request, Some(&registry)) {
             Ok(prepared) => prepared,
             Err(denied) => return Ok(*denied),
         };
+        if let Some(denied) = self.check_registry_key(request, &prepared, ledger)? {
+            return Ok(denied);
+        }
         let hold_id = match (mode, &request.request_id) {
             (LedgerMode::Check, _) => None,
             (LedgerMode::Reserve, Some(id)) => Some(id.as_str()),
@@ -444,6 +477,7 @@ impl Engine {
         &'s self,
         clock: Clock,
         request: &Request,
+        registry: Option<&Snapshot>,
     ) -> Result<Prepared<'s>, Box<Decision>> {
         let (now, time) = self.decision_time(clock, request)?;
         let deny = |id: &str, message: String| self.deny_at(request, time, id, message);
@@ -453,17 +487,10 @@ impl Engine {
                 format!("unknown action `{}`", request.action),
             ));
         };
-        let Some(key) = self.store.scopes.key(&request.key) else {
-            // Never echo an unknown subject id: it may be a raw key sent by mistake.
-            let shown = if request.key.starts_with("sha256:") {
-                request.key.clone()
-            } else {
-                fingerprint(&request.key)
-            };
-            return Err(deny(
-                "unknown-key",
-                format!("unknown key `{shown}`: no key with this id or fingerprint in scopes.toml"),
-            ));
+        let (key, record) = match self.find_key(request, registry) {
+            Ok(Subject::Store(key)) => (Cow::Borrowed(key), None),
+            Ok(Subject::Registry(record)) => (Cow::Owned(registry_key(&record)), Some(record)),
+            Err((id, message)) => return Err(deny(id, message)),
         };
         if time < key.created {
             // Not a policy: no store may allow a key before it exists.
@@ -484,11 +511,8 @@ impl Engine {
             ));
         };
         let chain = self.store.scopes.chain(&key.scope);
-        let (Some(scope), Some(key_entry), Some(model_uid)) = (
-            chain.first(),
-            self.store.key_uids.get(&key.id),
-            self.store.model_uids.get(&model.id),
-        ) else {
+        let (Some(scope), Some(model_uid)) = (chain.first(), self.store.model_uids.get(&model.id))
+        else {
             return Err(deny(
                 "unknown-scope",
                 format!("unknown scope `{}`", key.scope),
@@ -497,34 +521,200 @@ impl Engine {
         let (estimate, total_tokens) =
             estimate(request, model).map_err(|message| deny("overflow", message))?;
         let network_allowed = scope.accepts_source(request.source_ip);
-        let Some(policies) = key_entry
-            .slices
-            .get(*action_index)
-            .and_then(|i| self.store.slices.get(*i))
-        else {
-            // Every key has a slice for every action; reaching this is a bug, and it denies.
-            return Err(deny(
-                "internal",
-                format!(
-                    "no policy set for key `{}` and action `{}`",
-                    key.id, request.action
-                ),
-            ));
+        let (key_uid, policies, entities) = match &key {
+            Cow::Borrowed(key) => {
+                let Some((key_uid, policies)) = self.store_key_policies(key, *action_index) else {
+                    // Every key has a slice for every action; reaching this is a bug, and it
+                    // denies.
+                    return Err(deny(
+                        "internal",
+                        format!(
+                            "no policy set for key `{}` and action `{}`",
+                            key.id, request.action
+                        ),
+                    ));
+                };
+                (
+                    Cow::Borrowed(key_uid),
+                    policies,
+                    Cow::Borrowed(&self.store.entities),
+                )
+            }
+            Cow::Owned(key) => {
+                let (key_uid, entities) = self
+                    .store
+                    .registry_entities(key, &chain, model)
+                    .map_err(|e| deny("internal", e.to_string()))?;
+                // A key issued after the store was loaded has no slice: the whole set applies.
+                (
+                    Cow::Owned(key_uid),
+                    &self.store.policies,
+                    Cow::Owned(entities),
+                )
+            }
         };
         Ok(Prepared {
             now,
             time,
             key,
+            record,
             chain,
             model,
-            key_uid: &key_entry.uid,
+            key_uid,
             policies,
+            entities,
             action_uid,
             model_uid,
             estimate,
             total_tokens,
             network_allowed,
         })
+    }
+
+    /// The Cedar uid of a `scopes.toml` key and its policy slice for the action.
+    fn store_key_policies(
+        &self,
+        key: &Key,
+        action_index: usize,
+    ) -> Option<(&EntityUid, &PolicySet)> {
+        let entry = self.store.key_uids.get(&key.id)?;
+        let slice = entry
+            .slices
+            .get(action_index)
+            .and_then(|i| self.store.slices.get(*i))?;
+        Some((&entry.uid, slice))
+    }
+
+    /// The key `request` names: a keyscope secret (checked, then found by its hash), a key of
+    /// `scopes.toml` by id or fingerprint (denied when quarantined), or a registry key by id or
+    /// `sha256:` fingerprint. `Err` carries the engine rule and message of the denial; no
+    /// message ever echoes what the caller sent.
+    fn find_key<'s>(
+        &'s self,
+        request: &Request,
+        registry: Option<&Snapshot>,
+    ) -> Result<Subject<'s>, (&'static str, String)> {
+        let subject = request.key.as_str();
+        if Secret::looks_like(subject) {
+            let secret = Secret::parse(subject).map_err(|e| {
+                (
+                    "malformed-key",
+                    format!("the subject is not a valid keyscope key ({e}); it was not looked up"),
+                )
+            })?;
+            return registry
+                .and_then(|r| r.by_hash(&secret.hash()))
+                .filter(|r| r.kind == KeyKind::Scoped)
+                .map(|r| Subject::Registry(Arc::clone(r)))
+                .ok_or_else(|| {
+                    (
+                        "unknown-key",
+                        format!(
+                            "unknown key `{}`: keyscope issued no key with this secret{}",
+                            secret.redacted(),
+                            if registry.is_none() {
+                                " (no ledger, so no registry)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                });
+        }
+        if let Some(key) = self.store.scopes.key(subject) {
+            let quarantine = registry
+                .and_then(|r| r.by_id(&key.id))
+                .filter(|r| r.kind == KeyKind::Provider)
+                .and_then(|r| r.revoked.as_ref());
+            if let Some(revocation) = quarantine {
+                return Err((
+                    "key-compromised",
+                    format!(
+                        "key `{}` was quarantined as compromised at {} ({}): rotate it at the \
+                         provider and register the new one",
+                        key.id, revocation.at, revocation.reason
+                    ),
+                ));
+            }
+            return Ok(Subject::Store(key));
+        }
+        let found = registry.and_then(|r| {
+            r.by_id(subject)
+                .or_else(|| {
+                    normalize_fingerprint(subject)
+                        .and_then(|fp| r.by_hash(fp.trim_start_matches("sha256:")))
+                })
+                .filter(|r| r.kind == KeyKind::Scoped)
+        });
+        if let Some(record) = found {
+            return Ok(Subject::Registry(Arc::clone(record)));
+        }
+        // Never echo an unknown subject id: it may be a raw key sent by mistake.
+        let shown = if subject.starts_with("sha256:") {
+            subject.to_owned()
+        } else {
+            fingerprint(subject)
+        };
+        Err((
+            "unknown-key",
+            format!(
+                "unknown key `{shown}`: no key with this id or fingerprint in scopes.toml or the key registry"
+            ),
+        ))
+    }
+
+    /// Denies a registry key that was revoked or superseded; notes the use of a key whose
+    /// rotation waits for it to go idle. A revocation holds whatever the decision's time: it
+    /// takes effect at the next decision after it was written.
+    fn check_registry_key(
+        &self,
+        request: &Request,
+        prepared: &Prepared<'_>,
+        ledger: &Ledger,
+    ) -> Result<Option<Decision>, LedgerError> {
+        let Some(cached) = &prepared.record else {
+            return Ok(None);
+        };
+        let fresh;
+        // A draining key's last use changes without a registry revision: read it now.
+        let record = if matches!(cached.retirement, Some(Retirement::Idle { .. })) {
+            fresh = ledger
+                .key(&cached.id)?
+                .ok_or_else(|| LedgerError::UnknownKey(cached.id.clone()))?;
+            &fresh
+        } else {
+            cached.as_ref()
+        };
+        let at = prepared.now.max(prepared.time);
+        if let Some(revocation) = &record.revoked {
+            return Ok(Some(self.deny_resolved(
+                request,
+                prepared,
+                "key-revoked",
+                &format!(
+                    "key `{}` was revoked at {} ({})",
+                    record.id, revocation.at, revocation.reason
+                ),
+                None,
+            )));
+        }
+        if let (KeyState::Superseded, Some(since)) = record.state(at) {
+            let successor = record.successor.as_deref().unwrap_or("its successor");
+            return Ok(Some(self.deny_resolved(
+                request,
+                prepared,
+                "key-superseded",
+                &format!(
+                    "key `{}` was superseded by `{successor}` at {since}",
+                    record.id
+                ),
+                None,
+            )));
+        }
+        if matches!(record.retirement, Some(Retirement::Idle { .. })) {
+            ledger.key_touch(&record.id, at)?;
+        }
+        Ok(None)
     }
 }
 

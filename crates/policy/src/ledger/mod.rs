@@ -21,12 +21,16 @@ use serde::Serialize;
 use crate::catalog::Price;
 use crate::decision::{Decision, Reservation};
 use crate::error::LedgerError;
+use crate::keys::KeyRecord;
 use crate::money::token_cost;
 use crate::scopes::{Budget, RateLimit};
 use crate::time::Timestamp;
 
 mod redis;
+mod registry;
 mod sqlite;
+
+pub(crate) use registry::Snapshot;
 
 pub use redis::RedisOptions;
 
@@ -47,6 +51,8 @@ pub const DEFAULT_HOLD_TTL_SECONDS: i64 = 15 * 60;
 #[derive(Debug)]
 pub struct Ledger {
     backend: Backend,
+    /// The key registry as this process last read it.
+    registry: registry::Cache,
 }
 
 /// The stores a ledger can live in.
@@ -309,6 +315,9 @@ impl Ledger {
     pub fn open_redis(url: &str, options: RedisOptions) -> Result<Self, LedgerError> {
         redis::RedisLedger::open(url, options).map(|ledger| Self {
             backend: Backend::Redis(ledger),
+            // A revision check is a round trip: at most four a second, so a revocation by
+            // anyone reaches every replica within a quarter of a second.
+            registry: registry::Cache::new(std::time::Duration::from_millis(250)),
         })
     }
 
@@ -321,6 +330,9 @@ impl Ledger {
     fn sqlite(ledger: sqlite::SqliteLedger) -> Self {
         Self {
             backend: Backend::Sqlite(ledger),
+            // A revision check is one indexed read: done at every lookup, so a revocation by
+            // another process is seen at the next decision.
+            registry: registry::Cache::new(std::time::Duration::ZERO),
         }
     }
 
@@ -330,7 +342,10 @@ impl Ledger {
             Backend::Sqlite(ledger) => Backend::Sqlite(ledger.with_hold_ttl(seconds)),
             Backend::Redis(ledger) => Backend::Redis(ledger.with_hold_ttl(seconds)),
         };
-        Self { backend }
+        Self {
+            backend,
+            registry: self.registry,
+        }
     }
 
     /// How long an unsettled hold lives, in seconds.
@@ -438,6 +453,59 @@ impl Ledger {
     /// Every request the ledger holds, oldest first: what `keyscope ledger migrate` moves.
     pub fn export(&self) -> Result<Vec<RequestRecord>, LedgerError> {
         each_backend!(self, ledger => ledger.export())
+    }
+
+    /// Adds a key to the registry; an id or secret hash it has already is refused.
+    pub(crate) fn key_insert(&self, record: &KeyRecord) -> Result<(), LedgerError> {
+        self.registry.invalidate();
+        each_backend!(self, ledger => ledger.key_insert(record))
+    }
+
+    /// Replaces a key's record.
+    pub(crate) fn key_update(&self, record: &KeyRecord) -> Result<(), LedgerError> {
+        self.registry.invalidate();
+        each_backend!(self, ledger => ledger.key_update(record))
+    }
+
+    /// The registry's record of key `id`, read now (not from this process's copy).
+    pub fn key(&self, id: &str) -> Result<Option<KeyRecord>, LedgerError> {
+        each_backend!(self, ledger => ledger.key(id))
+    }
+
+    /// Every record of the key registry, read now.
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, LedgerError> {
+        each_backend!(self, ledger => ledger.keys())
+    }
+
+    /// Notes a request made with key `id` at `at`: what a usage-drained rotation waits on.
+    pub(crate) fn key_touch(&self, id: &str, at: Timestamp) -> Result<(), LedgerError> {
+        each_backend!(self, ledger => ledger.key_touch(id, at))
+    }
+
+    /// The key registry as decisions see it: this process's copy, read again when the
+    /// registry changed.
+    pub(crate) fn registry(&self) -> Result<std::sync::Arc<Snapshot>, LedgerError> {
+        self.registry.get(
+            || each_backend!(self, ledger => ledger.keys_revision()),
+            || each_backend!(self, ledger => ledger.keys()),
+        )
+    }
+
+    /// Copies the key registry of `from` into this ledger; a key it has already is skipped.
+    /// Returns how many were copied and how many skipped.
+    pub fn import_keys(&self, from: &Ledger) -> Result<(u64, u64), LedgerError> {
+        let (mut copied, mut skipped) = (0, 0);
+        for record in from.keys()? {
+            match self.key_insert(&record) {
+                Ok(()) => copied += 1,
+                Err(LedgerError::DuplicateKey(_)) => skipped += 1,
+                Err(e) => return Err(e),
+            }
+            if let Some(used) = record.last_used {
+                self.key_touch(&record.id, used)?;
+            }
+        }
+        Ok((copied, skipped))
     }
 
     /// Writes `records` (from [`export`](Self::export) of another ledger) into this one, each

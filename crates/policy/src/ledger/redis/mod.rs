@@ -33,6 +33,7 @@ use crate::decision::Decision;
 use crate::error::LedgerError;
 use crate::time::Timestamp;
 
+mod keys;
 mod pool;
 mod reports;
 

@@ -34,6 +34,7 @@ use crate::time::Timestamp;
 mod checkpoint;
 mod checksum;
 mod integrity;
+mod keys;
 mod reports;
 mod rows;
 mod schema;

@@ -146,6 +146,7 @@ pub(super) fn prepare(conn: &Connection) -> Result<(), LedgerError> {
         add_columns(conn)?;
     }
     conn.execute_batch(SCHEMA)?;
+    conn.execute_batch(super::keys::KEYS_TABLE)?;
     match version {
         1 => conn.execute_batch(MIGRATE_FROM_1)?,
         2 => conn.execute_batch(MIGRATE_FROM_2)?,
