@@ -13,6 +13,7 @@ mod front_end;
 mod git;
 mod hardening;
 mod hooks;
+mod keys;
 mod policy;
 mod redis;
 #[path = "../support/redis.rs"]

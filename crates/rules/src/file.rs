@@ -6,7 +6,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Context, Rule, RuleKind, Severity};
+use crate::{Checksum, Context, Rule, RuleKind, Severity};
 
 /// Largest compiled size we accept for one pattern, so a hostile custom rule cannot make the
 /// engine allocate without bound.
@@ -100,6 +100,7 @@ struct RawRule {
     keywords: Option<Spanned<Vec<String>>>,
     prefix: Option<String>,
     entropy: Option<Spanned<f64>>,
+    checksum: Option<Checksum>,
     window: Option<usize>,
     context: Option<RawContext>,
     #[serde(default)]
@@ -227,6 +228,7 @@ fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
         keywords,
         prefix: r.prefix,
         entropy,
+        checksum: r.checksum,
         window: r.window.unwrap_or(DEFAULT_WINDOW),
         context,
         references: r.references,

@@ -114,6 +114,16 @@ impl Context {
     }
 }
 
+/// A checksum a secret carries, which a match must pass to be a finding: a wrong checksum is
+/// not a key, so such a rule has no false positives from look-alikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum Checksum {
+    /// The last six characters are the CRC-32 of everything before them, in base62
+    /// (`0-9A-Za-z`), zero-padded: keyscope's own keys, as GitHub's tokens do.
+    #[serde(rename = "crc32-base62")]
+    Crc32Base62,
+}
+
 /// One detection rule: a compiled pattern plus what the engine needs to apply it cheaply and
 /// report it well.
 #[derive(Debug, Clone)]
@@ -132,6 +142,7 @@ pub struct Rule {
     keywords: Vec<String>,
     prefix: Option<String>,
     entropy: f64,
+    checksum: Option<Checksum>,
     window: usize,
     context: Option<Context>,
     references: Vec<String>,
@@ -236,6 +247,11 @@ impl Rule {
     /// Minimum Shannon entropy, in bits per character, of a real secret.
     pub fn entropy(&self) -> f64 {
         self.entropy
+    }
+
+    /// The checksum a secret of this rule must pass, if it carries one.
+    pub fn checksum(&self) -> Option<Checksum> {
+        self.checksum
     }
 
     /// How many bytes either side of a keyword the pattern is searched in.

@@ -313,7 +313,10 @@ impl Detector {
             if strictness == Strictness::Report
                 && rule.kind() == RuleKind::Secret
                 && (checks::is_placeholder(secret)
-                    || checks::shannon_entropy(secret) < rule.entropy())
+                    || checks::shannon_entropy(secret) < rule.entropy()
+                    || rule
+                        .checksum()
+                        .is_some_and(|sum| !checks::checksum_holds(sum, secret)))
             {
                 continue;
             }

@@ -1,0 +1,520 @@
+//! Scoped keys (issue 16): the checksum rule, and `keyscope key` issuing, rotating and revoking
+//! keys in the registry of both ledgers, with every decision and audit record that follows.
+
+use std::path::{Path, PathBuf};
+
+use keyscope_policy::keys::Secret;
+use keyscope_rules::RuleSet;
+use keyscope_scan::Detector;
+
+use crate::redis_support::{self, RedisServer};
+use crate::{Run, keyscope_with_input, root};
+
+/// A copy of the default policy store in a temporary directory, with its own ledger.
+pub(crate) struct TempStore {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TempStore {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("policies");
+        std::fs::create_dir_all(store.join("tests")).unwrap();
+        for entry in std::fs::read_dir(root().join("policies")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.extension().is_some_and(|e| e != "sqlite") {
+                std::fs::copy(&path, store.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        Self { dir }
+    }
+
+    pub(crate) fn store(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    pub(crate) fn audit(&self) -> PathBuf {
+        self.dir.path().join("audit")
+    }
+}
+
+/// `keyscope ARGS --store STORE [--ledger URL]` in the store's directory.
+fn ks(store: &TempStore, ledger: Option<&str>, args: &[&str], stdin: Option<&str>) -> Run {
+    let store_dir = store.store();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--store", store_dir.to_str().unwrap()]);
+    if let Some(url) = ledger {
+        all.extend(["--ledger", url]);
+    }
+    keyscope_with_input(store.dir.path(), &all, stdin.map(str::as_bytes))
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", run.stdout, run.stderr))
+}
+
+/// An issued key: its id and secret.
+pub(crate) struct Issued {
+    pub(crate) id: String,
+    pub(crate) secret: String,
+}
+
+pub(crate) fn issue(store: &TempStore, ledger: Option<&str>, scope: &str, now: &str) -> Issued {
+    let audit = store.audit();
+    let run = ks(
+        store,
+        ledger,
+        &[
+            "key",
+            "issue",
+            "--scope",
+            scope,
+            "--format",
+            "json",
+            "--now",
+            now,
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let value = json(&run);
+    Issued {
+        id: value["id"].as_str().unwrap().to_owned(),
+        secret: value["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A request of `subject` for gpt-4o from inside the care-notes network.
+pub(crate) fn request(subject: &str, id: &str) -> String {
+    format!(
+        r#"{{"subject": {{"type": "Key", "id": "{subject}"}}, "action": {{"name": "invoke"}},
+            "resource": {{"type": "Model", "id": "gpt-4o-2024-11-20"}},
+            "context": {{"source_ip": "10.20.4.7", "input_tokens": 1000,
+                         "max_output_tokens": 500, "request_id": "{id}"}}}}"#
+    )
+}
+
+/// `keyscope decide --reserve --now NOW` of `subject`: the exit code and the decision.
+pub(crate) fn decide(
+    store: &TempStore,
+    ledger: Option<&str>,
+    subject: &str,
+    id: &str,
+    now: &str,
+) -> (i32, serde_json::Value) {
+    let run = ks(
+        store,
+        ledger,
+        &["decide", "--reserve", "--now", now],
+        Some(&request(subject, id)),
+    );
+    assert!(
+        run.code == 0 || run.code == 1,
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    (run.code, json(&run))
+}
+
+pub(crate) fn reasons(decision: &serde_json::Value) -> Vec<String> {
+    decision["context"]["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn events(audit: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(audit)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    format!(
+                        "{} {}",
+                        v["event"].as_str().unwrap_or("decision"),
+                        v["key"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn the_checksum_rule_reports_every_issued_key_and_no_lookalike() {
+    let detector = Detector::new(RuleSet::builtin().unwrap()).unwrap();
+    let mut issued = String::new();
+    for _ in 0..2_000 {
+        let secret = Secret::generate(None).unwrap();
+        issued.push_str(&format!("KEYSCOPE_KEY={}\n", secret.expose()));
+    }
+    let found = detector
+        .scan(issued.as_bytes())
+        .into_iter()
+        .filter(|m| detector.rules().rules()[m.rule].id() == "keyscope-scoped-key")
+        .count();
+    assert_eq!(found, 2_000, "every issued key is reported");
+
+    // A million strings of the right shape whose last six characters are not the checksum,
+    // through the rule alone (the other rules cannot report a `ksk_` string, and skipping them
+    // keeps a debug build quick).
+    let mut only = RuleSet::builtin().unwrap();
+    let others: Vec<String> = only
+        .rules()
+        .iter()
+        .map(|r| r.id().to_owned())
+        .filter(|id| id != "keyscope-scoped-key")
+        .collect();
+    for id in others {
+        only.get_mut(&id).unwrap().set_enabled(false);
+    }
+    let detector = Detector::new(only).unwrap();
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ALPHABET[(state % 62) as usize] as char
+    };
+    let mut reported = 0;
+    for _ in 0..100 {
+        let mut blob = String::with_capacity(10_000 * 56);
+        for _ in 0..10_000 {
+            let mut candidate = String::from("k=ksk_prod_");
+            for _ in 0..36 {
+                candidate.push(next());
+            }
+            if Secret::parse(&candidate[2..]).is_ok() {
+                continue; // a right checksum by chance (one in 62^6): not a look-alike
+            }
+            blob.push_str(&candidate);
+            blob.push('\n');
+        }
+        reported += detector
+            .scan(blob.as_bytes())
+            .into_iter()
+            .filter(|m| detector.rules().rules()[m.rule].id() == "keyscope-scoped-key")
+            .count();
+    }
+    assert_eq!(reported, 0, "a wrong checksum is never a key");
+}
+
+/// Issue, decide, rotate with an overlap, revoke, list and audit: the same on both ledgers.
+fn lifecycle(ledger: Option<&str>) {
+    let store = TempStore::new();
+    let t0 = "2026-12-01T09:00:00Z";
+    let a = issue(&store, ledger, "prod/care-notes-summarization", t0);
+    let b = issue(&store, ledger, "prod/care-notes-summarization", t0);
+    assert!(a.secret.starts_with("ksk_prod_") && a.id.starts_with("k-"));
+
+    // By secret, by id and by fingerprint: the same key.
+    let fingerprint = format!("sha256:{}", Secret::parse(&a.secret).unwrap().hash());
+    for (n, subject) in [&a.secret, &a.id, &fingerprint].into_iter().enumerate() {
+        let (code, decision) = decide(
+            &store,
+            ledger,
+            subject,
+            &format!("a{n}"),
+            "2026-12-01T09:10:00Z",
+        );
+        assert_eq!(code, 0, "{decision}");
+        assert_eq!(decision["context"]["key"], a.id.as_str());
+        assert!(
+            !decision.to_string().contains(&a.secret),
+            "a decision never echoes the secret"
+        );
+    }
+    // A typo is refused before any lookup, and not echoed.
+    let mut typo = a.secret.clone();
+    typo.replace_range(20..21, if &typo[20..21] == "A" { "B" } else { "A" });
+    let (code, decision) = decide(&store, ledger, &typo, "typo", "2026-12-01T09:10:00Z");
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["keyscope:malformed-key".to_owned()])
+    );
+    assert!(!decision.to_string().contains(&typo[12..]));
+
+    // Rotation with a one-hour overlap: the old key works inside it, not after.
+    let audit = store.audit();
+    let rotated = ks(
+        &store,
+        ledger,
+        &[
+            "key",
+            "rotate",
+            &a.id,
+            "--overlap",
+            "1h",
+            "--format",
+            "json",
+            "--now",
+            "2026-12-01T10:00:00Z",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(rotated.code, 0, "{}", rotated.stderr);
+    let successor = json(&rotated);
+    let successor_secret = successor["secret"].as_str().unwrap();
+    let (code, _) = decide(
+        &store,
+        ledger,
+        &a.secret,
+        "a-overlap",
+        "2026-12-01T10:30:00Z",
+    );
+    assert_eq!(code, 0, "inside the overlap the old key still works");
+    let (code, decision) = decide(&store, ledger, &a.secret, "a-after", "2026-12-01T11:00:01Z");
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["keyscope:key-superseded".to_owned()])
+    );
+    let message = decision["context"]["reasons"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("2026-12-01T11:00:00Z")
+            && message.contains(successor["id"].as_str().unwrap()),
+        "{message}"
+    );
+    let (code, _) = decide(
+        &store,
+        ledger,
+        successor_secret,
+        "successor",
+        "2026-12-01T11:00:01Z",
+    );
+    assert_eq!(code, 0, "the successor works");
+
+    // Revocation takes effect at the next decision, whatever its time, and says when and why.
+    let revoked = ks(
+        &store,
+        ledger,
+        &[
+            "key",
+            "revoke",
+            &b.id,
+            "--reason",
+            "leaked",
+            "--now",
+            "2026-12-01T12:00:00Z",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    let (code, decision) = decide(&store, ledger, &b.secret, "b-after", "2026-12-01T11:59:00Z");
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["keyscope:key-revoked".to_owned()])
+    );
+    let message = decision["context"]["reasons"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("2026-12-01T12:00:00Z") && message.contains("leaked"),
+        "{message}"
+    );
+
+    // Bad input: a clear error, exit 2, nothing changed.
+    let before = ks(
+        &store,
+        ledger,
+        &[
+            "key",
+            "list",
+            "--format",
+            "json",
+            "--now",
+            "2026-12-01T12:00:00Z",
+        ],
+        None,
+    );
+    for (args, needle) in [
+        (
+            vec!["key", "revoke", &b.id, "--reason", "leaked"],
+            "already revoked",
+        ),
+        (vec!["key", "rotate", &b.id], "only an active key"),
+        (
+            vec!["key", "revoke", "k-doesnotexist", "--reason", "x"],
+            "no key with id",
+        ),
+        (vec!["key", "show", "k-doesnotexist"], "no key with id"),
+        (vec!["key", "rotate", &a.id], "only an active key"),
+        (
+            vec!["key", "issue", "--scope", "no/such/scope"],
+            "unknown scope",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--now", "2026-12-01T12:00:00Z"]);
+        let run = ks(&store, ledger, &args, None);
+        assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+    let after = ks(
+        &store,
+        ledger,
+        &[
+            "key",
+            "list",
+            "--format",
+            "json",
+            "--now",
+            "2026-12-01T12:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(
+        before.stdout, after.stdout,
+        "a refused command changes nothing"
+    );
+
+    // The listing knows every state; settling it records the supersession once.
+    let states: Vec<(String, String)> = json(&after)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(a.id.clone(), "superseded".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&(b.id.clone(), "revoked".into())),
+        "{states:?}"
+    );
+    let listed = ks(
+        &store,
+        ledger,
+        &[
+            "key",
+            "list",
+            "--state",
+            "superseded",
+            "--now",
+            "2026-12-01T12:00:00Z",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains(&a.id) && !listed.stdout.contains(&b.id),
+        "{}",
+        listed.stdout
+    );
+    let successor_id = successor["id"].as_str().unwrap();
+    assert_eq!(
+        events(&audit),
+        [
+            format!("key-issued {}", a.id),
+            format!("key-issued {}", b.id),
+            format!("key-rotated {}", a.id),
+            format!("key-issued {successor_id}"),
+            format!("key-revoked {}", b.id),
+            format!("key-superseded {}", a.id),
+        ]
+    );
+    let verify = keyscope_with_input(
+        store.dir.path(),
+        &["audit", "verify", audit.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+
+    // Nothing shows a whole secret: not the listing, not the record.
+    let shown = ks(&store, ledger, &["key", "show", &a.id], None);
+    for text in [&after.stdout, &shown.stdout, &shown.stderr] {
+        for secret in [&a.secret, &b.secret] {
+            assert!(!text.contains(&secret[9..]), "{text}");
+        }
+    }
+    assert!(shown.stdout.contains("superseded"), "{}", shown.stdout);
+}
+
+#[test]
+fn keys_live_and_die_in_the_sqlite_registry() {
+    lifecycle(None);
+}
+
+#[test]
+fn keys_live_and_die_in_the_redis_registry() {
+    if redis_support::skipped("keys_live_and_die_in_the_redis_registry") {
+        return;
+    }
+    let server = RedisServer::start();
+    lifecycle(Some(&server.url()));
+}
+
+/// `--until-idle`: the old key stays valid while it is used, and retires once it was not used
+/// for the given time.
+#[test]
+fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
+    let store = TempStore::new();
+    let old = issue(
+        &store,
+        None,
+        "prod/care-notes-summarization",
+        "2026-12-01T09:00:00Z",
+    );
+    let (code, _) = decide(&store, None, &old.secret, "u1", "2026-12-01T09:30:00Z");
+    assert_eq!(code, 0);
+    let rotated = ks(
+        &store,
+        None,
+        &[
+            "key",
+            "rotate",
+            &old.id,
+            "--until-idle",
+            "1h",
+            "--now",
+            "2026-12-01T10:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(rotated.code, 0, "{}", rotated.stderr);
+    // Used 40 minutes in: the hour counts from there.
+    for (id, at) in [
+        ("u2", "2026-12-01T10:40:00Z"),
+        ("u3", "2026-12-01T11:30:00Z"),
+    ] {
+        let (code, decision) = decide(&store, None, &old.secret, id, at);
+        assert_eq!(code, 0, "{at}: {decision}");
+    }
+    let (code, decision) = decide(&store, None, &old.secret, "u4", "2026-12-01T12:30:01Z");
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["keyscope:key-superseded".to_owned()])
+    );
+    let message = decision["context"]["reasons"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("2026-12-01T12:30:00Z"), "{message}");
+}
