@@ -518,3 +518,217 @@ fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
         .unwrap();
     assert!(message.contains("2026-12-01T12:30:00Z"), "{message}");
 }
+
+/// `keyscope usage commit ID --cost-usd USD` against the store's ledger.
+fn commit(store: &TempStore, request_id: &str, usd: &str) {
+    let run = ks(
+        store,
+        None,
+        &["usage", "commit", request_id, "--cost-usd", usd],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// The loop closed: keys for two scopes make decisions and commits, one leaks into a
+/// repository, a history sweep with `--respond --revoke` names it with its scope, the leaking
+/// commit and the spend since that commit (to the micro-dollar), revokes it, and the next
+/// decision for it denies; the other key is untouched.
+#[test]
+fn a_history_sweep_responds_to_a_leaked_key_and_revokes_it() {
+    let store = TempStore::new();
+    let leaked = issue(
+        &store,
+        None,
+        "prod/care-notes-summarization",
+        "2026-10-01T00:00:00Z",
+    );
+    let other = issue(&store, None, "dev/general", "2026-10-01T00:00:00Z");
+    // Before the leak (not counted), and after it (counted).
+    for (key, id, at, usd) in [
+        (&leaked, "l-before", "2026-10-01T10:00:00Z", "0.5"),
+        (&leaked, "l-after-1", "2026-10-02T12:00:00Z", "0.012345"),
+        (&leaked, "l-after-2", "2026-10-03T08:00:00Z", "0.2"),
+        (&other, "o-after", "2026-10-03T09:00:00Z", "0.75"),
+    ] {
+        let (code, decision) = decide(&store, None, &key.secret, id, at);
+        assert_eq!(code, 0, "{decision}");
+        commit(&store, id, usd);
+    }
+
+    let repo = store.dir.path().join("app");
+    std::fs::create_dir_all(&repo).unwrap();
+    crate::git(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("README.md"), "the app\n").unwrap();
+    crate::git(&repo, &["add", "."]);
+    crate::git(&repo, &["commit", "-q", "-m", "start"]);
+    std::fs::write(
+        repo.join("app.env"),
+        format!("KEYSCOPE_KEY={}\n", leaked.secret),
+    )
+    .unwrap();
+    crate::git(&repo, &["add", "."]);
+    let status = crate::git_command(&repo)
+        .env("GIT_AUTHOR_DATE", "2026-10-02T09:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-10-02T09:00:00Z")
+        .args(["commit", "-q", "-m", "configure the gateway key"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let leak_commit = crate::git(&repo, &["rev-parse", "HEAD"]);
+
+    let audit = store.audit();
+    let run = ks(
+        &store,
+        None,
+        &[
+            "scan",
+            "--history",
+            repo.to_str().unwrap(),
+            "--respond",
+            "--revoke",
+            "--format",
+            "json",
+            "--now",
+            "2026-10-05T00:00:00Z",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stdout.contains(&leaked.secret[9..]) && !run.stderr.contains(&leaked.secret[9..]));
+    let response = &json(&run)["responses"][0];
+    assert_eq!(response["key"], "keyscope key");
+    assert_eq!(response["key_id"], leaked.id.as_str());
+    assert_eq!(
+        response["ownership"]["scope"],
+        "prod/care-notes-summarization"
+    );
+    assert_eq!(response["ownership"]["phi"], true);
+    assert_eq!(
+        response["exposure"]["first_commit"]["id"],
+        leak_commit.as_str()
+    );
+    assert_eq!(response["exposure"]["at_head"], true);
+    assert_eq!(response["exposure"]["remote_configured"], false);
+    assert_eq!(response["exposure"]["refs"], serde_json::json!(["main"]));
+    let used = &response["use_since"];
+    assert_eq!(used["since"], "2026-10-02T09:00:00Z");
+    assert_eq!(used["requests"], 2);
+    assert_eq!(
+        used["committed_micros"], 212_345,
+        "exactly the commits after the leak"
+    );
+    assert_eq!(used["models"], serde_json::json!({"gpt-4o-2024-11-20": 2}));
+    assert_eq!(used["last_use"], "2026-10-03T08:00:00Z");
+    assert!(
+        response["reach"]["models"]
+            .as_array()
+            .unwrap()
+            .contains(&"gpt-4o-2024-11-20".into()),
+        "{response}"
+    );
+    assert_eq!(
+        response["reach"]["networks"],
+        serde_json::json!(["10.20.0.0/16"])
+    );
+    assert_eq!(response["action"]["revoked"], "2026-10-05T00:00:00Z");
+
+    // The next decision for the leaked key denies, with when and why; the other key works.
+    let (code, decision) = decide(
+        &store,
+        None,
+        &leaked.secret,
+        "l-next",
+        "2026-10-05T00:01:00Z",
+    );
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["keyscope:key-revoked".to_owned()])
+    );
+    let message = decision["context"]["reasons"][0]["message"]
+        .as_str()
+        .unwrap();
+    assert!(
+        message.contains("2026-10-05T00:00:00Z") && message.contains("leaked"),
+        "{message}"
+    );
+    let (code, decision) = decide(
+        &store,
+        None,
+        &other.secret,
+        "o-next",
+        "2026-10-05T00:01:00Z",
+    );
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(
+        events(&audit).last().unwrap(),
+        &format!("key-revoked {}", leaked.id)
+    );
+
+    // The same from a saved report, as an incident record: nothing changes twice.
+    let report = store.dir.path().join("findings.json");
+    let run = ks(
+        &store,
+        None,
+        &[
+            "scan",
+            "--history",
+            repo.to_str().unwrap(),
+            "--format",
+            "json",
+            "-o",
+            report.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = ks(
+        &store,
+        None,
+        &[
+            "respond",
+            report.to_str().unwrap(),
+            "--revoke",
+            "--format",
+            "markdown",
+            "--repo",
+            repo.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("# Leaked key incident record"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&leaked.id) && run.stdout.contains("already revoked"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains(&leak_commit[..12]), "{}", run.stdout);
+    assert!(!run.stdout.contains(&leaked.secret[9..]));
+
+    // A file that is not a keyscope report: exit 2, nothing done.
+    let foreign = store.dir.path().join("gitleaks.json");
+    std::fs::write(
+        &foreign,
+        r#"[{"RuleID": "generic-api-key", "Secret": "x"}]"#,
+    )
+    .unwrap();
+    let run = ks(
+        &store,
+        None,
+        &["respond", foreign.to_str().unwrap(), "--revoke"],
+        None,
+    );
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("not a keyscope JSON report"),
+        "{}",
+        run.stderr
+    );
+}

@@ -479,6 +479,11 @@ impl<'a> Registry<'a> {
         Self { store, ledger }
     }
 
+    /// The ledger the registry lives in.
+    pub(crate) fn ledger(&self) -> &'a Ledger {
+        self.ledger
+    }
+
     /// Issues a key in `scope` at `now`.
     pub fn issue(
         &self,

@@ -46,6 +46,7 @@ mod decision;
 mod engine;
 mod error;
 pub mod fixtures;
+pub mod incident;
 pub mod keys;
 mod ledger;
 mod money;

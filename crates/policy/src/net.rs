@@ -13,6 +13,11 @@ pub struct Cidr {
 }
 
 impl Cidr {
+    /// The network's own address: an address inside it, for probing what it may do.
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
     /// Whether `ip` lies inside this network. An IPv4 address never matches an IPv6 network.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {

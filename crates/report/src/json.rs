@@ -56,6 +56,12 @@ struct JsonFinding<'a> {
     help: String,
     commit: Option<JsonCommit<'a>>,
     scope: Option<&'a str>,
+    /// The registered key the secret is (keyscope's registry or `scopes.toml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
+    /// For a history sweep: whether the secret is still in HEAD's tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at_head: Option<bool>,
     locations: Vec<JsonLocation<'a>>,
 }
 
@@ -149,6 +155,8 @@ pub fn render(report: &ScanReport<'_>) -> Result<String, ReportError> {
                 help: crate::prose::help(f, report.rules),
                 commit: commit(&f.location),
                 scope: f.owner.as_ref().map(|o| o.scope.as_str()),
+                key_id: f.owner.as_ref().map(|o| o.key_id.as_str()),
+                at_head: f.at_head,
                 locations: f
                     .related
                     .iter()

@@ -234,6 +234,27 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// Whether `secret` carries the checksum `sum` asks for.
+pub(crate) fn checksum_holds(sum: Checksum, secret: &[u8]) -> bool {
+    match sum {
+        Checksum::Crc32Base62 => {
+            const BASE62: &[u8; 62] =
+                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+            let Some(split) = secret.len().checked_sub(6) else {
+                return false;
+            };
+            let (body, sum) = secret.split_at(split);
+            let mut value = crc32fast::hash(body);
+            let mut digits = [b'0'; 6];
+            for digit in digits.iter_mut().rev() {
+                *digit = BASE62[(value % 62) as usize];
+                value /= 62;
+            }
+            digits == sum
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,26 +467,5 @@ mod tests {
         assert_eq!(&data[lines.around(&at, 0)], b"KEY");
         assert_eq!(&data[lines.around(&at, 1)], b"b\nKEY\nc");
         assert_eq!(&data[lines.around(&at, 5)], &data[..]);
-    }
-}
-
-/// Whether `secret` carries the checksum `sum` asks for.
-pub(crate) fn checksum_holds(sum: Checksum, secret: &[u8]) -> bool {
-    match sum {
-        Checksum::Crc32Base62 => {
-            const BASE62: &[u8; 62] =
-                b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-            let Some(split) = secret.len().checked_sub(6) else {
-                return false;
-            };
-            let (body, sum) = secret.split_at(split);
-            let mut value = crc32fast::hash(body);
-            let mut digits = [b'0'; 6];
-            for digit in digits.iter_mut().rev() {
-                *digit = BASE62[(value % 62) as usize];
-                value /= 62;
-            }
-            digits == sum
-        }
     }
 }

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod man;
 pub mod merge;
 pub mod policy;
+pub mod respond;
 pub mod rules;
 pub mod scan;
 pub mod serve;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Issue, rotate, revoke and list scoped keys (kept in the ledger's key registry).
     #[command(subcommand)]
     Key(key::Command),
+    /// Respond to leaked keys in a findings report: whose, what they did, what they can still
+    /// do; `--revoke` revokes keyscope keys and quarantines registered provider keys.
+    Respond(respond::Args),
     /// Second phase of a budget reservation: commit actual usage or release the hold.
     #[command(subcommand)]
     Usage(usage::Command),
@@ -76,6 +80,7 @@ pub fn run(command: Command) -> miette::Result<Exit> {
         Command::Policy(c) => policy::run(c),
         Command::Decide(a) => decide::run(a),
         Command::Key(c) => key::run(c),
+        Command::Respond(a) => respond::run(a),
         Command::Usage(c) => usage::run(c),
         Command::Spend(a) => spend::run(a),
         Command::Serve(a) => serve::run(a),

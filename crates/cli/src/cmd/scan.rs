@@ -67,6 +67,16 @@ pub struct Args {
     /// ./policies, when it exists].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// The budget ledger whose key registry names keyscope keys [default: the store's
+    /// `ledger.sqlite`, when it exists]: a SQLite file or a Redis URL.
+    #[arg(long, value_name = "PATH|URL")]
+    ledger: Option<String>,
+    /// After the scan, respond to every leaked key (as `keyscope respond` does) instead of
+    /// reporting the findings: whose key, its use since the leak, its reach, what to do.
+    #[arg(long)]
+    respond: bool,
+    #[command(flatten)]
+    respond_args: crate::cmd::respond::RespondArgs,
     /// Exclude paths matching this gitignore-style glob, relative to each scanned directory
     /// (repeatable). The config file's `exclude` globs are relative to the config file.
     #[arg(long, value_name = "GLOB")]
@@ -103,8 +113,17 @@ struct GitArgs {
 
 /// Runs `keyscope scan`.
 pub fn run(args: Args) -> miette::Result<Exit> {
+    if !args.respond && (args.respond_args.revoke || args.respond_args.audit_log.is_some()) {
+        miette::bail!("--revoke, --rotate and --audit-log act on a response: add --respond");
+    }
+    if args.respond && args.format == Format::Sarif {
+        miette::bail!("a response is human, JSON or (with `keyscope respond`) Markdown, not SARIF");
+    }
     let (scan, result) = scan(&args)?;
     let result = scan_output::masked(scan.detector(), result);
+    if args.respond {
+        return respond(&args, &result);
+    }
     for entry in &result.stale {
         errln!(
             "note: baseline entry no longer found: {} {} ({})",
@@ -138,6 +157,41 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     })
 }
 
+/// Responds to the leaks a scan found; an incomplete scan is still exit 2.
+fn respond(args: &Args, result: &ScanResult) -> miette::Result<Exit> {
+    use crate::cmd::respond::{self, Responder};
+    report_failures(&result.stats);
+    let store_dir = args
+        .store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE));
+    let engine = keyscope_policy::Engine::load(&store_dir).map_err(miette::Report::new)?;
+    let ledger = match &args.ledger {
+        Some(url) if keyscope_policy::Ledger::is_redis_url(url) => {
+            crate::cmd::policy::LedgerLocation::Redis(url.clone())
+        }
+        Some(path) => crate::cmd::policy::LedgerLocation::File(PathBuf::from(path)),
+        None => {
+            crate::cmd::policy::LedgerLocation::File(store_dir.join(keyscope_policy::LEDGER_FILE))
+        }
+    }
+    .open()?;
+    let repo = args.git.history.then(|| args.paths.first()).flatten();
+    let responder = Responder::new(
+        &engine,
+        &ledger,
+        &args.respond_args,
+        repo.map(PathBuf::as_path),
+    );
+    let format = match args.format {
+        Format::Json => respond::Format::Json,
+        _ => respond::Format::Human,
+    };
+    let leaks = respond::leaks_of(&result.findings);
+    let exit = respond::respond_and_print(&responder, &leaks, format, args.output.as_deref())?;
+    Ok(if result.complete() { exit } else { Exit::Error })
+}
+
 /// Runs the scan that `args` describe, showing progress and warnings on standard error.
 pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
     let mut builder = ScanBuilder::new(target(args)?)
@@ -157,7 +211,7 @@ pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
     if let Some(path) = &args.baseline {
         builder = builder.baseline(path);
     }
-    if let Some(owners) = key_owners(args.store.as_deref())? {
+    if let Some(owners) = key_owners(args.store.as_deref(), args.ledger.as_deref())? {
         builder = builder.key_owners(owners);
     }
     let progress = Arc::new(AtomicU64::new(0));
@@ -230,29 +284,93 @@ fn read_stdin(limit: u64) -> miette::Result<Vec<u8>> {
     Ok(data)
 }
 
-/// The key registry of the policy store, which names the owner of a leaked key.
-fn key_owners(store: Option<&Path>) -> miette::Result<Option<impl KeyOwners + 'static>> {
-    let scopes = match store {
-        Some(dir) => Some(
-            Scopes::load_from_store(dir)
-                .wrap_err_with(|| format!("cannot load the key registry of `{}`", dir.display()))?,
-        ),
+/// The key registries, which name the owner of a leaked key: the store's `scopes.toml`
+/// (provider keys by fingerprint) and the ledger's (keyscope keys by hash).
+fn key_owners(
+    store: Option<&Path>,
+    ledger: Option<&str>,
+) -> miette::Result<Option<impl KeyOwners + 'static>> {
+    let dir = match store {
+        Some(dir) => Some(dir.to_path_buf()),
         // Without --store, the default store is used when there is one.
         None if Path::new(DEFAULT_STORE).join("scopes.toml").is_file() => {
-            Some(Scopes::load_from_store(Path::new(DEFAULT_STORE))?)
+            Some(PathBuf::from(DEFAULT_STORE))
         }
         None => None,
     };
-    Ok(scopes.map(|scopes| {
-        move |key_sha256: &str| {
-            let info = scopes.scope_for_key_fingerprint(key_sha256)?;
-            Some(KeyOwner {
-                key_id: info.key_id,
-                scope: info.scope,
-                production: info.production,
-            })
+    let scopes = dir
+        .as_deref()
+        .map(|dir| {
+            Scopes::load_from_store(dir)
+                .wrap_err_with(|| format!("cannot load the key registry of `{}`", dir.display()))
+        })
+        .transpose()?;
+    let mut issued = issued_keys(dir.as_deref(), ledger)?;
+    for owner in issued.values_mut() {
+        owner.production = scopes
+            .as_ref()
+            .and_then(|s| s.scope(&owner.scope))
+            .and_then(|s| s.environment)
+            == Some(keyscope_policy::Environment::Production);
+    }
+    if scopes.is_none() && issued.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(move |key_sha256: &str| {
+        if let Some(owner) = issued.get(key_sha256) {
+            return Some(owner.clone());
         }
+        let info = scopes.as_ref()?.scope_for_key_fingerprint(key_sha256)?;
+        Some(KeyOwner {
+            key_id: info.key_id,
+            scope: info.scope,
+            production: info.production,
+        })
     }))
+}
+
+/// The keyscope keys of the ledger's registry by secret hash: the `--ledger` given, or the
+/// store's ledger file when it exists (a scan never creates one).
+fn issued_keys(
+    store: Option<&Path>,
+    ledger: Option<&str>,
+) -> miette::Result<std::collections::HashMap<String, KeyOwner>> {
+    use crate::cmd::policy::LedgerLocation;
+    let location = match (ledger, store) {
+        (Some(url), _) if keyscope_policy::Ledger::is_redis_url(url) => {
+            LedgerLocation::Redis(url.to_owned())
+        }
+        (Some(path), _) => LedgerLocation::File(PathBuf::from(path)),
+        (None, Some(dir)) => LedgerLocation::File(dir.join(keyscope_policy::LEDGER_FILE)),
+        (None, None) => return Ok(Default::default()),
+    };
+    if !location.exists() {
+        return match ledger {
+            Some(_) => Err(miette::miette!(
+                "no budget ledger at `{}`",
+                location.display()
+            )),
+            None => Ok(Default::default()),
+        };
+    }
+    let opened = location.open()?;
+    Ok(opened
+        .keys()
+        .map_err(miette::Report::new)?
+        .into_iter()
+        .filter_map(|record| {
+            let hash = record.hash.clone()?;
+            Some((
+                hash,
+                KeyOwner {
+                    // Set from the scope's environment by the caller.
+                    production: false,
+                    key_id: record.id,
+                    scope: record.scope,
+                },
+            ))
+        })
+        .collect())
 }
 
 pub(crate) fn write_report(output: Option<&Path>, text: &str) -> miette::Result<()> {
