@@ -732,3 +732,95 @@ fn a_history_sweep_responds_to_a_leaked_key_and_revokes_it() {
         run.stderr
     );
 }
+
+/// Revokes a key while `keyscope serve` decides for it under load: no request sent after the
+/// revocation was acknowledged is allowed (after `propagation` on a shared ledger).
+fn revoke_under_load(ledger: Option<&str>, propagation: std::time::Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    let store = TempStore::new();
+    let now = keyscope_policy::Timestamp::now().to_string();
+    let key = issue(&store, ledger, "prod/care-notes-summarization", &now);
+    let store_dir = store.store();
+    let mut args = vec![
+        "--store",
+        store_dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    if let Some(url) = ledger {
+        args.extend(["--ledger", url]);
+    }
+    let served = Arc::new(crate::serve::Served::start(&args));
+    let body = Arc::new(request(&key.secret, "unused").replace(r#", "request_id": "unused""#, ""));
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (served, body, stop, answers) = (
+                Arc::clone(&served),
+                Arc::clone(&body),
+                Arc::clone(&stop),
+                Arc::clone(&answers),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = Instant::now();
+                    let (status, answer) = served.post("/access/v1/evaluation", &body);
+                    assert_eq!(status, 200, "{answer}");
+                    let allowed = answer.contains(r#""decision":true"#);
+                    answers.lock().unwrap().push((sent, allowed));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let revoked = ks(
+        &store,
+        ledger,
+        &["key", "revoke", &key.id, "--reason", "leaked"],
+        None,
+    );
+    let acknowledged = Instant::now();
+    assert_eq!(revoked.code, 0, "{}", revoked.stderr);
+    std::thread::sleep(propagation + std::time::Duration::from_millis(600));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let answers = answers.lock().unwrap();
+    let before = answers
+        .iter()
+        .filter(|(sent, allowed)| *sent < acknowledged && *allowed)
+        .count();
+    let late_allows = answers
+        .iter()
+        .filter(|(sent, allowed)| *sent >= acknowledged + propagation && *allowed)
+        .count();
+    let after = answers
+        .iter()
+        .filter(|(sent, _)| *sent >= acknowledged + propagation)
+        .count();
+    assert!(before > 0, "the key was allowed before the revocation");
+    assert!(after > 0, "requests were decided after the revocation");
+    assert_eq!(
+        late_allows, 0,
+        "{late_allows} of {after} requests allowed after the revocation"
+    );
+}
+
+#[test]
+fn a_revocation_holds_at_once_for_a_running_service_on_sqlite() {
+    revoke_under_load(None, std::time::Duration::ZERO);
+}
+
+#[test]
+fn a_revocation_reaches_a_running_service_on_redis_within_a_second() {
+    if redis_support::skipped("a_revocation_reaches_a_running_service_on_redis") {
+        return;
+    }
+    let server = RedisServer::start();
+    revoke_under_load(Some(&server.url()), std::time::Duration::from_secs(1));
+}

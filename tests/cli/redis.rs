@@ -248,6 +248,24 @@ fn ledger_migrate_moves_a_sqlite_ledger_to_redis_once() {
         "",
     );
     assert_eq!(commit.code, 0, "{}", commit.stderr);
+    // A key of the registry moves too.
+    let issued = keyscope(
+        &[
+            "key",
+            "issue",
+            "--scope",
+            "dev/general",
+            "--format",
+            "json",
+            "--store",
+            "policies",
+            "--ledger",
+            file,
+        ],
+        "",
+    );
+    assert_eq!(issued.code, 0, "{}", issued.stderr);
+    let key_id = json(&issued)["id"].as_str().unwrap().to_owned();
     let migrate = |format: &str| {
         keyscope(
             &[
@@ -259,6 +277,15 @@ fn ledger_migrate_moves_a_sqlite_ledger_to_redis_once() {
     let first = migrate("json");
     assert_eq!(first.code, 0, "{}", first.stderr);
     assert_eq!(json(&first)["written"], 2);
+    assert_eq!(json(&first)["keys_copied"], 1);
+    let shown = keyscope(
+        &[
+            "key", "show", &key_id, "--store", "policies", "--ledger", &url,
+        ],
+        "",
+    );
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    assert!(shown.stdout.contains("dev/general"), "{}", shown.stdout);
     let second = migrate("human");
     assert_eq!(second.code, 0, "{}", second.stderr);
     assert!(
@@ -268,6 +295,13 @@ fn ledger_migrate_moves_a_sqlite_ledger_to_redis_once() {
     );
     assert!(
         second.stdout.contains("(2 already there)"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        second
+            .stdout
+            .contains("copied 0 keys of the registry (1 already there)"),
         "{}",
         second.stdout
     );

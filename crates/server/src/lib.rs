@@ -236,6 +236,7 @@ impl Service {
         let shutdown = {
             let _runtime = runtime.enter();
             state.spawn_reloaders(watch);
+            state.spawn_key_settler();
             shutdown_signal(stopped)
         };
         let thread = std::thread::Builder::new()
@@ -483,6 +484,40 @@ impl State {
                 self.metrics.reloaded(false);
                 (self.on_event)(&Event::ReloadRefused(&error));
                 Err(error)
+            }
+        }
+    }
+
+    /// Every second, records the key lifecycle transitions that time made (overlaps that
+    /// ended, drained keys, expiries) in the audit log, each once across replicas of a shared
+    /// ledger as far as the registry's record of them allows. Decisions do not wait on it: the
+    /// engine denies a superseded key by its record whether or not this has run.
+    fn spawn_key_settler(self: &Arc<Self>) {
+        if self.audit.is_none() || self.ledger.is_none() {
+            return;
+        }
+        let state = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let state = Arc::clone(&state);
+                let _ = tokio::task::spawn_blocking(move || state.settle_keys()).await;
+            }
+        });
+    }
+
+    /// One pass of [`spawn_key_settler`](Self::spawn_key_settler).
+    fn settle_keys(&self) {
+        let (Some(audit), Some(ledger)) = (&self.audit, &self.ledger) else {
+            return;
+        };
+        let engine = self.engine();
+        let registry = keyscope_policy::keys::Registry::new(engine.store(), ledger);
+        // A failure here (the ledger unreachable) is retried next second; decisions deny on
+        // their own when the ledger is down.
+        if let Ok(events) = registry.settle(engine.clock().now()) {
+            for event in &events {
+                let _ = audit.record(AuditRecord::of_key_event(event));
             }
         }
     }

@@ -104,6 +104,7 @@ fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
     let records = source.export().map_err(miette::Report::new)?;
     let target = to.open()?;
     let (written, skipped) = target.import(&records).map_err(miette::Report::new)?;
+    let (keys_copied, keys_skipped) = target.import_keys(&source).map_err(miette::Report::new)?;
     let report = target.verify().map_err(miette::Report::new)?;
     match args.format {
         Format::Json => outln!(
@@ -114,6 +115,8 @@ fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
                 "requests": records.len(),
                 "written": written,
                 "skipped": skipped,
+                "keys_copied": keys_copied,
+                "keys_skipped": keys_skipped,
                 "target": report,
             })
         )?,
@@ -124,6 +127,7 @@ fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
                 from.display(),
                 to.display()
             )?;
+            outln!("copied {keys_copied} keys of the registry ({keys_skipped} already there)")?;
             outln!("{}", human(&report, false).trim_end())?;
         }
     }
