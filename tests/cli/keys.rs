@@ -754,6 +754,20 @@ fn revoke_under_load(ledger: Option<&str>, propagation: std::time::Duration) {
         args.extend(["--ledger", url]);
     }
     let served = Arc::new(crate::serve::Served::start(&args));
+    let search = || {
+        let (status, answer) = served.post(
+            "/access/v1/search/subject",
+            r#"{"subject": {"type": "Key"}, "action": {"name": "invoke"},
+                "resource": {"type": "Model", "id": "gpt-4o-2024-11-20"},
+                "context": {"source_ip": "10.20.4.7"}}"#,
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer
+    };
+    assert!(
+        search().contains(&key.id),
+        "the subject search finds the issued key"
+    );
     let body = Arc::new(request(&key.secret, "unused").replace(r#", "request_id": "unused""#, ""));
     let stop = Arc::new(AtomicBool::new(false));
     let answers: Arc<Mutex<Vec<(Instant, bool)>>> = Arc::default();

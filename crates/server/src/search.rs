@@ -74,7 +74,29 @@ async fn search(
     let engine = state.engine();
     let store = engine.store();
     let mut candidates: Vec<String> = match searched {
-        Searched::Subject => store.scopes().keys().iter().map(|k| k.id.clone()).collect(),
+        Searched::Subject => {
+            let mut keys: Vec<String> =
+                store.scopes().keys().iter().map(|k| k.id.clone()).collect();
+            // The keys keyscope issued, from the ledger's registry: each is decided below like
+            // any other, so a revoked or superseded one is not found.
+            if let Some(ledger) = &state.ledger {
+                match ledger.keys() {
+                    Ok(records) => keys.extend(
+                        records
+                            .into_iter()
+                            .filter(|r| r.kind == keyscope_policy::keys::KeyKind::Scoped)
+                            .map(|r| r.id),
+                    ),
+                    Err(e) => {
+                        return error(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("the key registry could not be read: {e}"),
+                        );
+                    }
+                }
+            }
+            keys
+        }
         Searched::Resource => store
             .catalog()
             .models()
