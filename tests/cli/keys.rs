@@ -474,20 +474,19 @@ fn keys_live_and_die_in_the_redis_registry() {
 
 /// `--until-idle`: the old key stays valid while it is used, and retires once it was not used
 /// for the given time.
-#[test]
-fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
+fn drained(ledger: Option<&str>) {
     let store = TempStore::new();
     let old = issue(
         &store,
-        None,
+        ledger,
         "prod/care-notes-summarization",
         "2026-12-01T09:00:00Z",
     );
-    let (code, _) = decide(&store, None, &old.secret, "u1", "2026-12-01T09:30:00Z");
+    let (code, _) = decide(&store, ledger, &old.secret, "u1", "2026-12-01T09:30:00Z");
     assert_eq!(code, 0);
     let rotated = ks(
         &store,
-        None,
+        ledger,
         &[
             "key",
             "rotate",
@@ -505,10 +504,10 @@ fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
         ("u2", "2026-12-01T10:40:00Z"),
         ("u3", "2026-12-01T11:30:00Z"),
     ] {
-        let (code, decision) = decide(&store, None, &old.secret, id, at);
+        let (code, decision) = decide(&store, ledger, &old.secret, id, at);
         assert_eq!(code, 0, "{at}: {decision}");
     }
-    let (code, decision) = decide(&store, None, &old.secret, "u4", "2026-12-01T12:30:01Z");
+    let (code, decision) = decide(&store, ledger, &old.secret, "u4", "2026-12-01T12:30:01Z");
     assert_eq!(
         (code, reasons(&decision)),
         (1, vec!["keyscope:key-superseded".to_owned()])
@@ -517,6 +516,20 @@ fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
         .as_str()
         .unwrap();
     assert!(message.contains("2026-12-01T12:30:00Z"), "{message}");
+}
+
+#[test]
+fn a_usage_drained_rotation_waits_for_the_old_key_to_go_idle() {
+    drained(None);
+}
+
+#[test]
+fn a_usage_drained_rotation_works_on_the_redis_registry() {
+    if redis_support::skipped("a_usage_drained_rotation_works_on_the_redis_registry") {
+        return;
+    }
+    let server = RedisServer::start();
+    drained(Some(&server.url()));
 }
 
 /// `keyscope usage commit ID --cost-usd USD` against the store's ledger.
@@ -837,4 +850,229 @@ fn a_revocation_reaches_a_running_service_on_redis_within_a_second() {
     }
     let server = RedisServer::start();
     revoke_under_load(Some(&server.url()), std::time::Duration::from_secs(1));
+}
+
+/// A synthetic Groq-shaped key from `seed`: the shape the scanner knows, in no provider's books.
+fn groq_key(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut state = seed | 1;
+    let mut key = String::from("gsk_");
+    for _ in 0..52 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        key.push(ALPHABET[(state % 62) as usize] as char);
+    }
+    key
+}
+
+/// A registered provider key is quarantined, an unregistered one gets the playbook, a keyscope
+/// key is revoked and replaced; the audit log names where the keyscope key was used from.
+#[test]
+fn respond_quarantines_provider_keys_and_replaces_keyscope_keys() {
+    let store = TempStore::new();
+    let registered = groq_key(0x1234_5678_9abc_def1);
+    let unregistered = groq_key(0x0fed_cba9_8765_4321);
+    let scopes = store.store().join("scopes.toml");
+    let mut text = std::fs::read_to_string(&scopes).unwrap();
+    text.push_str(&format!(
+        "\n[[key]]\nid = \"groq-shared\"\nscope = \"prod/care-notes-summarization\"\n\
+         fingerprint = \"{}\"\ncreated = 2026-05-01T00:00:00Z\n",
+        keyscope_policy::fingerprint(&registered)
+    ));
+    std::fs::write(&scopes, text).unwrap();
+    let scoped = issue(
+        &store,
+        None,
+        "prod/care-notes-summarization",
+        "2026-05-01T00:00:00Z",
+    );
+    let audit = store.audit();
+    let audited = |subject: &str, id: &str| {
+        let run = ks(
+            &store,
+            None,
+            &[
+                "decide",
+                "--reserve",
+                "--now",
+                "2026-06-01T00:00:00Z",
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ],
+            Some(&request(subject, id)),
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    };
+    audited(&scoped.secret, "s1");
+    let provider_fingerprint = keyscope_policy::fingerprint(&registered);
+    audited(&provider_fingerprint, "p1");
+
+    let repo = store.dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    crate::git(&repo, &["init", "-q"]);
+    std::fs::write(
+        repo.join("settings.env"),
+        format!(
+            "GROQ_API_KEY={registered}\nGROQ_FALLBACK={unregistered}\nKEYSCOPE_KEY={}\n",
+            scoped.secret
+        ),
+    )
+    .unwrap();
+    crate::git(&repo, &["add", "."]);
+    crate::git(&repo, &["commit", "-q", "-m", "settings"]);
+    crate::git(
+        &repo,
+        &[
+            "remote",
+            "add",
+            "origin",
+            "https://git.example/acme/app.git",
+        ],
+    );
+
+    let run = ks(
+        &store,
+        None,
+        &[
+            "scan",
+            "--history",
+            repo.to_str().unwrap(),
+            "--respond",
+            "--revoke",
+            "--rotate",
+            "--format",
+            "json",
+            "--now",
+            "2026-06-02T00:00:00Z",
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    for secret in [&registered, &unregistered, &scoped.secret] {
+        assert!(
+            !run.stdout.contains(&secret[8..]),
+            "a leaked key is printed: {}",
+            run.stdout
+        );
+    }
+    let value = json(&run);
+    let responses = value["responses"].as_array().unwrap();
+    let by_kind = |kind: &str| {
+        responses
+            .iter()
+            .find(|r| r["key"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {value}"))
+    };
+    let provider = by_kind("registered provider key");
+    assert_eq!(provider["key_id"], "groq-shared");
+    assert_eq!(provider["action"]["quarantined"], "2026-06-02T00:00:00Z");
+    assert_eq!(provider["exposure"]["remote_configured"], true);
+    let steps = provider["action"]["steps"].to_string();
+    assert!(
+        steps.contains("rotate the groq key at the provider"),
+        "{steps}"
+    );
+    let stray = by_kind("unregistered provider key");
+    assert!(
+        stray["action"]["steps"]
+            .to_string()
+            .contains("cannot be attributed"),
+        "{stray}"
+    );
+    assert!(stray["action"]["quarantined"].is_null() && stray["action"]["revoked"].is_null());
+    let keyscope_key = by_kind("keyscope key");
+    assert_eq!(keyscope_key["key_id"], scoped.id.as_str());
+    assert_eq!(
+        keyscope_key["use_since"]["source_ips"],
+        serde_json::json!(["10.20.4.7"])
+    );
+    assert_eq!(keyscope_key["action"]["revoked"], "2026-06-02T00:00:00Z");
+    let successor = keyscope_key["action"]["successor_secret"].as_str().unwrap();
+    assert!(
+        Secret::parse(successor).is_ok(),
+        "the successor is a valid key"
+    );
+
+    // Quarantined: every decision for the provider key denies as compromised.
+    let run = ks(
+        &store,
+        None,
+        &["decide", "--now", "2026-06-02T00:01:00Z"],
+        Some(&request(&provider_fingerprint, "p2")),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(reasons(&json(&run)), ["keyscope:key-compromised"]);
+    let (code, decision) = decide(&store, None, successor, "succ", "2026-06-02T00:01:00Z");
+    assert_eq!(code, 0, "{decision}");
+    let recorded = events(&audit);
+    assert!(
+        recorded.contains(&"key-quarantined groq-shared".to_owned()),
+        "{recorded:?}"
+    );
+    assert!(
+        recorded.contains(&format!("key-revoked {}", scoped.id)),
+        "{recorded:?}"
+    );
+}
+
+/// Expiry and the scope's maximum age: due for rotation first, then expired, and the expiry
+/// is an audit record.
+#[test]
+fn an_expiring_key_is_due_then_expired_and_audited() {
+    let store = TempStore::new();
+    let audit = store.audit();
+    let run = ks(
+        &store,
+        None,
+        &[
+            "key",
+            "issue",
+            "--scope",
+            "prod/care-notes-summarization",
+            "--expires",
+            "30d",
+            "--format",
+            "json",
+            "--now",
+            "2026-03-01T00:00:00Z",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let key = json(&run);
+    let (id, secret) = (key["id"].as_str().unwrap(), key["secret"].as_str().unwrap());
+    let list = |now: &str| {
+        let run = ks(
+            &store,
+            None,
+            &[
+                "key",
+                "list",
+                "--format",
+                "json",
+                "--now",
+                now,
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        json(&run)[0].clone()
+    };
+    assert_eq!(list("2026-03-20T00:00:00Z")["due_for_rotation"], false);
+    assert_eq!(list("2026-03-29T00:00:00Z")["due_for_rotation"], true);
+    let (code, decision) = decide(&store, None, secret, "late", "2026-03-31T00:00:01Z");
+    assert_eq!(
+        (code, reasons(&decision)),
+        (1, vec!["expired-key".to_owned()])
+    );
+    let expired = list("2026-03-31T00:00:01Z");
+    assert_eq!(expired["state"], "expired");
+    assert_eq!(events(&audit), [format!("key-expired {id}")]);
+    list("2026-04-02T00:00:00Z");
+    assert_eq!(events(&audit).len(), 1, "an expiry is recorded once");
 }
