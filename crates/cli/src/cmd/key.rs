@@ -464,7 +464,7 @@ fn print_record(context: &Context, key: &KeyRecord, activity: &KeyActivity) -> m
         outln!("due        for rotation")?;
     }
     outln!(
-        "activity   {} requests, {} tokens, {} committed, {} held, last use {}",
+        "activity   {} requests, {} tokens, ${} committed, ${} held, last use {}",
         activity.requests,
         activity.tokens,
         format_usd(activity.committed_micros),
