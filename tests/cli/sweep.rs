@@ -697,6 +697,34 @@ fn a_sweep_killed_midway_resumes_and_reports_what_an_uninterrupted_one_does() {
     }
 }
 
+/// Issue #17: asked to, a sweep fetches what a blobless clone never fetched, and sweeps it
+/// whole; the history is then complete and the key it held is found.
+#[test]
+fn a_blobless_clone_is_swept_whole_when_asked_to_fetch_what_it_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = leaky_origin(dir.path(), "origin", 1);
+    let url = format!("file://{}", origin.display());
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--filter=blob:none",
+            "--no-checkout",
+            &url,
+            "partial",
+        ],
+    );
+    let (run, _) = sweep(dir.path(), &["partial"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--fetch-missing"), "{}", run.stderr);
+    let (run, report) = sweep(dir.path(), &["partial", "--fetch-missing"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(report["summary"]["complete"], true);
+    assert_eq!(report["findings"][0]["path"], "partial/app.py");
+    assert_eq!(report["findings"][0]["origin"]["repository"], "partial");
+}
+
 /// Issue #17: the organisation's fingerprint key applies to `scan` as to `sweep`, so that a
 /// secret found by a scan of a checkout and by the nightly sweep has one fingerprint.
 #[test]

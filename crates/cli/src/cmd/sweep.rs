@@ -65,6 +65,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Before sweeping a partial clone (`git clone --filter`), fetch from its promisor remote
+    /// the objects it never fetched (with the system `git`), instead of reporting it partial.
+    #[arg(long)]
+    fetch_missing: bool,
 }
 
 /// One shard of N.
@@ -225,6 +229,9 @@ fn locate(identities: &[String], args: &Args) -> miette::Result<Vec<SweepRepo>> 
         } else {
             PathBuf::from(identity)
         };
+        if args.fetch_missing {
+            fetch_missing(identity, &path);
+        }
         repos.push(SweepRepo {
             identity: identity.clone(),
             path,
@@ -262,6 +269,108 @@ fn fetch(url: &str, cache: &Path) -> PathBuf {
         Err(e) => errln!("warning: cannot run git to fetch `{url}`: {e}"),
     }
     dir
+}
+
+/// Fetches the objects that a partial clone's commits and trees name but that it never
+/// fetched, from its promisor remote, as git fetches them on demand. A failure is a warning:
+/// the sweep then finds the objects missing and reports the repository partial.
+fn fetch_missing(identity: &str, repo: &Path) {
+    // Not a partial clone (or not a repository, which the sweep reports): nothing to fetch.
+    let Some(remote) = promisor_remote(repo) else {
+        return;
+    };
+    let fetched = missing_objects(repo).and_then(|missing| {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let fetch = [
+            "-c",
+            "fetch.negotiationAlgorithm=noop",
+            "fetch",
+            "--quiet",
+            &remote,
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--recurse-submodules=no",
+            "--filter=blob:none",
+            "--stdin",
+        ];
+        git_with_input(repo, &fetch, missing.concat().as_bytes()).map(|_| ())
+    });
+    if let Err(e) = fetched {
+        errln!(
+            "warning: cannot fetch the objects `{identity}` lacks from `{remote}`: {}",
+            human::escape_controls(&crate::mask(e))
+        );
+    }
+}
+
+/// A partial clone's promisor remote: the one `extensions.partialClone` names, or the first
+/// marked `remote.NAME.promisor` (what git writes since 2.x).
+fn promisor_remote(repo: &Path) -> Option<String> {
+    let named = git_with_input(repo, &["config", "--get", "extensions.partialClone"], b"").ok();
+    if let Some(name) = named.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        return Some(name);
+    }
+    let marked = [
+        "config",
+        "--bool",
+        "--get-regexp",
+        r"^remote\..*\.promisor$",
+    ];
+    git_with_input(repo, &marked, b"")
+        .ok()?
+        .lines()
+        .filter_map(|line| line.strip_suffix(" true"))
+        .find_map(|key| key.strip_prefix("remote.")?.strip_suffix(".promisor"))
+        .map(str::to_owned)
+}
+
+/// The objects that the repository's history names and that it lacks, one id and newline each.
+fn missing_objects(repo: &Path) -> Result<Vec<String>, String> {
+    let listed = git_with_input(
+        repo,
+        &[
+            "rev-list",
+            "--objects",
+            "--all",
+            "--reflog",
+            "--missing=print",
+        ],
+        b"",
+    )?;
+    Ok(listed
+        .lines()
+        .filter_map(|l| l.strip_prefix('?'))
+        .map(|id| format!("{id}\n"))
+        .collect())
+}
+
+/// Runs `git -C REPO ARGS` with `input` on its standard input: its standard output, or what
+/// went wrong.
+fn git_with_input(repo: &Path, args: &[&str], input: &[u8]) -> Result<String, String> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .map_err(|e| format!("cannot write to git: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("git failed: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 fn coverage_path(args: &Args) -> PathBuf {

@@ -412,7 +412,8 @@ fn report_missing(repo: &GitRepo, tally: &Tally, missing: Vec<gix::ObjectId>, pr
             repo.path.clone(),
             SkipReason::Unreadable(format!(
                 "a partial clone: {} objects its commits and trees name were never fetched, so \
-                 the history is incomplete (clone it without --filter to sweep it whole)",
+                 the history is incomplete (clone it without --filter, or sweep it with \
+                 `keyscope sweep --fetch-missing`, to sweep it whole)",
                 missing.len()
             )),
         );
