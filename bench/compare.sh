@@ -10,6 +10,8 @@
 #   --no-keyscope         measure the peers only (baselines)
 #   --interleave          round-robin: RUNS hyperfine calls of one run of every command each,
 #                         instead of one hyperfine call running each command RUNS times in a row
+#   --sweep               history: time `keyscope sweep REPO` (a full single-repository sweep)
+#                         instead of `keyscope scan --history REPO`          [HISTORY_SWEEP=1]
 #   --no-install          never install anything; fail instead
 #   -o, --out DIR         results directory          [BENCH_OUT, default bench/out/<UTC time>]
 #   -h, --help
@@ -40,6 +42,7 @@ STAGED_WARMUP=${STAGED_WARMUP:-3}
 STAGED_RUNS=${STAGED_RUNS:-20}
 WITH_KEYSCOPE=1
 INTERLEAVE=${INTERLEAVE:-0}
+HISTORY_SWEEP=${HISTORY_SWEEP:-0}
 INSTALL=1
 SCENARIOS=()
 
@@ -54,6 +57,7 @@ while [ $# -gt 0 ]; do
         --peers) PEERS=$2; shift ;;
         --no-keyscope) WITH_KEYSCOPE=0 ;;
         --interleave) INTERLEAVE=1 ;;
+        --sweep) HISTORY_SWEEP=1 ;;
         --no-install) INSTALL=0 ;;
         -o|--out) BENCH_OUT=$2; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -142,7 +146,11 @@ ks_cmd() { # MODE TARGET OUTFILE
     local k; k=$(q "$KEYSCOPE")
     case $1 in
         fs)     echo "$k scan --format json -o $(q "$3") $(q "$2")" ;;
-        git)    echo "$k scan --history --format json -o $(q "$3") $(q "$2")" ;;
+        git) if [ "$HISTORY_SWEEP" = 1 ]; then
+                 echo "$k sweep --format json -o $(q "$3") $(q "$2")"
+             else
+                 echo "$k scan --history --format json -o $(q "$3") $(q "$2")"
+             fi ;;
         staged) echo "$k scan --staged" ;;
     esac
 }
@@ -322,6 +330,7 @@ ensure_tools
     done
     echo "hyperfine: $(hyperfine --version)"
     echo "mode: $([ "$INTERLEAVE" = 1 ] && echo round-robin || echo hyperfine blocks)"
+    echo "history: keyscope $([ "$HISTORY_SWEEP" = 1 ] && echo sweep || echo scan --history)"
 } > "$BENCH_OUT/env.txt"
 cat "$BENCH_OUT/env.txt" >&2
 

@@ -5,7 +5,7 @@
 #   bench/sweep.sh fleet CORPUS_REPO N [KEYSCOPE]       # N diverging clones: 1 process vs 4 shards
 #
 # Work goes to $OUT (default bench/out/sweep-<UTC time>): the clones, states, reports and
-# hyperfine's JSON. Every ratio comes from one interleaved hyperfine run.
+# hyperfine's JSON. Every ratio comes from runs interleaved round by round in one sitting.
 set -euo pipefail
 
 mode="${1:?incremental|fleet}"
@@ -36,11 +36,19 @@ incremental)
     git clone -q --no-local "$corpus" "$repo"
     "$ks" sweep --isolated -f json -o "$out/first.json" --state "$out/state-before" "$repo" || test $? -le 1
     add_commits "$repo" 100 day
-    hyperfine -w 1 -r "$runs" --export-json "$out/hyperfine.json" -i \
-        --prepare "rm -rf '$out/state-full'" \
-        -n full "$ks sweep --isolated -f json -o '$out/full.json' --state '$out/state-full' '$repo'" \
-        --prepare "rm -rf '$out/state'; cp -r '$out/state-before' '$out/state'" \
-        -n incremental "$ks sweep --isolated -f json -o '$out/incremental.json' --state '$out/state' '$repo'"
+    # Round-robin (one hyperfine call of one run of each per round; round 0 is a warm-up), so
+    # that load from other work on the machine falls on both alike.
+    echo "load before: $(uptime)" | tee "$out/load.txt"
+    for ((i = 0; i <= runs; i++)); do
+        hyperfine -r 1 -i --style basic --export-json "$out/round-$i.json" \
+            --prepare "rm -rf '$out/state-full'" \
+            -n full "$ks sweep --isolated -f json -o '$out/full.json' --state '$out/state-full' '$repo'" \
+            --prepare "rm -rf '$out/state'; cp -r '$out/state-before' '$out/state'" \
+            -n incremental "$ks sweep --isolated -f json -o '$out/incremental.json' --state '$out/state' '$repo'"
+        [ "$i" -gt 0 ] || rm -f "$out/round-$i.json"
+    done
+    echo "load after: $(uptime)" | tee -a "$out/load.txt"
+    python3 "$root/bench/summarize.py" merge-rounds "$out" > "$out/hyperfine.json"
     python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -62,10 +70,16 @@ fleet)
         add_commits "$out/r$i" 2 "r$i"
         echo "$out/r$i" >> "$out/repos.txt"
     done
-    shards="rm -f '$out'/shard-*.json; for k in 0 1 2 3; do ('$ks' sweep --isolated --list '$out/repos.txt' --shard \$k/4 --threads 1 -f json -o '$out'/shard-\$k.json --coverage '$out'/cov-\$k.jsonl || test \$? -le 1) & done; wait; '$ks' merge '$out'/shard-*.json -o '$out/merged.json' || test \$? -le 1"
-    hyperfine -w 0 -r "${FLEET_RUNS:-1}" --export-json "$out/hyperfine.json" \
-        -n one-process "'$ks' sweep --isolated --list '$out/repos.txt' -f json -o '$out/one.json' --coverage '$out/cov.jsonl' || test \$? -le 1" \
-        -n four-shards "$shards"
+    shards="rm -f '$out'/shard-*.json; for k in 0 1 2 3; do ('$ks' sweep --isolated --list '$out/repos.txt' --shard \$k/4 --threads 1 -f json -o '$out'/shard-\$k.json --coverage '$out'/cov-\$k.jsonl || test \$? -le 1) & done; wait; '$ks' merge --isolated '$out'/shard-*.json -o '$out/merged.json' || test \$? -le 1"
+    # Round-robin: one run of each per round.
+    echo "load before: $(uptime)" | tee "$out/load.txt"
+    for ((i = 1; i <= ${FLEET_RUNS:-1}; i++)); do
+        hyperfine -r 1 --style basic --export-json "$out/round-$i.json" \
+            -n one-process "'$ks' sweep --isolated --list '$out/repos.txt' -f json -o '$out/one.json' --coverage '$out/cov.jsonl' || test \$? -le 1" \
+            -n four-shards "$shards"
+    done
+    echo "load after: $(uptime)" | tee -a "$out/load.txt"
+    python3 "$root/bench/summarize.py" merge-rounds "$out" > "$out/hyperfine.json"
     python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -150,6 +150,27 @@ fn history_of_one_and_of_two_repositories() {
     }
 }
 
+/// Issue #17: `keyscope merge` of two sweeps' reports, in every format. A key that both
+/// sweeps found (in `a`, and in `c` of the other sweep) is one finding, with its
+/// cross-repository flat-key finding.
+#[test]
+fn merge_of_two_sweeps_in_every_format() {
+    let dir = repositories();
+    let c = dir.path().join("c");
+    std::fs::create_dir(&c).unwrap();
+    git(&c, &["init", "-q"]);
+    commit_file(&c, "deploy/prod.env", &config_line(32), "copy a's key", 6);
+    for (out, repos) in [("a.json", vec!["a"]), ("bc.json", vec!["b", "c"])] {
+        let mut args = vec!["sweep", "--isolated", "-f", "json", "-o", out];
+        args.extend(repos);
+        output(dir.path(), &args, 1);
+    }
+    for format in ["human", "json", "sarif"] {
+        let args = ["merge", "--isolated", "-f", format, "a.json", "bc.json"];
+        insta::assert_snapshot!(format!("merge_{format}"), output(dir.path(), &args, 1));
+    }
+}
+
 #[test]
 fn staged_and_range() {
     let dir = repo();

@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use keyscope_rules::{RuleSet, Severity};
 use keyscope_scan::Finding;
+use keyscope_scan::pipeline::FingerprintKind;
 use miette::{
     Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
 };
@@ -250,7 +251,41 @@ pub fn summary(report: &ScanReport<'_>) -> String {
         );
     }
     out.push('\n');
+    match report.sweep {
+        Some(sweep) => out.push_str(&sweep_summary(report, sweep)),
+        None if report.fingerprints == FingerprintKind::Keyed => {
+            out.push_str(&format!("fingerprints: {}\n", report.fingerprints.name()))
+        }
+        None => {}
+    }
     out
+}
+
+/// The summary's sweep line: what the sweep (or the merged sweeps) covered.
+fn sweep_summary(report: &ScanReport<'_>, sweep: &crate::SweepFacts) -> String {
+    let s = &sweep.summary;
+    let known = report
+        .findings
+        .iter()
+        .filter(|f| sweep.reported_before(f))
+        .count();
+    let merged = match sweep.merged_reports {
+        Some(n) => format!("merged {n} report{}: ", if n == 1 { "" } else { "s" }),
+        None => String::new(),
+    };
+    format!(
+        "{merged}swept {} repositories ({} complete, {} partial, {} failed): {} objects read, {} \
+         known from the state, {} shared blobs matched once; {known} findings already reported \
+         by an earlier sweep; fingerprints: {}\n",
+        s.repositories,
+        s.complete,
+        s.partial,
+        s.failed,
+        s.objects_read,
+        s.objects_from_state,
+        s.blobs_deduplicated,
+        report.fingerprints.name()
+    )
 }
 
 fn human_bytes(bytes: u64) -> String {

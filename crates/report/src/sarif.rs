@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use keyscope_rules::{Rule, RuleSet, Severity};
 use keyscope_scan::Finding;
+use keyscope_scan::pipeline::FingerprintKind;
 use serde_json::json;
 use serde_sarif::sarif::{
     ArtifactLocation, Invocation, Location, Message, MultiformatMessageString, Notification,
@@ -13,7 +14,7 @@ use serde_sarif::sarif::{
     ResultLevel, Run, Sarif, Tool, ToolComponent,
 };
 
-use crate::{ReportError, ScanReport, TOOL_VERSION};
+use crate::{ReportError, ScanReport, SweepFacts, TOOL_VERSION};
 
 /// The `$schema` URI written into every log.
 pub const SCHEMA_URI: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -26,7 +27,13 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
     let results: Vec<Result> = report
         .findings
         .iter()
-        .map(|f| result(f, report.rules, index.get(f.rule_id.as_str()).copied()))
+        .map(|f| {
+            let mut found = result(f, report.rules, index.get(f.rule_id.as_str()).copied());
+            if let Some(sweep) = report.sweep {
+                sweep_properties(&mut found, f, sweep);
+            }
+            found
+        })
         .collect();
     let notifications: Vec<Notification> = report
         .stats
@@ -54,12 +61,13 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
         .execution_successful(report.complete())
         .tool_execution_notifications(notifications)
         .build();
-    let run = Run::builder()
+    let mut run = Run::builder()
         .tool(Tool::builder().driver(driver).build())
         .results(results)
         .invocations(vec![invocation])
         .column_kind(json!("unicodeCodePoints"))
         .build();
+    run.properties = run_properties(report);
     let log = Sarif::builder()
         .schema(SCHEMA_URI)
         .version(json!("2.1.0"))
@@ -68,6 +76,53 @@ pub fn render(report: &ScanReport<'_>) -> std::result::Result<String, ReportErro
     let mut text = serde_json::to_string_pretty(&log)?;
     text.push('\n');
     Ok(text)
+}
+
+/// A sweep's facts about one result: the repositories it is in, and whether an earlier sweep
+/// reported it.
+fn sweep_properties(result: &mut Result, finding: &Finding, sweep: &SweepFacts) {
+    let properties = result
+        .properties
+        .get_or_insert_with(|| PropertyBag::builder().build());
+    properties.additional_properties.insert(
+        "repositories".to_owned(),
+        json!(crate::repositories(finding)),
+    );
+    properties.additional_properties.insert(
+        "fromState".to_owned(),
+        json!(sweep.reported_before(finding)),
+    );
+}
+
+/// The run's facts beyond SARIF's own: keyed fingerprints, and a sweep's totals.
+fn run_properties(report: &ScanReport<'_>) -> Option<PropertyBag> {
+    if report.sweep.is_none() && report.fingerprints == FingerprintKind::Salted {
+        return None;
+    }
+    let mut properties = BTreeMap::new();
+    properties.insert("fingerprints".to_owned(), json!(report.fingerprints.name()));
+    if let Some(sweep) = report.sweep {
+        let s = &sweep.summary;
+        properties.insert(
+            "sweep".to_owned(),
+            json!({
+                "repositories": s.repositories,
+                "repositoriesComplete": s.complete,
+                "repositoriesPartial": s.partial,
+                "repositoriesFailed": s.failed,
+                "objectsRead": s.objects_read,
+                "objectsFromState": s.objects_from_state,
+                "blobsDeduplicated": s.blobs_deduplicated,
+                "shard": sweep.shard.map(|(k, n)| format!("{k}/{n}")),
+                "reports": sweep.merged_reports,
+            }),
+        );
+    }
+    Some(
+        PropertyBag::builder()
+            .additional_properties(properties)
+            .build(),
+    )
 }
 
 fn message(text: impl Into<String>) -> Message {

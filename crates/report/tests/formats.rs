@@ -236,3 +236,175 @@ fn human_output_masks_every_secret_on_the_line() {
     assert!(out.contains(" 2 | b = "), "{out}");
     assert!(out.contains("openai-project-key (critical)"), "{out}");
 }
+
+/// Findings at every kind of place, with every fact a finding can carry, and a skip of every
+/// kind: what a report must give back when it is read.
+fn every_fact() -> (RuleSet, Vec<Finding>, WalkStats) {
+    use keyscope_scan::{Correlation, KeyOwner};
+    use std::path::Path;
+    use std::sync::Arc;
+    let (rules, mut found) = findings();
+    let repo: keyscope_sources::RepoName = Arc::from(Path::new("org/repo one"));
+    let id =
+        keyscope_sources::ObjectId::from_hex("3a6dfd3600773760cc7ebd268a88d4eb23e56547").unwrap();
+    let commit = found[0].location.commit().unwrap().clone();
+    let base = found[1].clone();
+    let origins = [
+        Origin::Stdin,
+        Origin::Index {
+            path: "staged.env".into(),
+        },
+        Origin::Commit {
+            repo: Some(repo.clone()),
+            path: "src/app.py".into(),
+            commit: commit.clone(),
+        },
+        Origin::Unreachable {
+            repo: repo.clone(),
+            blob: id,
+        },
+        Origin::CommitMessage {
+            repo: Some(repo.clone()),
+            commit,
+        },
+        Origin::TagMessage {
+            repo: None,
+            name: "v1.0".into(),
+            id,
+        },
+    ];
+    for (i, origin) in origins.into_iter().enumerate() {
+        let mut f = base.clone();
+        f.location.origin = origin;
+        f.location.line = i + 3;
+        f.at_head = [None, Some(true), Some(false)][i % 3];
+        found.push(f);
+    }
+    found[1].owner = Some(KeyOwner {
+        key_id: "notes-1".into(),
+        scope: "prod/notes".into(),
+        production: true,
+    });
+    found[1].base64 = true;
+    let mut shared = found[0].clone();
+    shared.kind = keyscope_rules::RuleKind::Correlation;
+    shared.rule_id = "flat-key/shared-across-repos".into();
+    shared.correlation = Some(Correlation::SharedBy(vec!["a".into(), "b".into()]));
+    found.push(shared);
+    let mut served = found[2].clone();
+    served.kind = keyscope_rules::RuleKind::Correlation;
+    served.rule_id = "flat-key/client-exposed".into();
+    served.correlation = Some(Correlation::ServedToBrowsers);
+    found.push(served);
+    let mut stats = stats();
+    for reason in [
+        SkipReason::Unreadable("bad pack".into()),
+        SkipReason::BrokenSymlink { explicit: true },
+        SkipReason::NotFound,
+        SkipReason::Ignored,
+        SkipReason::NotAFile {
+            kind: "FIFO",
+            explicit: false,
+        },
+        SkipReason::SymlinkOutsideTree,
+    ] {
+        stats.skipped.push(Skipped {
+            place: "some/path".into(),
+            reason,
+        });
+    }
+    stats.skipped.push(Skipped {
+        place: keyscope_sources::SkippedPlace::Object { repo, id },
+        reason: SkipReason::TooLarge {
+            size: 1 << 30,
+            limit: 1 << 26,
+        },
+    });
+    (rules, found, stats)
+}
+
+/// Every format, rendered from one report.
+fn every_format(report: &ScanReport<'_>) -> [String; 3] {
+    let mut human_out = String::new();
+    for d in human::diagnostics(report) {
+        let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::none())
+            .with_width(200);
+        handler.render_report(&mut human_out, &d).unwrap();
+    }
+    human_out.push_str(&human::summary(report));
+    [
+        json::render(report).unwrap(),
+        sarif::render(report).unwrap(),
+        human_out,
+    ]
+}
+
+/// Issue #17: `keyscope merge` reads reports back and renders them again, so a report read
+/// back must render exactly as the values it was written from, in every format.
+#[test]
+fn a_json_report_reads_back_into_what_renders_it_again_in_every_format() {
+    use keyscope_report::SweepFacts;
+    use keyscope_scan::pipeline::{FingerprintKind, SweepSummary};
+    let (rules, found, stats) = every_fact();
+    let facts = SweepFacts {
+        summary: SweepSummary {
+            repositories: 3,
+            complete: 2,
+            partial: 1,
+            failed: 0,
+            objects_read: 1000,
+            objects_from_state: 20,
+            blobs_deduplicated: 7,
+        },
+        previously_reported: [(found[0].rule_id.clone(), found[0].fingerprint.clone())].into(),
+        shard: Some((1, 4)),
+        merged_reports: None,
+    };
+    for sweep in [None, Some(&facts)] {
+        let mut report = ScanReport::new(&rules, &found, &stats, Duration::from_millis(1234))
+            .with_fingerprints(FingerprintKind::Keyed);
+        if let Some(facts) = sweep {
+            report = report.with_sweep(facts);
+        }
+        let written = every_format(&report);
+        validate(json::SCHEMA, &written[0]);
+        let read = json::read(&written[0]).unwrap();
+        assert_eq!(read.fingerprints, FingerprintKind::Keyed);
+        assert_eq!(read.sweep.as_ref(), sweep);
+        assert_eq!(read.stats.skipped, stats.skipped);
+        let mut again = ScanReport::new(&rules, &read.findings, &read.stats, read.elapsed)
+            .with_fingerprints(read.fingerprints);
+        if let Some(facts) = &read.sweep {
+            again = again.with_sweep(facts);
+        }
+        let rewritten = every_format(&again);
+        for (before, after) in written.iter().zip(&rewritten) {
+            assert_eq!(before, after);
+        }
+    }
+}
+
+#[test]
+fn a_file_that_is_not_this_versions_report_is_refused_with_the_reason() {
+    let (rules, found) = findings();
+    let stats = stats();
+    let report = json::render(&ScanReport::new(&rules, &found, &stats, Duration::ZERO)).unwrap();
+    let error = |text: &str| json::read(text).unwrap_err().to_string();
+    assert!(error("{ not json").starts_with("not JSON"));
+    assert!(error(r#"{"version": 1, "runs": []}"#).contains("not a keyscope report"));
+    let next = report.replacen("\"version\": 1", "\"version\": 2", 1);
+    assert!(
+        error(&next).contains("format version `2`"),
+        "{}",
+        error(&next)
+    );
+    // A report of an older keyscope of format version 1, before findings carried their
+    // origin as facts: it cannot be read back whole, and says so.
+    let mut older: serde_json::Value = serde_json::from_str(&report).unwrap();
+    older["findings"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("origin");
+    let message = error(&older.to_string());
+    assert!(message.contains("missing field `origin`"), "{message}");
+}

@@ -124,14 +124,43 @@ pub struct Finding {
     /// Other places the same secret was found (history sweeps group them), or the places a
     /// flat-key finding relates (every environment that shares the key).
     pub related: Vec<Location>,
-    key_sha256: String,
+    /// `None` for a finding read back from a report, which never holds it.
+    key_sha256: Option<String>,
 }
 
 impl Finding {
     /// The plain SHA-256 of the secret, hex-encoded: the form in which a policy store
-    /// registers keys (`sha256:<hex>`). Used for attribution only; never reported.
-    pub fn key_sha256(&self) -> &str {
-        &self.key_sha256
+    /// registers keys (`sha256:<hex>`). Used for attribution only; never reported, so a
+    /// finding read back from a report has none.
+    pub fn key_sha256(&self) -> Option<&str> {
+        self.key_sha256.as_deref()
+    }
+
+    /// A finding of the rule `rule_id` at `location`, as a report recorded it, for a reader
+    /// of reports to fill in: every other public field starts empty (`kind` a secret,
+    /// `severity` info) and is the reader's to set. It has no key hash, since no report holds
+    /// one.
+    pub fn recorded(rule_id: String, location: Location, fingerprint: String) -> Finding {
+        Finding {
+            kind: RuleKind::Secret,
+            rule_id,
+            rule_name: String::new(),
+            provider: String::new(),
+            severity: Severity::Info,
+            location,
+            redacted: String::new(),
+            fingerprint,
+            snippet: Snippet {
+                text: String::new(),
+                highlight: 0..0,
+            },
+            base64: false,
+            correlation: None,
+            owner: None,
+            at_head: None,
+            related: Vec::new(),
+            key_sha256: None,
+        }
     }
 }
 
@@ -314,7 +343,7 @@ pub(crate) fn findings(
                 owner: None,
                 at_head: None,
                 related: Vec::new(),
-                key_sha256: hex(&Sha256::digest(&m.secret)),
+                key_sha256: Some(hex(&Sha256::digest(&m.secret))),
             }
         })
         .filter(|f| f.kind != RuleKind::Usage || crate::usage::applies_at(origin))

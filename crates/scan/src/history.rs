@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use keyscope_sources::{
     Attribution, CommitInfo, Excludes, GitError, GitObject, GitRepo, History, Introduction,
-    ObjectId, Origin, RepoName, SweepOptions, WalkStats,
+    ObjectId, Origin, RepoName, SweepOptions,
 };
 
 use crate::{Detector, Finding, Location, ScanOutcome, finding, sort_findings};
@@ -59,7 +59,7 @@ pub fn scan_history(
         found.extend(place_tags(tags, named.as_ref()));
         redact_summaries(&mut found, &summaries);
         placed.extend(found);
-        merge_stats(&mut result.outcome.stats, history.stats);
+        result.outcome.stats.absorb(history.stats);
         result.outcome.stats.skipped.extend(attribution.skipped);
         result.warnings.extend(history.warnings);
     }
@@ -447,13 +447,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn into_inner<T>(mutex: Mutex<T>) -> T {
     mutex.into_inner().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn merge_stats(into: &mut WalkStats, from: WalkStats) {
-    into.files += from.files;
-    into.bytes += from.bytes;
-    into.binary += from.binary;
-    into.skipped.extend(from.skipped);
 }
 
 /// Orders locations by when they were introduced: earliest commit first, then locations with

@@ -195,6 +195,15 @@ pub struct WalkStats {
 }
 
 impl WalkStats {
+    /// Adds what another walk (another repository, another shard) scanned and skipped.
+    pub fn absorb(&mut self, other: WalkStats) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.binary += other.binary;
+        self.skipped.extend(other.skipped);
+        self.repositories.extend(other.repositories);
+    }
+
     /// Whether anything that should have been scanned was not.
     pub fn has_failures(&self) -> bool {
         self.skipped.iter().any(|s| s.reason.is_failure())

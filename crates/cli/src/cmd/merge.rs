@@ -1,33 +1,22 @@
-//! `keyscope merge`: the JSON reports of several sweeps (the shards of one) as one report, a
-//! secret found in several shards' repositories one finding, with its cross-repository
-//! flat-key finding.
+//! `keyscope merge`: the JSON reports of several sweeps (the shards of one) as one report, in
+//! any format: each read back into findings ([`keyscope_report::json::read`]), merged as one
+//! sweep of all their repositories reports them ([`keyscope_scan::pipeline::Scan::merge`]:
+//! a secret in several shards' repositories is one finding, with its cross-repository flat-key
+//! finding), and rendered by the renderers a sweep uses.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use keyscope_report::json::ReadReport;
+use keyscope_report::{ScanReport, SweepFacts};
+use keyscope_rules::{RuleKind, RuleSet};
+use keyscope_scan::pipeline::{FingerprintKind, ScanBuilder, ScanResult, Target};
+use keyscope_sources::WalkStats;
 use miette::{Context as _, IntoDiagnostic as _, miette};
-use serde_json::{Map, Value, json};
 
+use super::scan::Format;
 use crate::exit::Exit;
-
-/// The flat-key rule for one key in several repositories.
-const SHARED_ACROSS_REPOS: &str = "flat-key/shared-across-repos";
-
-/// Summary counts that add up across shards.
-const SUMMED: &[&str] = &[
-    "files_scanned",
-    "bytes_scanned",
-    "binary_files_skipped",
-    "skipped",
-    "ignored",
-    "repositories",
-    "repositories_complete",
-    "repositories_partial",
-    "repositories_failed",
-    "objects_read",
-    "objects_from_state",
-    "blobs_deduplicated",
-];
+use crate::out::errln;
 
 /// Arguments of `keyscope merge`.
 #[derive(Debug, clap::Args)]
@@ -35,235 +24,164 @@ pub struct Args {
     /// The JSON reports of `keyscope sweep --format json`.
     #[arg(required = true)]
     reports: Vec<PathBuf>,
-    /// Write the merged JSON report to this file instead of standard output.
+    /// Output format (JSON by default: a merged report is usually kept, or merged again).
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Write the merged report to this file instead of standard output.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Read settings (flat-key environments and services, rules) from this file instead of the
+    /// nearest .keyscope.toml: give the sweeps' own.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ignore config files, as sweeps run with --isolated did.
+    #[arg(long, conflicts_with = "config")]
+    isolated: bool,
+    /// Report only findings that this baseline does not accept.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Add the rules of this TOML file to the built-in ones (repeatable): the sweeps' own.
+    #[arg(long = "rules", value_name = "FILE")]
+    rule_files: Vec<PathBuf>,
 }
 
 /// Runs `keyscope merge`.
 pub fn run(args: Args) -> miette::Result<Exit> {
-    let mut reports = Vec::new();
-    for path in &args.reports {
-        let text = std::fs::read_to_string(path)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot read the report `{}`", path.display()))?;
-        let value: Value = serde_json::from_str(&text)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("`{}` is not a JSON report", path.display()))?;
-        if value["version"] != 1 || value["summary"]["fingerprints"].is_null() {
-            return Err(miette!(
-                "`{}` is not the JSON report of `keyscope sweep --format json` (format version 1)",
-                path.display()
-            ));
-        }
-        reports.push(value);
-    }
-    let merged = merge(&reports)?;
-    let complete = merged["summary"]["complete"] == true;
-    let found = merged["findings"].as_array().is_some_and(|f| !f.is_empty());
-    let mut text = serde_json::to_string_pretty(&merged).into_diagnostic()?;
-    text.push('\n');
-    super::scan::write_report(args.output.as_deref(), &text)?;
-    Ok(if !complete {
-        Exit::Error
-    } else if found {
-        Exit::Findings
-    } else {
-        Exit::Clean
-    })
-}
-
-/// The reports as one.
-fn merge(reports: &[Value]) -> miette::Result<Value> {
-    let kinds: BTreeSet<&str> = reports
+    let reports = args
+        .reports
         .iter()
-        .filter_map(|r| r["summary"]["fingerprints"].as_str())
-        .collect();
-    if kinds.len() > 1 {
-        return Err(miette!(
-            "the reports' fingerprints were made differently ({}): give every shard the same \
-             KEYSCOPE_FINGERPRINT_KEY",
-            kinds.into_iter().collect::<Vec<_>>().join(", ")
-        ));
+        .map(|path| read(path))
+        .collect::<miette::Result<Vec<_>>>()?;
+    let fingerprints = fingerprints(&args.reports, &reports)?;
+    let mut builder = ScanBuilder::new(Target::History { repos: Vec::new() }).config(
+        crate::cmd::config::source(args.config.clone(), args.isolated),
+    );
+    for file in &args.rule_files {
+        builder = builder.rule_file(file);
     }
-    let findings = merge_findings(reports);
-    let mut summary = Map::new();
-    for field in SUMMED {
-        let total: u64 = reports
-            .iter()
-            .filter_map(|r| r["summary"][*field].as_u64())
-            .sum();
-        summary.insert((*field).into(), total.into());
+    if let Some(path) = &args.baseline {
+        builder = builder.baseline(path);
     }
-    let slowest = reports
-        .iter()
-        .filter_map(|r| r["summary"]["duration_ms"].as_u64())
-        .max();
-    summary.insert("duration_ms".into(), slowest.unwrap_or(0).into());
-    summary.insert("findings".into(), findings.len().into());
-    let complete = reports.iter().all(|r| r["summary"]["complete"] == true);
-    summary.insert("complete".into(), complete.into());
-    summary.insert("fingerprints".into(), kinds.into_iter().next().into());
-    summary.insert("reports".into(), reports.len().into());
-    let skipped: Vec<Value> = reports
-        .iter()
-        .flat_map(|r| r["skipped"].as_array().cloned().unwrap_or_default())
-        .collect();
-    Ok(json!({
-        "version": 1,
-        "tool": reports.first().map_or(Value::Null, |r| r["tool"].clone()),
-        "summary": summary,
-        "findings": findings,
-        "skipped": skipped,
-    }))
-}
-
-/// Every report's findings, one per rule and fingerprint, with a cross-repository flat-key
-/// finding for each secret found in several repositories.
-fn merge_findings(reports: &[Value]) -> Vec<Value> {
-    let mut groups: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
-    for finding in reports
-        .iter()
-        .flat_map(|r| r["findings"].as_array().cloned().unwrap_or_default())
-    {
-        // Recomputed below over every report's repositories.
-        if finding["rule_id"] == SHARED_ACROSS_REPOS {
-            continue;
-        }
-        let key = (
-            finding["rule_id"].as_str().unwrap_or_default().to_owned(),
-            finding["fingerprint"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        groups.entry(key).or_default().push(finding);
-    }
-    let mut merged = Vec::new();
-    for (_, members) in groups {
-        let finding = merge_group(members);
-        let repos = finding["repositories"].as_array().map_or(0, Vec::len);
-        if finding["kind"] == "secret" && repos > 1 {
-            merged.push(shared_across_repos(&finding));
-        }
-        merged.push(finding);
-    }
-    merged.sort_by_key(|f| {
-        (
-            f["path"].as_str().unwrap_or_default().to_owned(),
-            f["line"].as_u64(),
-            f["column"].as_u64(),
-            f["rule_id"].as_str().unwrap_or_default().to_owned(),
-        )
-    });
-    merged
-}
-
-/// One finding from the same secret's findings in several reports: the earliest introduction
-/// first, every other place in `locations`.
-fn merge_group(mut members: Vec<Value>) -> Value {
-    members.sort_by_key(|m| {
-        (
-            m["commit"]["time"].as_i64().unwrap_or(i64::MAX),
-            m["path"].as_str().unwrap_or_default().to_owned(),
-        )
-    });
-    let mut members = members.into_iter();
-    let mut first = members.next().unwrap_or(Value::Null);
-    let place = |v: &Value| {
-        (
-            v["path"].clone(),
-            v["line"].clone(),
-            v["column"].clone(),
-            v["commit"]["id"].clone(),
-        )
-            .to_owned()
+    let scan = builder.build()?;
+    let mut facts = SweepFacts {
+        merged_reports: Some(reports.len() as u64),
+        ..SweepFacts::default()
     };
-    let mut seen: Vec<_> = std::iter::once(place(&first))
-        .chain(
-            first["locations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(place),
-        )
-        .collect();
-    let mut repos: Vec<Value> = first["repositories"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut from_state = first["from_state"] == true;
-    for member in members {
-        from_state &= member["from_state"] == true;
-        let primary = json!({
-            "path": member["path"],
-            "line": member["line"],
-            "column": member["column"],
-            "end_column": member["end_column"],
-            "commit": member["commit"],
-        });
-        let others = member["locations"].as_array().cloned().unwrap_or_default();
-        for location in std::iter::once(primary).chain(others) {
-            if !seen.contains(&place(&location)) {
-                seen.push(place(&location));
-                if let Some(list) = first["locations"].as_array_mut() {
-                    list.push(location);
-                }
-            }
-        }
-        for repo in member["repositories"].as_array().into_iter().flatten() {
-            if !repos.contains(repo) {
-                repos.push(repo.clone());
-            }
-        }
+    let mut stats = WalkStats::default();
+    let mut elapsed = Duration::ZERO;
+    let mut findings = Vec::new();
+    for (path, (report, sweep)) in args.reports.iter().zip(reports) {
+        known_rules(path, &report, scan.rules())?;
+        facts.summary.absorb(sweep.summary);
+        facts.previously_reported.extend(sweep.previously_reported);
+        stats.absorb(report.stats);
+        // The shards ran side by side: the merged sweep took as long as the slowest.
+        elapsed = elapsed.max(report.elapsed);
+        findings.extend(report.findings);
     }
-    if let Some(object) = first.as_object_mut() {
-        object.insert("repositories".into(), repos.into());
-        object.insert("from_state".into(), from_state.into());
+    let (findings, stale) = scan.merge(findings);
+    for entry in &stale {
+        errln!(
+            "note: baseline entry no longer found: {} {} ({})",
+            entry.rule_id,
+            entry.redacted,
+            entry.fingerprint
+        );
     }
-    first
+    let result = shown(
+        scan.detector(),
+        ScanResult {
+            findings,
+            stats,
+            elapsed,
+            ..ScanResult::default()
+        },
+    );
+    let report = ScanReport::new(
+        scan.rules(),
+        &result.findings,
+        &result.stats,
+        result.elapsed,
+    )
+    .with_fingerprints(fingerprints)
+    .with_sweep(&facts);
+    super::sweep::write(&report, args.format, args.output.as_deref())
 }
 
-/// The flat-key finding for a secret in several repositories, as a sweep of them all in one
-/// process reports it.
-fn shared_across_repos(secret: &Value) -> Value {
-    let mut finding = secret.clone();
-    let repos: Vec<&str> = secret["repositories"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let provider = secret["provider"].as_str().unwrap_or_default();
-    let redacted = secret["redacted"].as_str().unwrap_or_default();
-    let also = &secret["locations"][0];
-    if let Some(object) = finding.as_object_mut() {
-        object.insert("kind".into(), "correlation".into());
-        object.insert("rule_id".into(), SHARED_ACROSS_REPOS.into());
-        object.insert(
-            "rule_name".into(),
-            "One key shared across repositories".into(),
-        );
-        object.insert(
-            "snippet".into(),
-            format!(
-                "{redacted} (also at {}:{})",
-                also["path"].as_str().unwrap_or_default(),
-                also["line"]
-            )
-            .into(),
-        );
-        object.insert(
-            "help".into(),
-            format!(
-                "This {provider} key ({redacted}) is shared by {}. The same provider key \
-                 appears in several repositories of one sweep: it was copied between projects, \
-                 so its blast radius and its spend span all of them. Issue one scoped key per \
-                 project and rotate this one.",
-                repos.join(", ")
-            )
-            .into(),
-        );
+/// One sweep's report, read back, with its sweep facts; anything else is an error that names
+/// the file.
+fn read(path: &Path) -> miette::Result<(ReadReport, SweepFacts)> {
+    let text = std::fs::read_to_string(path)
+        .into_diagnostic()
+        .wrap_err_with(|| format!("cannot read the report `{}`", path.display()))?;
+    let mut report = keyscope_report::json::read(&text).wrap_err_with(|| {
+        format!(
+            "`{}` is not a report `keyscope merge` reads",
+            path.display()
+        )
+    })?;
+    let sweep = report.sweep.take().ok_or_else(|| {
+        miette!(
+            "`{}` is the report of a scan, not of a sweep: `keyscope merge` combines the reports \
+             of `keyscope sweep --format json`",
+            path.display()
+        )
+    })?;
+    Ok((report, sweep))
+}
+
+/// How every report's fingerprints were made: all alike, or they would not match.
+fn fingerprints(
+    paths: &[PathBuf],
+    reports: &[(ReadReport, SweepFacts)],
+) -> miette::Result<FingerprintKind> {
+    let first = reports
+        .first()
+        .map_or(FingerprintKind::Salted, |(r, _)| r.fingerprints);
+    match paths
+        .iter()
+        .zip(reports)
+        .find(|(_, (r, _))| r.fingerprints != first)
+    {
+        None => Ok(first),
+        Some((path, (r, _))) => Err(miette!(
+            "the reports' fingerprints were made differently (`{}` has {}, `{}` has {}): give \
+             every shard the same KEYSCOPE_FINGERPRINT_KEY",
+            paths[0].display(),
+            first.name(),
+            path.display(),
+            r.fingerprints.name()
+        )),
     }
-    finding
+}
+
+/// Every finding's rule is one this merge knows, so that its help and its SARIF rule are the
+/// sweep's: a sweep with rules of its own needs them given to the merge too.
+fn known_rules(path: &Path, report: &ReadReport, rules: &RuleSet) -> miette::Result<()> {
+    match report
+        .findings
+        .iter()
+        .filter(|f| f.kind != RuleKind::Correlation)
+        .find(|f| rules.get(&f.rule_id).is_none())
+    {
+        None => Ok(()),
+        Some(f) => Err(miette!(
+            "`{}` has findings of the rule `{}`, which this merge does not know: give `keyscope \
+             merge` the --rules and --config the sweeps had",
+            path.display(),
+            f.rule_id
+        )),
+    }
+}
+
+/// The merged result made safe to show: a report is a file anyone may have edited, so its
+/// paths, authors and snippets are masked again as a sweep masks them.
+fn shown(detector: &keyscope_scan::Detector, result: ScanResult) -> ScanResult {
+    let mut result = super::scan::masked(detector, result);
+    for finding in &mut result.findings {
+        // Masking keeps the length, so the highlight still points at the same characters.
+        finding.snippet.text = keyscope_scan::mask_secrets(detector, &finding.snippet.text);
+        finding.redacted = keyscope_scan::mask_secrets(detector, &finding.redacted);
+    }
+    result
 }

@@ -27,7 +27,7 @@ pub enum Command {
     Scan(scan::Args),
     /// Sweep the whole history of many repositories, incrementally, in shards.
     Sweep(sweep::Args),
-    /// Merge the JSON reports of several sweeps (shards) into one.
+    /// Merge the JSON reports of several sweeps (shards) into one report, in any format.
     Merge(merge::Args),
     /// Show the effective configuration.
     #[command(subcommand)]

@@ -142,11 +142,17 @@ struct ReportFinding {
     line: usize,
     commit: Option<CommitFacts>,
     #[serde(default)]
-    key_id: Option<String>,
+    owner: Option<ReportOwner>,
     #[serde(default)]
     at_head: Option<bool>,
     #[serde(default)]
     locations: Vec<Place>,
+}
+
+/// The registered key a finding is, as the report names it.
+#[derive(Deserialize)]
+struct ReportOwner {
+    key_id: String,
 }
 
 /// Reads the leaks of a keyscope JSON report; anything else is an error.
@@ -185,7 +191,7 @@ fn read_report(path: &Path) -> miette::Result<Vec<Leak>> {
                 provider: f.provider,
                 redacted: f.redacted,
                 fingerprint: f.fingerprint,
-                key_id: f.key_id,
+                key_id: f.owner.map(|o| o.key_id),
                 at_head: f.at_head,
                 places,
             }

@@ -19,7 +19,7 @@ use crate::out::errln;
 #[path = "scan_output.rs"]
 mod scan_output;
 
-pub(crate) use scan_output::{clamp_threads, masked};
+pub(crate) use scan_output::{clamp_threads, fingerprint_key, masked};
 
 /// The policy store used when `--store` is not given, if it exists.
 const DEFAULT_STORE: &str = "policies";
@@ -87,6 +87,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Make fingerprints with the key in this file [default: $KEYSCOPE_FINGERPRINT_KEY;
+    /// without either, the built-in salted ones], as `keyscope sweep` does.
+    #[arg(long, value_name = "FILE")]
+    fingerprint_key_file: Option<PathBuf>,
     #[command(flatten)]
     git: GitArgs,
 }
@@ -137,7 +141,8 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         &result.findings,
         &result.stats,
         result.elapsed,
-    );
+    )
+    .with_fingerprints(scan.fingerprints());
     let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let text = match args.format {
         Format::Json => json::render(&report).into_diagnostic()?,
@@ -201,7 +206,8 @@ pub fn scan(args: &Args) -> miette::Result<(Scan, ScanResult)> {
         ))
         .honor_ignore_files(!args.no_ignore)
         .max_file_size(args.max_file_size)
-        .threads(scan_output::clamp_threads(args.threads));
+        .threads(scan_output::clamp_threads(args.threads))
+        .fingerprint_key(fingerprint_key(args.fingerprint_key_file.as_deref())?);
     for glob in &args.exclude {
         builder = builder.exclude(glob);
     }

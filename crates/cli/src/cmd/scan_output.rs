@@ -4,11 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keyscope_scan::pipeline::ScanResult;
+use keyscope_scan::pipeline::{FingerprintKey, ScanResult};
 use keyscope_scan::{Detector, Location, mask_secrets};
 use keyscope_sources::{Origin, SkippedPlace};
+use miette::{Context as _, IntoDiagnostic as _, miette};
 
 use crate::out::errln;
+
+/// The environment variable that holds the organisation's fingerprint key.
+const FINGERPRINT_KEY_VAR: &str = "KEYSCOPE_FINGERPRINT_KEY";
 
 /// Worker threads are capped at this many per CPU: more only queue for the same cores, and
 /// tens of thousands of threads took minutes to start (or failed to).
@@ -29,6 +33,30 @@ pub(crate) fn clamp_threads(threads: usize) -> usize {
     } else {
         threads
     }
+}
+
+/// The organisation's fingerprint key: the file's content, else the environment variable's.
+pub(crate) fn fingerprint_key(file: Option<&Path>) -> miette::Result<FingerprintKey> {
+    let bytes = match file {
+        Some(path) => {
+            let data = std::fs::read(path).into_diagnostic().wrap_err_with(|| {
+                format!("cannot read the fingerprint key file `{}`", path.display())
+            })?;
+            // A trailing newline is the editor's, not the key's.
+            let trimmed = data.trim_ascii_end().to_vec();
+            if trimmed.is_empty() {
+                return Err(miette!(
+                    "the fingerprint key file `{}` is empty",
+                    path.display()
+                ));
+            }
+            trimmed
+        }
+        None => std::env::var_os(FINGERPRINT_KEY_VAR)
+            .map(|v| v.into_encoded_bytes())
+            .unwrap_or_default(),
+    };
+    Ok(FingerprintKey::keyed(bytes).unwrap_or_else(FingerprintKey::salted))
 }
 
 /// The result with every key masked in the paths, repository names, commit authors and commit

@@ -6,19 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use keyscope_report::{ScanReport, human, json, sarif};
-use keyscope_scan::pipeline::{
-    Coverage, CoverageStatus, FingerprintKey, ScanBuilder, SweepRepo, SweepResult, Target,
-};
+use keyscope_report::{ScanReport, SweepFacts, human, json, sarif};
+use keyscope_scan::pipeline::{Coverage, CoverageStatus, ScanBuilder, SweepRepo, Target};
 use miette::{Context as _, IntoDiagnostic as _, miette};
 use sha2::{Digest, Sha256};
 
 use super::scan::Format;
 use crate::exit::Exit;
 use crate::out::errln;
-
-/// The environment variable that holds the organisation's fingerprint key.
-const FINGERPRINT_KEY_VAR: &str = "KEYSCOPE_FINGERPRINT_KEY";
 
 /// Arguments of `keyscope sweep`.
 #[derive(Debug, clap::Args)]
@@ -70,6 +65,10 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Before sweeping a partial clone (`git clone --filter`), fetch from its promisor remote
+    /// the objects it never fetched (with the system `git`), instead of reporting it partial.
+    #[arg(long)]
+    fetch_missing: bool,
 }
 
 /// One shard of N.
@@ -104,7 +103,6 @@ impl Shard {
 /// Runs `keyscope sweep`.
 pub fn run(args: Args) -> miette::Result<Exit> {
     let identities = identities(&args)?;
-    let key = fingerprint_key(args.fingerprint_key_file.as_deref())?;
     let repos = locate(&identities, &args)?;
     let mut log = CoverageLog::create(&coverage_path(&args))?;
     let paths: Vec<PathBuf> = repos.iter().map(|r| r.path.clone()).collect();
@@ -114,7 +112,10 @@ pub fn run(args: Args) -> miette::Result<Exit> {
             args.isolated,
         ))
         .max_file_size(args.max_file_size)
-        .threads(super::scan::clamp_threads(args.threads));
+        .threads(super::scan::clamp_threads(args.threads))
+        .fingerprint_key(super::scan::fingerprint_key(
+            args.fingerprint_key_file.as_deref(),
+        )?);
     for file in &args.rule_files {
         builder = builder.rule_file(file);
     }
@@ -127,36 +128,51 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         progress.repo_done(coverage);
         log.write(coverage);
     };
-    let swept = scan.sweep(&repos, args.state.as_deref(), &key, &mut on_repo)?;
+    let swept = scan.sweep(&repos, args.state.as_deref(), &mut on_repo)?;
     progress.finish();
     log.finish()?;
-    let mut swept = swept;
-    swept.result = super::scan::masked(scan.detector(), swept.result);
-    for warning in &swept.result.warnings {
+    let facts = SweepFacts {
+        summary: swept.summary(),
+        previously_reported: swept.previously_reported,
+        shard: args.shard.map(|s| (s.index, s.count)),
+        merged_reports: None,
+    };
+    let result = super::scan::masked(scan.detector(), swept.result);
+    for warning in &result.warnings {
         let warning = keyscope_scan::mask_secrets(scan.detector(), warning);
         errln!("warning: {}", human::escape_controls(&warning));
     }
     let report = ScanReport::new(
         scan.rules(),
-        &swept.result.findings,
-        &swept.result.stats,
-        swept.result.elapsed,
-    );
-    let text = match args.format {
-        Format::Json => sweep_json(&report, &swept, args.shard)?,
-        Format::Sarif => sarif::render(&report).into_diagnostic()?,
+        &result.findings,
+        &result.stats,
+        result.elapsed,
+    )
+    .with_fingerprints(swept.fingerprints)
+    .with_sweep(&facts);
+    write(&report, args.format, args.output.as_deref())
+}
+
+/// Renders a sweep's (or a merge's) report in `format` and writes it to `output` or standard
+/// output; the exit code says whether it is complete and found anything.
+pub(crate) fn write(
+    report: &ScanReport<'_>,
+    format: Format,
+    output: Option<&Path>,
+) -> miette::Result<Exit> {
+    let text = match format {
+        Format::Json => json::render(report).into_diagnostic()?,
+        Format::Sarif => sarif::render(report).into_diagnostic()?,
         Format::Human => {
-            let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-            let mut text = super::scan::render_human(&report, to_terminal);
-            text.push_str(&sweep_summary(&swept));
-            text
+            let to_terminal = output.is_none() && std::io::stdout().is_terminal();
+            super::scan::render_human(report, to_terminal)
         }
     };
-    super::scan::report_failures(&swept.result.stats);
-    super::scan::write_report(args.output.as_deref(), &text)?;
-    Ok(if !swept.result.complete() {
+    super::scan::report_failures(report.stats);
+    super::scan::write_report(output, &text)?;
+    Ok(if !report.complete() {
         Exit::Error
-    } else if swept.result.findings.is_empty() {
+    } else if report.findings.is_empty() {
         Exit::Clean
     } else {
         Exit::Findings
@@ -191,30 +207,6 @@ fn identities(args: &Args) -> miette::Result<Vec<String>> {
     })
 }
 
-/// The organisation's fingerprint key: the file's content, else the environment variable's.
-fn fingerprint_key(file: Option<&Path>) -> miette::Result<FingerprintKey> {
-    let bytes = match file {
-        Some(path) => {
-            let data = std::fs::read(path).into_diagnostic().wrap_err_with(|| {
-                format!("cannot read the fingerprint key file `{}`", path.display())
-            })?;
-            // A trailing newline is the editor's, not the key's.
-            let trimmed = data.trim_ascii_end().to_vec();
-            if trimmed.is_empty() {
-                return Err(miette!(
-                    "the fingerprint key file `{}` is empty",
-                    path.display()
-                ));
-            }
-            trimmed
-        }
-        None => std::env::var_os(FINGERPRINT_KEY_VAR)
-            .map(|v| v.into_encoded_bytes())
-            .unwrap_or_default(),
-    };
-    Ok(FingerprintKey::keyed(bytes).unwrap_or_else(FingerprintKey::salted))
-}
-
 /// Whether a repository is named by a URL rather than a path.
 fn is_url(identity: &str) -> bool {
     identity.contains("://")
@@ -237,6 +229,9 @@ fn locate(identities: &[String], args: &Args) -> miette::Result<Vec<SweepRepo>> 
         } else {
             PathBuf::from(identity)
         };
+        if args.fetch_missing {
+            fetch_missing(identity, &path);
+        }
         repos.push(SweepRepo {
             identity: identity.clone(),
             path,
@@ -274,6 +269,108 @@ fn fetch(url: &str, cache: &Path) -> PathBuf {
         Err(e) => errln!("warning: cannot run git to fetch `{url}`: {e}"),
     }
     dir
+}
+
+/// Fetches the objects that a partial clone's commits and trees name but that it never
+/// fetched, from its promisor remote, as git fetches them on demand. A failure is a warning:
+/// the sweep then finds the objects missing and reports the repository partial.
+fn fetch_missing(identity: &str, repo: &Path) {
+    // Not a partial clone (or not a repository, which the sweep reports): nothing to fetch.
+    let Some(remote) = promisor_remote(repo) else {
+        return;
+    };
+    let fetched = missing_objects(repo).and_then(|missing| {
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let fetch = [
+            "-c",
+            "fetch.negotiationAlgorithm=noop",
+            "fetch",
+            "--quiet",
+            &remote,
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--recurse-submodules=no",
+            "--filter=blob:none",
+            "--stdin",
+        ];
+        git_with_input(repo, &fetch, missing.concat().as_bytes()).map(|_| ())
+    });
+    if let Err(e) = fetched {
+        errln!(
+            "warning: cannot fetch the objects `{identity}` lacks from `{remote}`: {}",
+            human::escape_controls(&crate::mask(e))
+        );
+    }
+}
+
+/// A partial clone's promisor remote: the one `extensions.partialClone` names, or the first
+/// marked `remote.NAME.promisor` (what git writes since 2.x).
+fn promisor_remote(repo: &Path) -> Option<String> {
+    let named = git_with_input(repo, &["config", "--get", "extensions.partialClone"], b"").ok();
+    if let Some(name) = named.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()) {
+        return Some(name);
+    }
+    let marked = [
+        "config",
+        "--bool",
+        "--get-regexp",
+        r"^remote\..*\.promisor$",
+    ];
+    git_with_input(repo, &marked, b"")
+        .ok()?
+        .lines()
+        .filter_map(|line| line.strip_suffix(" true"))
+        .find_map(|key| key.strip_prefix("remote.")?.strip_suffix(".promisor"))
+        .map(str::to_owned)
+}
+
+/// The objects that the repository's history names and that it lacks, one id and newline each.
+fn missing_objects(repo: &Path) -> Result<Vec<String>, String> {
+    let listed = git_with_input(
+        repo,
+        &[
+            "rev-list",
+            "--objects",
+            "--all",
+            "--reflog",
+            "--missing=print",
+        ],
+        b"",
+    )?;
+    Ok(listed
+        .lines()
+        .filter_map(|l| l.strip_prefix('?'))
+        .map(|id| format!("{id}\n"))
+        .collect())
+}
+
+/// Runs `git -C REPO ARGS` with `input` on its standard input: its standard output, or what
+/// went wrong.
+fn git_with_input(repo: &Path, args: &[&str], input: &[u8]) -> Result<String, String> {
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input)
+            .map_err(|e| format!("cannot write to git: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("git failed: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
 }
 
 fn coverage_path(args: &Args) -> PathBuf {
@@ -454,104 +551,6 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
-}
-
-/// Totals over the coverage records.
-struct Totals {
-    complete: usize,
-    partial: usize,
-    failed: usize,
-    objects_read: u64,
-    objects_from_state: u64,
-    blobs_deduplicated: u64,
-}
-
-fn totals(coverage: &[Coverage]) -> Totals {
-    let count = |f: fn(&CoverageStatus) -> bool| coverage.iter().filter(|c| f(&c.status)).count();
-    Totals {
-        complete: count(|s| *s == CoverageStatus::Complete),
-        partial: count(|s| *s == CoverageStatus::Partial),
-        failed: count(|s| matches!(s, CoverageStatus::Failed(_))),
-        objects_read: coverage.iter().map(|c| c.objects_read).sum(),
-        objects_from_state: coverage.iter().map(|c| c.objects_from_state).sum(),
-        blobs_deduplicated: coverage.iter().map(|c| c.blobs_deduplicated).sum(),
-    }
-}
-
-/// The JSON report with what a sweep adds: totals in the summary, and for each finding its
-/// repositories and whether an earlier sweep reported it.
-fn sweep_json(
-    report: &ScanReport<'_>,
-    swept: &SweepResult,
-    shard: Option<Shard>,
-) -> miette::Result<String> {
-    let mut value: serde_json::Value =
-        serde_json::from_str(&json::render(report).into_diagnostic()?).into_diagnostic()?;
-    let t = totals(&swept.coverage);
-    if let Some(summary) = value["summary"].as_object_mut() {
-        summary.insert("repositories".into(), swept.coverage.len().into());
-        summary.insert("repositories_complete".into(), t.complete.into());
-        summary.insert("repositories_partial".into(), t.partial.into());
-        summary.insert("repositories_failed".into(), t.failed.into());
-        summary.insert("objects_read".into(), t.objects_read.into());
-        summary.insert("objects_from_state".into(), t.objects_from_state.into());
-        summary.insert("blobs_deduplicated".into(), t.blobs_deduplicated.into());
-        summary.insert("fingerprints".into(), swept.fingerprints.name().into());
-        summary.insert(
-            "shard".into(),
-            shard.map(|s| format!("{}/{}", s.index, s.count)).into(),
-        );
-    }
-    if let Some(findings) = value["findings"].as_array_mut() {
-        for (json, finding) in findings.iter_mut().zip(&swept.result.findings) {
-            let mut repos: Vec<String> = std::iter::once(&finding.location)
-                .chain(&finding.related)
-                .filter_map(|l| l.origin.repository().map(|r| r.display().to_string()))
-                .collect();
-            repos.dedup();
-            let mut unique = std::collections::HashSet::new();
-            repos.retain(|r| unique.insert(r.clone()));
-            let known = swept
-                .previously_reported
-                .contains(&(finding.rule_id.clone(), finding.fingerprint.clone()));
-            if let Some(object) = json.as_object_mut() {
-                object.insert("repositories".into(), repos.into());
-                object.insert("from_state".into(), known.into());
-            }
-        }
-    }
-    let mut text = serde_json::to_string_pretty(&value).into_diagnostic()?;
-    text.push('\n');
-    Ok(text)
-}
-
-/// The human summary's sweep line.
-fn sweep_summary(swept: &SweepResult) -> String {
-    let t = totals(&swept.coverage);
-    let known = swept
-        .result
-        .findings
-        .iter()
-        .filter(|f| {
-            swept
-                .previously_reported
-                .contains(&(f.rule_id.clone(), f.fingerprint.clone()))
-        })
-        .count();
-    format!(
-        "swept {} repositories ({} complete, {} partial, {} failed): {} objects read, {} \
-         known from the state, {} shared blobs matched once; {} findings already reported \
-         by an earlier sweep; fingerprints: {}\n",
-        swept.coverage.len(),
-        t.complete,
-        t.partial,
-        t.failed,
-        t.objects_read,
-        t.objects_from_state,
-        t.blobs_deduplicated,
-        known,
-        swept.fingerprints.name()
-    )
 }
 
 #[cfg(test)]

@@ -9,12 +9,15 @@ use crate::Finding;
 const BLOCK: usize = 64;
 
 /// How a report's fingerprints were made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum FingerprintKind {
     /// HMAC-SHA-256 under the organisation's key: comparable across machines that share it.
+    #[serde(rename = "hmac-sha256")]
     Keyed,
     /// The built-in salted SHA-256 (no key was given): comparable across every keyscope, so a
     /// guessed key can be checked against it.
+    #[default]
+    #[serde(rename = "salted-sha256")]
     Salted,
 }
 

@@ -51,7 +51,7 @@ impl Scan {
 /// severity level worse.
 fn attribute(owners: &dyn KeyOwners, findings: &mut [Finding]) {
     for finding in findings.iter_mut().filter(|f| f.kind == RuleKind::Secret) {
-        let Some(owner) = owners.owner(finding.key_sha256()) else {
+        let Some(owner) = finding.key_sha256().and_then(|sha| owners.owner(sha)) else {
             continue;
         };
         if owner.production {

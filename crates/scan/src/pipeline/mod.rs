@@ -24,6 +24,7 @@
 
 mod fingerprint;
 mod finish;
+mod merge;
 mod setup;
 mod state;
 mod sweep;
@@ -43,7 +44,7 @@ use crate::{Detector, Finding, GitOutcome, KeyOwner, ScanOutcome};
 
 pub use fingerprint::{FingerprintKey, FingerprintKind};
 pub use setup::{RuleFileCheck, ScanError, check_rule_files, load_rules};
-pub use sweep::{Coverage, CoverageStatus, SweepRepo, SweepResult};
+pub use sweep::{Coverage, CoverageStatus, SweepRepo, SweepResult, SweepSummary};
 
 /// What a scan reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +151,7 @@ pub struct ScanBuilder {
     baseline: Option<PathBuf>,
     owners: Option<Box<dyn KeyOwners>>,
     progress: Option<Arc<AtomicU64>>,
+    fingerprint_key: FingerprintKey,
 }
 
 impl ScanBuilder {
@@ -166,6 +168,7 @@ impl ScanBuilder {
             baseline: None,
             owners: None,
             progress: None,
+            fingerprint_key: FingerprintKey::salted(),
         }
     }
 
@@ -224,6 +227,13 @@ impl ScanBuilder {
         self
     }
 
+    /// Makes fingerprints with this key (default: the built-in salted ones), so that a scan
+    /// and a sweep of one organisation give a secret the same fingerprint.
+    pub fn fingerprint_key(mut self, key: FingerprintKey) -> Self {
+        self.fingerprint_key = key;
+        self
+    }
+
     /// Loads the configuration, rules and baseline, and compiles the rules.
     pub fn build(self) -> Result<Scan, ScanError> {
         let config = self.config.load(self.target.start())?;
@@ -239,6 +249,7 @@ impl ScanBuilder {
             threads: self.threads,
             owners: self.owners,
             progress: self.progress,
+            fingerprint_key: self.fingerprint_key,
             config,
             engine,
             baseline,
@@ -261,6 +272,7 @@ pub struct Scan {
     threads: usize,
     owners: Option<Box<dyn KeyOwners>>,
     progress: Option<Arc<AtomicU64>>,
+    fingerprint_key: FingerprintKey,
 }
 
 /// How many nested repositories a warning names before it counts the rest.
@@ -334,6 +346,11 @@ impl Scan {
         &self.engine
     }
 
+    /// How the scan makes fingerprints.
+    pub fn fingerprints(&self) -> FingerprintKind {
+        self.fingerprint_key.kind()
+    }
+
     /// Reads the target and returns the final findings.
     pub fn run(&self) -> Result<ScanResult, ScanError> {
         let GitOutcome { outcome, warnings } = self.read()?;
@@ -342,6 +359,8 @@ impl Scan {
             stats,
             elapsed,
         } = outcome;
+        let mut findings = findings;
+        self.fingerprint_key.apply(&mut findings);
         let (findings, stale) = self.finish(findings);
         Ok(ScanResult {
             findings,
@@ -460,7 +479,7 @@ mod tests {
             scope: "prod/app".into(),
             production: true,
         };
-        let known = plain.findings[0].key_sha256().to_owned();
+        let known = plain.findings[0].key_sha256().unwrap().to_owned();
         let registry = move |sha: &str| (sha == known).then(|| owner.clone());
         let owned = scan(ScanBuilder::new(Target::paths([dir.path()])).key_owners(registry));
         assert_eq!(owned.findings[0].severity, Severity::Critical);

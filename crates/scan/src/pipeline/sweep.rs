@@ -14,7 +14,7 @@ use keyscope_sources::{
 use sha2::{Digest, Sha256};
 
 use super::state::{BlobPlaces, Place, RepoState};
-use super::{FingerprintKey, FingerprintKind, Scan, ScanError, ScanResult};
+use super::{FingerprintKind, Scan, ScanError, ScanResult};
 use crate::Finding;
 use crate::history::{self, BlobCache, Swept};
 
@@ -63,6 +63,54 @@ pub struct Coverage {
     pub status: CoverageStatus,
 }
 
+/// What a sweep covered over all its repositories: the totals its report's summary shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepSummary {
+    /// Repositories swept.
+    pub repositories: u64,
+    /// Those read whole.
+    pub complete: u64,
+    /// Those with something not read.
+    pub partial: u64,
+    /// Those that could not be read at all.
+    pub failed: u64,
+    /// Objects decoded.
+    pub objects_read: u64,
+    /// Objects not decoded because an earlier sweep (the state) read them.
+    pub objects_from_state: u64,
+    /// Blobs whose match was taken from another repository of the sweep.
+    pub blobs_deduplicated: u64,
+}
+
+impl SweepSummary {
+    /// The totals over these repositories' coverage records.
+    pub fn of(coverage: &[Coverage]) -> SweepSummary {
+        let count = |f: fn(&CoverageStatus) -> bool| {
+            coverage.iter().filter(|c| f(&c.status)).count() as u64
+        };
+        SweepSummary {
+            repositories: coverage.len() as u64,
+            complete: count(|s| *s == CoverageStatus::Complete),
+            partial: count(|s| *s == CoverageStatus::Partial),
+            failed: count(|s| matches!(s, CoverageStatus::Failed(_))),
+            objects_read: coverage.iter().map(|c| c.objects_read).sum(),
+            objects_from_state: coverage.iter().map(|c| c.objects_from_state).sum(),
+            blobs_deduplicated: coverage.iter().map(|c| c.blobs_deduplicated).sum(),
+        }
+    }
+
+    /// Adds another sweep's totals (another shard's).
+    pub fn absorb(&mut self, other: SweepSummary) {
+        self.repositories += other.repositories;
+        self.complete += other.complete;
+        self.partial += other.partial;
+        self.failed += other.failed;
+        self.objects_read += other.objects_read;
+        self.objects_from_state += other.objects_from_state;
+        self.blobs_deduplicated += other.blobs_deduplicated;
+    }
+}
+
 /// What a sweep found and read.
 #[derive(Debug, Clone)]
 pub struct SweepResult {
@@ -74,6 +122,13 @@ pub struct SweepResult {
     pub previously_reported: HashSet<(String, String)>,
     /// How the fingerprints were made.
     pub fingerprints: FingerprintKind,
+}
+
+impl SweepResult {
+    /// The totals over every repository.
+    pub fn summary(&self) -> SweepSummary {
+        SweepSummary::of(&self.coverage)
+    }
 }
 
 /// What one repository contributed.
@@ -92,7 +147,6 @@ impl Scan {
         &self,
         repos: &[SweepRepo],
         state: Option<&Path>,
-        key: &FingerprintKey,
         on_repo: &mut dyn FnMut(&Coverage),
     ) -> Result<SweepResult, ScanError> {
         let started = Instant::now();
@@ -107,11 +161,12 @@ impl Scan {
             let outcome = self.sweep_repo(repo, state, &rules, &cache);
             on_repo(&outcome.coverage);
             placed.extend(outcome.placed);
-            history::merge_stats(&mut stats, outcome.stats);
+            stats.absorb(outcome.stats);
             warnings.extend(outcome.warnings);
             reported.extend(outcome.reported_before);
             coverage.push(outcome.coverage);
         }
+        let key = &self.fingerprint_key;
         let mut findings = history::group(placed);
         key.apply(&mut findings);
         let (findings, stale) = self.finish(findings);

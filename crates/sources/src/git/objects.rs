@@ -339,10 +339,16 @@ fn object_dirs(repo: &GitRepo) -> Result<Vec<PathBuf>, GitError> {
 }
 
 /// Whether the repository is a partial clone: a promisor remote may hold objects it never
-/// fetched.
+/// fetched. Git names it in `extensions.partialClone`, or (since git 2.x writes no extension)
+/// marks the remote `remote.NAME.promisor`.
 fn is_partial_clone(repo: &gix::Repository) -> bool {
     let config = repo.config_snapshot();
     config.string("extensions.partialClone").is_some()
+        || repo.remote_names().iter().any(|name| {
+            config
+                .boolean(format!("remote.{name}.promisor").as_str())
+                .unwrap_or(false)
+        })
 }
 
 /// The pack files of one object directory.
@@ -406,7 +412,8 @@ fn report_missing(repo: &GitRepo, tally: &Tally, missing: Vec<gix::ObjectId>, pr
             repo.path.clone(),
             SkipReason::Unreadable(format!(
                 "a partial clone: {} objects its commits and trees name were never fetched, so \
-                 the history is incomplete (clone it without --filter to sweep it whole)",
+                 the history is incomplete (clone it without --filter, or sweep it with \
+                 `keyscope sweep --fetch-missing`, to sweep it whole)",
                 missing.len()
             )),
         );
