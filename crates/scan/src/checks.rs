@@ -25,6 +25,9 @@ const PLACEHOLDER_WORDS: &[&[u8]] = &[
     b"insert",
     b"123456",
     b"abcdef",
+    // Modal's own README shows `as-FAKESECRETSTRINGABCDEF`.
+    b"fake",
+    b"secret",
 ];
 
 /// The bytes a placeholder word starts with, in either case: most bytes of a key start none,

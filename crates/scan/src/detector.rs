@@ -143,7 +143,7 @@ impl Detector {
         self.prefilter.anchor_count()
     }
 
-    /// How many SIMD passes the keyword prefilter makes over each blob: one per
+    /// How many SIMD passes the keyword prefilter makes over each block of a blob: one per
     /// [`Detector::FAST_PREFILTER_LIMIT`] literals, and 0 where the CPU has no SIMD searcher
     /// (the prefilter then runs one scalar automaton, several times slower).
     pub fn prefilter_passes(&self) -> usize {
@@ -151,7 +151,7 @@ impl Detector {
     }
 
     /// The most literals one SIMD pass of the prefilter takes.
-    pub const FAST_PREFILTER_LIMIT: usize = crate::prefilter::MAX_ANCHORS;
+    pub const FAST_PREFILTER_LIMIT: usize = crate::prefilter::ANCHORS_PER_SEARCHER;
 
     /// The rule set this engine applies.
     pub fn rules(&self) -> &RuleSet {
