@@ -306,9 +306,16 @@ fn in_process(run: Duration) -> (f64, f64) {
 /// its threads: on a shared machine, CPU
 /// time per request says what wall-clock rates cannot.
 fn cpu_seconds() -> (f64, f64) {
+    let (service, all, _) = cpu_seconds_by_thread();
+    (service, all)
+}
+
+/// [`cpu_seconds`], and the audit writer's share of the service's.
+fn cpu_seconds_by_thread() -> (f64, f64, f64) {
     let ticks_per_second = 100.0;
     let mut service = 0.0;
     let mut all = 0.0;
+    let mut audit = 0.0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -334,8 +341,11 @@ fn cpu_seconds() -> (f64, f64) {
         if comm.starts_with("keyscope-") {
             service += seconds;
         }
+        if comm == "keyscope-audit" {
+            audit += seconds;
+        }
     }
-    (service, all)
+    (service, all, audit)
 }
 
 /// This process's resident set, in MiB.
@@ -463,12 +473,16 @@ fn service_parts(addr: SocketAddr, options: &Options) {
     if options.runs("rate") {
         for &rate in &options.rates {
             let clients = options.connections;
-            let cpu_before = cpu_seconds().0;
+            let before = cpu_seconds();
             let latencies = at_rate(addr, rate, clients, run);
-            let cpu = (cpu_seconds().0 - cpu_before) * 1e6 / latencies.len() as f64;
+            let after = cpu_seconds();
+            let per_request = |seconds: f64| seconds * 1e6 / latencies.len() as f64;
+            let service = per_request(after.0 - before.0);
+            let generator = per_request(after.1 - before.1) - service;
             println!(
                 "| at {rate:.0}/s open loop ({clients} connections): p50 / p99 / p99.9 ms \
-                 (service CPU µs per request) | {} / {} / {} ({cpu:.1}) |",
+                 (CPU µs per request: service, load generator) | {} / {} / {} ({service:.1}, \
+                 {generator:.1}) |",
                 ms(percentile(&latencies, 0.5)),
                 ms(percentile(&latencies, 0.99)),
                 ms(percentile(&latencies, 0.999))
@@ -540,7 +554,7 @@ fn external(addr: SocketAddr, run: Duration) {
 fn audit_off_on(run: Duration, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (mut off, mut on) = (Vec::new(), Vec::new());
-    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
+    let (mut off_cpu, mut on_cpu, mut writer_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let plain = start(None, None);
         let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run);
@@ -548,9 +562,12 @@ fn audit_off_on(run: Duration, rounds: usize) {
         off_cpu.push(cpu);
         drop(plain);
         let audited = start(None, Some(&dir.path().join(format!("audit-{round}"))));
+        let writer_before = cpu_seconds_by_thread().2;
         let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run);
+        let writer = cpu_seconds_by_thread().2 - writer_before;
         on.push(rate);
         on_cpu.push(cpu);
+        writer_cpu.push(writer * 1e6 / (rate * run.as_secs_f64()));
         drop(audited);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -561,10 +578,12 @@ fn audit_off_on(run: Duration, rounds: usize) {
         (mean(&on) / mean(&off) - 1.0) * 100.0
     );
     println!(
-        "| audit off / on, service CPU µs per request | {:.1} / {:.1} ({:+.1}%) |",
+        "| audit off / on, service CPU µs per request (the audit writer's part) | {:.1} / {:.1} \
+         ({:+.1}%; {:.1}) |",
         mean(&off_cpu),
         mean(&on_cpu),
-        (mean(&on_cpu) / mean(&off_cpu) - 1.0) * 100.0
+        (mean(&on_cpu) / mean(&off_cpu) - 1.0) * 100.0,
+        mean(&writer_cpu)
     );
 }
 

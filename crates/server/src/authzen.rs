@@ -115,6 +115,7 @@ struct Answer<'d> {
     context: AnswerContext<'d>,
 }
 
+/// The decision's members, and the obligations a hold puts on the gateway.
 #[derive(Serialize)]
 struct AnswerContext<'d> {
     #[serde(flatten)]
