@@ -5,6 +5,11 @@
 //! ```sh
 //! cargo bench -p keyscope-server --bench load            # everything, about a minute
 //! cargo bench -p keyscope-server --bench load -- --quick # shorter runs
+//! # only some parts: throughput, rate, batch, audit, ledger, library
+//! cargo bench -p keyscope-server --bench load -- --quick --only rate,batch
+//! # the open loop at other rates or over other numbers of connections; more audit rounds
+//! cargo bench -p keyscope-server --bench load -- --only rate --rates 10000 --connections 4
+//! cargo bench -p keyscope-server --bench load -- --only audit --rounds 4
 //! # against a `keyscope serve` process on the same store (see bench_store.sh)
 //! cargo bench -p keyscope-server --bench load -- --addr 127.0.0.1:8181
 //! cargo bench -p keyscope-server --bench load -- --cycles 127.0.0.1:8181,127.0.0.1:8182
@@ -199,6 +204,11 @@ fn ms(d: Duration) -> String {
 
 /// Batches of 100 evaluations, one at a time on one connection: the latency percentiles.
 fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
+    batches_and_cpu(addr, count).0
+}
+
+/// [`batches`], and the service threads' CPU microseconds per batch.
+fn batches_and_cpu(addr: SocketAddr, count: usize) -> (Vec<Duration>, f64) {
     let keys = allowed_keys();
     let items: Vec<_> = (0..100)
         .map(|i| json!({"subject": {"type": "Key", "id": format!("key-{}", keys[i % keys.len()])}}))
@@ -212,6 +222,7 @@ fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
     .to_string();
     let mut connection = Connection::open(addr);
     let mut latencies = Vec::with_capacity(count);
+    let cpu_before = cpu_seconds().0;
     for _ in 0..count {
         let started = Instant::now();
         let (status, answer) = connection.post("/access/v1/evaluations", body.as_bytes());
@@ -219,8 +230,9 @@ fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
         assert_eq!(status, 200);
         assert!(answer.len() > 100 * 100);
     }
+    let cpu = cpu_seconds().0 - cpu_before;
     latencies.sort();
-    latencies
+    (latencies, cpu * 1e6 / count as f64)
 }
 
 /// Reserve then commit, as fast as answers come, from `clients` connections: cycles per second.
@@ -294,9 +306,16 @@ fn in_process(run: Duration) -> (f64, f64) {
 /// its threads: on a shared machine, CPU
 /// time per request says what wall-clock rates cannot.
 fn cpu_seconds() -> (f64, f64) {
+    let (service, all, _) = cpu_seconds_by_thread();
+    (service, all)
+}
+
+/// [`cpu_seconds`], and the audit writer's share of the service's.
+fn cpu_seconds_by_thread() -> (f64, f64, f64) {
     let ticks_per_second = 100.0;
     let mut service = 0.0;
     let mut all = 0.0;
+    let mut audit = 0.0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
         .flatten()
@@ -322,8 +341,11 @@ fn cpu_seconds() -> (f64, f64) {
         if comm.starts_with("keyscope-") {
             service += seconds;
         }
+        if comm == "keyscope-audit" {
+            audit += seconds;
+        }
     }
-    (service, all)
+    (service, all, audit)
 }
 
 /// This process's resident set, in MiB.
@@ -336,31 +358,63 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// What to run, from the command line.
+struct Options {
+    run: Duration,
+    quick: bool,
+    /// The parts to run; all when empty.
+    only: Vec<String>,
+    rates: Vec<f64>,
+    connections: usize,
+    rounds: usize,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |name: &str| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .cloned()
+        };
+        let quick = args.iter().any(|a| a == "--quick");
+        Self {
+            run: Duration::from_secs(if quick { 2 } else { 5 }),
+            quick,
+            only: value("--only")
+                .map(|v| v.split(',').map(str::to_owned).collect())
+                .unwrap_or_default(),
+            rates: value("--rates").map_or(vec![5_000.0, 10_000.0], |v| {
+                v.split(',').map(|r| r.parse().unwrap()).collect()
+            }),
+            connections: value("--connections").map_or(16, |v| v.parse().unwrap()),
+            rounds: value("--rounds").map_or(2, |v| v.parse().unwrap()),
+        }
+    }
+
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
+}
+
+/// The load averages, to say how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split(' ').take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let run = Duration::from_secs(if quick { 2 } else { 5 });
+    let options = Options::parse();
+    let run = options.run;
     if let Some(replicas) = args
         .iter()
         .position(|a| a == "--cycles")
         .and_then(|i| args.get(i + 1))
     {
-        // Replicas started by hand on one shared ledger (issue 15: two `keyscope serve` on one
-        // Redis), with `bench_store.sh`'s store.
-        let addrs: Vec<SocketAddr> = replicas.split(',').map(|a| a.parse().unwrap()).collect();
-        println!(
-            "| reserve+commit cycles/s over {} replicas | result |\n|---|---:|",
-            addrs.len()
-        );
-        // Request ids must be new to a ledger that earlier runs used: the round is made of the
-        // clock, not a counter.
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as usize);
-        for (round, clients) in [16, 64].into_iter().enumerate() {
-            let cycles = reserve_commit_across(&addrs, clients, run, stamp * 10 + round);
-            println!("| {clients} connections, closed loop | {cycles:.0} |");
-        }
+        cycles_across(replicas, run);
         return;
     }
     if let Some(addr) = args
@@ -371,48 +425,98 @@ fn main() {
         external(addr.parse().unwrap(), run);
         return;
     }
-    let rss_before = rss_mib();
-    let plain = start(None, None);
-    let addr = plain.addr();
-    throughput(addr, 8, Duration::from_secs(1));
     println!(
-        "## keyscope serve bench: 1,000 scopes, 200 models; {}s runs\n",
-        run.as_secs()
+        "## keyscope serve bench: 1,000 scopes, 200 models; {}s runs; load average {}\n",
+        run.as_secs(),
+        load_average()
     );
     println!("| measurement | result |\n|---|---:|");
-    for clients in [8, 32] {
-        let (rate, cpu) = throughput_and_cpu(addr, clients, run);
+    let rss_before = rss_mib();
+    let plain = start(None, None);
+    service_parts(plain.addr(), &options);
+    if options.only.is_empty() {
         println!(
-            "| evaluations/s, {clients} keep-alive connections, closed loop (service CPU µs per \
-             request) | {rate:.0} ({cpu:.1}) |"
+            "| RSS, service with the bench store, after the runs above | {:.1} MiB (before the service: {rss_before:.1}) |",
+            rss_mib()
         );
     }
-    for rate in [5_000.0, 10_000.0] {
-        let latencies = at_rate(addr, rate, 16, run);
-        println!(
-            "| at {rate:.0}/s open loop (16 connections): p50 / p99 / p99.9 ms | {} / {} / {} |",
-            ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.99)),
-            ms(percentile(&latencies, 0.999))
-        );
-    }
-    let latencies = batches(addr, if quick { 500 } else { 2_000 });
-    println!(
-        "| batch of 100 evaluations, one connection: p50 / p99 ms | {} / {} |",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
-    );
-    println!(
-        "| RSS, service with the bench store, after the runs above | {:.1} MiB (before the service: {rss_before:.1}) |",
-        rss_mib()
-    );
     drop(plain);
-    audit_and_ledger(run);
-    let (library, cedar) = in_process(run);
-    println!("| `Engine::decide` in process, one thread, decisions/s | {library:.0} |");
+    if options.runs("audit") {
+        audit_off_on(run, options.rounds);
+    }
+    if options.runs("ledger") {
+        ledger_cycles(run);
+    }
+    if options.runs("library") {
+        let (library, cedar) = in_process(run);
+        println!("| `Engine::decide` in process, one thread, decisions/s | {library:.0} |");
+        println!(
+            "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s | {cedar:.0} |"
+        );
+    }
+    println!("\nload average after: {}", load_average());
+}
+
+/// Closed-loop throughput, open-loop latency and batches against one service.
+fn service_parts(addr: SocketAddr, options: &Options) {
+    let run = options.run;
+    throughput(addr, 8, Duration::from_secs(1));
+    if options.runs("throughput") {
+        for clients in [8, 32] {
+            let (rate, cpu) = throughput_and_cpu(addr, clients, run);
+            println!(
+                "| evaluations/s, {clients} keep-alive connections, closed loop (service CPU µs per \
+                 request) | {rate:.0} ({cpu:.1}) |"
+            );
+        }
+    }
+    if options.runs("rate") {
+        for &rate in &options.rates {
+            let clients = options.connections;
+            let before = cpu_seconds();
+            let latencies = at_rate(addr, rate, clients, run);
+            let after = cpu_seconds();
+            let per_request = |seconds: f64| seconds * 1e6 / latencies.len() as f64;
+            let service = per_request(after.0 - before.0);
+            let generator = per_request(after.1 - before.1) - service;
+            println!(
+                "| at {rate:.0}/s open loop ({clients} connections): p50 / p99 / p99.9 ms \
+                 (CPU µs per request: service, load generator) | {} / {} / {} ({service:.1}, \
+                 {generator:.1}) |",
+                ms(percentile(&latencies, 0.5)),
+                ms(percentile(&latencies, 0.99)),
+                ms(percentile(&latencies, 0.999))
+            );
+        }
+    }
+    if options.runs("batch") {
+        let (latencies, cpu) = batches_and_cpu(addr, if options.quick { 500 } else { 2_000 });
+        println!(
+            "| batch of 100 evaluations, one connection: p50 / p99 ms (service CPU µs per batch) \
+             | {} / {} ({cpu:.0}) |",
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99))
+        );
+    }
+}
+
+/// Replicas started by hand on one shared ledger (issue 15: two `keyscope serve` on one Redis),
+/// with `bench_store.sh`'s store.
+fn cycles_across(replicas: &str, run: Duration) {
+    let addrs: Vec<SocketAddr> = replicas.split(',').map(|a| a.parse().unwrap()).collect();
     println!(
-        "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s | {cedar:.0} |"
+        "| reserve+commit cycles/s over {} replicas | result |\n|---|---:|",
+        addrs.len()
     );
+    // Request ids must be new to a ledger that earlier runs used: the round is made of the
+    // clock, not a counter.
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as usize);
+    for (round, clients) in [16, 64].into_iter().enumerate() {
+        let cycles = reserve_commit_across(&addrs, clients, run, stamp * 10 + round);
+        println!("| {clients} connections, closed loop | {cycles:.0} |");
+    }
 }
 
 /// A `keyscope serve` process started on `bench_store.sh`'s store (no ledger): the binary's own
@@ -445,35 +549,47 @@ fn external(addr: SocketAddr, run: Duration) {
     );
 }
 
-/// Audit off and on, interleaved, then reserve+commit cycles on a SQLite file ledger.
-fn audit_and_ledger(run: Duration) {
+/// Audit off and on, interleaved in `rounds` rounds, 8 connections each: the throughput and the
+/// service CPU per request of each.
+fn audit_off_on(run: Duration, rounds: usize) {
     let dir = tempfile::tempdir().unwrap();
     let (mut off, mut on) = (Vec::new(), Vec::new());
-    let (mut off_cpu, mut on_cpu) = (Vec::new(), Vec::new());
-    for round in 0..2 {
+    let (mut off_cpu, mut on_cpu, mut writer_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
         let plain = start(None, None);
         let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run);
         off.push(rate);
         off_cpu.push(cpu);
         drop(plain);
         let audited = start(None, Some(&dir.path().join(format!("audit-{round}"))));
+        let writer_before = cpu_seconds_by_thread().2;
         let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run);
+        let writer = cpu_seconds_by_thread().2 - writer_before;
         on.push(rate);
         on_cpu.push(cpu);
+        writer_cpu.push(writer * 1e6 / (rate * run.as_secs_f64()));
         drop(audited);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "| audit off / on, evaluations/s, 8 connections (two interleaved rounds) | {:.0} / {:.0} ({:+.1}%) |",
+        "| audit off / on, evaluations/s, 8 connections ({rounds} interleaved rounds) | {:.0} / {:.0} ({:+.1}%) |",
         mean(&off),
         mean(&on),
         (mean(&on) / mean(&off) - 1.0) * 100.0
     );
     println!(
-        "| audit off / on, service CPU µs per request | {:.1} / {:.1} |",
+        "| audit off / on, service CPU µs per request (the audit writer's part) | {:.1} / {:.1} \
+         ({:+.1}%; {:.1}) |",
         mean(&off_cpu),
-        mean(&on_cpu)
+        mean(&on_cpu),
+        (mean(&on_cpu) / mean(&off_cpu) - 1.0) * 100.0,
+        mean(&writer_cpu)
     );
+}
+
+/// Reserve+commit cycles on a SQLite file ledger.
+fn ledger_cycles(run: Duration) {
+    let dir = tempfile::tempdir().unwrap();
     for clients in [4, 16] {
         let ledger = Ledger::open(&dir.path().join(format!("ledger-{clients}.sqlite"))).unwrap();
         let service = start(Some(ledger), None);

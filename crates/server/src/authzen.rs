@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Request as HttpRequest, State as Shared};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use keyscope_policy::{Decision, Engine, Reason, ReasonEffect, Request};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::State;
@@ -105,26 +106,80 @@ fn parse(value: Value) -> Result<(Request, bool), String> {
     Ok((request, reserve))
 }
 
-/// A decision as AuthZEN JSON; a hold it took is an obligation the gateway must honour.
-fn answer(decision: &Decision) -> Value {
-    let mut value = decision.to_authzen();
-    if let (Some(hold), Some(context)) = (
-        &decision.reservation,
-        value.get_mut("context").and_then(Value::as_object_mut),
-    ) {
-        context.insert(
-            "obligations".to_owned(),
-            json!([{
-                "id": "keyscope:budget-hold",
-                "request_id": hold.request_id,
-                "held_micros": hold.held_micros,
-                "expires_at": hold.expires_at,
-                "existing": hold.existing,
-                "settle": format!("/v1/usage/{}/commit", hold.request_id),
-            }]),
-        );
+/// A decision as AuthZEN JSON ([`Decision::to_authzen`]'s shape), written straight from the
+/// decision rather than through a `serde_json::Value`; a hold it took is an obligation the
+/// gateway must honour.
+#[derive(Serialize)]
+struct Answer<'d> {
+    decision: bool,
+    context: AnswerContext<'d>,
+}
+
+/// The decision's members, and the obligations a hold puts on the gateway.
+#[derive(Serialize)]
+struct AnswerContext<'d> {
+    #[serde(flatten)]
+    decision: &'d Decision,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    obligations: Option<[Obligation<'d>; 1]>,
+}
+
+/// A budget hold, shaped as the AuthZEN obligations profile draft describes.
+#[derive(Serialize)]
+struct Obligation<'d> {
+    id: &'static str,
+    request_id: &'d str,
+    held_micros: u64,
+    expires_at: &'d str,
+    existing: bool,
+    settle: String,
+}
+
+impl<'d> Answer<'d> {
+    fn of(decision: &'d Decision) -> Self {
+        let obligations = decision.reservation.as_ref().map(|hold| {
+            [Obligation {
+                id: "keyscope:budget-hold",
+                request_id: &hold.request_id,
+                held_micros: hold.held_micros,
+                expires_at: &hold.expires_at,
+                existing: hold.existing,
+                settle: format!("/v1/usage/{}/commit", hold.request_id),
+            }]
+        });
+        Self {
+            decision: decision.allowed,
+            context: AnswerContext {
+                decision,
+                obligations,
+            },
+        }
     }
-    value
+}
+
+/// Appends the answer to `decision` to `out`.
+fn write_answer(out: &mut Vec<u8>, decision: &Decision) {
+    // Writing plain structs to a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, &Answer::of(decision));
+}
+
+/// Appends the answer to a batch item that is not a valid evaluation: a denial with its error.
+fn write_invalid(out: &mut Vec<u8>, message: &str) {
+    let answer =
+        json!({"decision": false, "context": {"error": {"status": 400, "message": message}}});
+    let _ = serde_json::to_writer(out, &answer);
+}
+
+/// A `200 OK` with a JSON body already written.
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Decides one evaluation, off the async workers when it touches the ledger.
@@ -179,7 +234,9 @@ pub(crate) async fn evaluation(
 async fn single(state: &Arc<State>, value: Value) -> Response {
     match parse(value) {
         Ok((request, reserve)) => {
-            axum::Json(answer(&decide(state, request, reserve).await)).into_response()
+            let mut body = Vec::with_capacity(1024);
+            write_answer(&mut body, &decide(state, request, reserve).await);
+            json_response(body)
         }
         Err(message) => error(StatusCode::BAD_REQUEST, message),
     }
@@ -202,83 +259,112 @@ pub(crate) async fn evaluations(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let value = match json_body(&headers, &body) {
-        Ok(value) => value,
+    let mut top = match json_body(&headers, &body) {
+        Ok(Value::Object(top)) => top,
+        Ok(_) => return error(StatusCode::BAD_REQUEST, "the body must be a JSON object"),
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let Some(top) = value.as_object() else {
-        return error(StatusCode::BAD_REQUEST, "the body must be a JSON object");
+    let semantic = match semantic(&top) {
+        Ok(semantic) => semantic,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let semantic = match top
-        .get("options")
-        .and_then(|o| o.get("evaluations_semantic"))
-    {
-        None | Some(Value::Null) => Semantic::ExecuteAll,
-        Some(Value::String(s)) if s == "execute_all" => Semantic::ExecuteAll,
-        Some(Value::String(s)) if s == "deny_on_first_deny" => Semantic::DenyOnFirstDeny,
-        Some(Value::String(s)) if s == "permit_on_first_permit" => Semantic::PermitOnFirstPermit,
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "`options.evaluations_semantic` must be execute_all, deny_on_first_deny or \
-                     permit_on_first_permit, not {other}"
-                ),
-            );
-        }
-    };
-    let items = match top.get("evaluations") {
+    let items = match top.remove("evaluations") {
         Some(Value::Array(items)) if !items.is_empty() => items,
         // No batch: the request is one evaluation and is answered as one (AuthZEN 1.0, 7.1).
         None | Some(Value::Array(_)) => {
-            let mut one = top.clone();
-            one.remove("evaluations");
-            one.remove("options");
-            return single(&state, Value::Object(one)).await;
+            top.remove("options");
+            return single(&state, Value::Object(top)).await;
         }
         Some(_) => return error(StatusCode::BAD_REQUEST, "`evaluations` must be an array"),
     };
-    let defaults: Map<String, Value> = ["subject", "action", "resource", "context"]
+    let defaults: Vec<(&str, &Value)> = DEFAULTED
         .into_iter()
-        .filter_map(|name| top.get(name).map(|v| (name.to_owned(), v.clone())))
+        .filter_map(|name| top.get(name).map(|v| (name, v)))
         .collect();
     let merged = items
-        .iter()
-        .map(|item| match item.as_object() {
-            Some(own) => {
-                let mut whole = defaults.clone();
-                whole.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
-                Value::Object(whole)
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(mut own) => {
+                for (name, default) in &defaults {
+                    if !own.contains_key(*name) {
+                        own.insert((*name).to_owned(), (*default).clone());
+                    }
+                }
+                Value::Object(own)
             }
-            None => item.clone(),
+            other => other,
         })
         .collect();
     evaluation_answers(&state, merged, semantic).await
 }
 
-/// Batches at least this long under `execute_all` are decided on several threads.
-const PARALLEL_BATCH: usize = 16;
+/// The members of a batch's top level that each item inherits unless it sets them itself.
+const DEFAULTED: [&str; 4] = ["subject", "action", "resource", "context"];
 
-/// The answer to one batch item: the decision, or a denial carrying its error.
-fn item_answer(state: &State, item: Value) -> (bool, Value) {
-    match parse(item) {
-        Ok((request, reserve)) => {
-            let decision = state.decide(&request, reserve);
-            (decision.allowed, answer(&decision))
+/// The batch's `options.evaluations_semantic`, `execute_all` when absent.
+fn semantic(top: &Map<String, Value>) -> Result<Semantic, String> {
+    match top
+        .get("options")
+        .and_then(|o| o.get("evaluations_semantic"))
+    {
+        None | Some(Value::Null) => Ok(Semantic::ExecuteAll),
+        Some(Value::String(s)) if s == "execute_all" => Ok(Semantic::ExecuteAll),
+        Some(Value::String(s)) if s == "deny_on_first_deny" => Ok(Semantic::DenyOnFirstDeny),
+        Some(Value::String(s)) if s == "permit_on_first_permit" => {
+            Ok(Semantic::PermitOnFirstPermit)
         }
-        Err(message) => (
-            false,
-            json!({"decision": false, "context": {"error": {"status": 400, "message": message}}}),
-        ),
+        Some(other) => Err(format!(
+            "`options.evaluations_semantic` must be execute_all, deny_on_first_deny or \
+             permit_on_first_permit, not {other}"
+        )),
     }
 }
 
-/// `execute_all` over a long batch: the items in contiguous chunks, one blocking task per core,
-/// answers in the items' order. A chunk whose task failed is denied item by item.
-async fn parallel_answers(state: &Arc<State>, items: Vec<Value>) -> Response {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+/// Batches at least this long under `execute_all` are decided on several threads.
+const PARALLEL_BATCH: usize = 16;
+
+/// The answers to batch items under `execute_all`, comma-separated: each item decided (a
+/// denial with its error when it is not a valid evaluation), all recorded in the audit log with
+/// one hand-over.
+fn execute_all(state: &State, items: Vec<Value>) -> Vec<u8> {
+    let parsed: Vec<Result<(Request, bool), String>> = items.into_iter().map(parse).collect();
+    let requests: Vec<(&Request, bool)> = parsed
+        .iter()
+        .filter_map(|item| {
+            item.as_ref()
+                .ok()
+                .map(|(request, reserve)| (request, *reserve))
+        })
+        .collect();
+    let mut decisions = state.decide_all(&requests).into_iter();
+    let mut out = Vec::with_capacity(parsed.len() * 1024);
+    for (index, item) in parsed.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        match item.as_ref().map(|_| decisions.next()) {
+            Ok(Some(decision)) => write_answer(&mut out, &decision),
+            Ok(None) => write_invalid(&mut out, "the item was not decided"),
+            Err(message) => write_invalid(&mut out, message),
+        }
+    }
+    out
+}
+
+/// `execute_all` over a batch: off the async workers when it touches the ledger, and a long one
+/// in contiguous chunks, one blocking task per core, answers in the items' order. A chunk whose
+/// task failed is denied item by item.
+async fn execute_all_answers(state: &Arc<State>, items: Vec<Value>) -> Response {
+    if items.len() < PARALLEL_BATCH && state.ledger.is_none() {
+        return batch_response(&[execute_all(state, items)]);
+    }
+    let threads = if items.len() < PARALLEL_BATCH {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
+    };
     let per_chunk = items.len().div_ceil(threads);
-    let mut chunks = Vec::with_capacity(threads);
+    let mut tasks = Vec::with_capacity(threads);
     let mut rest = items.into_iter();
     loop {
         let chunk: Vec<Value> = rest.by_ref().take(per_chunk).collect();
@@ -287,44 +373,63 @@ async fn parallel_answers(state: &Arc<State>, items: Vec<Value>) -> Response {
         }
         let count = chunk.len();
         let shared = Arc::clone(state);
-        let task = tokio::task::spawn_blocking(move || {
-            chunk
-                .into_iter()
-                .map(|item| item_answer(&shared, item).1)
-                .collect::<Vec<Value>>()
-        });
-        chunks.push((count, task));
+        tasks.push((
+            count,
+            tokio::task::spawn_blocking(move || execute_all(&shared, chunk)),
+        ));
     }
-    let mut answers = Vec::new();
-    for (count, task) in chunks {
-        match task.await {
-            Ok(decided) => answers.extend(decided),
-            Err(_) => answers.extend((0..count).map(|_| {
-                json!({"decision": false, "context": {"error": {"status": 500,
-                       "message": "the decision task failed"}}})
-            })),
+    let mut chunks = Vec::with_capacity(tasks.len());
+    for (count, task) in tasks {
+        chunks.push(task.await.unwrap_or_else(|_| {
+            let mut out = Vec::new();
+            for index in 0..count {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let failed = json!({"decision": false, "context": {"error": {"status": 500,
+                                    "message": "the decision task failed"}}});
+                let _ = serde_json::to_writer(&mut out, &failed);
+            }
+            out
+        }));
+    }
+    batch_response(&chunks)
+}
+
+/// `{"evaluations": [...]}` from the comma-separated answers of consecutive chunks.
+fn batch_response(chunks: &[Vec<u8>]) -> Response {
+    let mut body = Vec::with_capacity(chunks.iter().map(Vec::len).sum::<usize>() + 32);
+    body.extend_from_slice(br#"{"evaluations":["#);
+    for (index, chunk) in chunks.iter().filter(|c| !c.is_empty()).enumerate() {
+        if index > 0 {
+            body.push(b',');
         }
+        body.extend_from_slice(chunk);
     }
-    axum::Json(json!({"evaluations": answers})).into_response()
+    body.extend_from_slice(b"]}");
+    json_response(body)
 }
 
 async fn evaluation_answers(state: &Arc<State>, items: Vec<Value>, semantic: Semantic) -> Response {
-    if semantic == Semantic::ExecuteAll && items.len() >= PARALLEL_BATCH {
-        return parallel_answers(state, items).await;
+    if semantic == Semantic::ExecuteAll {
+        return execute_all_answers(state, items).await;
     }
-    let mut answers = Vec::with_capacity(items.len());
+    let mut answers = Vec::with_capacity(items.len() * 1024);
     for item in items {
-        let (allowed, answer) = match parse(item) {
+        if answers.len() > 0 {
+            answers.push(b',');
+        }
+        let allowed = match parse(item) {
             Ok((request, reserve)) => {
                 let decision = decide(state, request, reserve).await;
-                (decision.allowed, answer(&decision))
+                write_answer(&mut answers, &decision);
+                decision.allowed
             }
-            Err(message) => (
-                false,
-                json!({"decision": false, "context": {"error": {"status": 400, "message": message}}}),
-            ),
+            Err(message) => {
+                write_invalid(&mut answers, &message);
+                false
+            }
         };
-        answers.push(answer);
         let stop = match semantic {
             Semantic::ExecuteAll => false,
             Semantic::DenyOnFirstDeny => !allowed,
@@ -334,5 +439,50 @@ async fn evaluation_answers(state: &Arc<State>, items: Vec<Value>, semantic: Sem
             break;
         }
     }
-    axum::Json(json!({"evaluations": answers})).into_response()
+    batch_response(&[answers])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer written straight from a decision is the library's AuthZEN JSON
+    /// ([`Decision::to_authzen`]), member for member and in order, with the hold as an
+    /// obligation.
+    #[test]
+    fn an_answer_is_the_library_authzen_with_the_hold_as_an_obligation() {
+        let store = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies");
+        let engine = Engine::load(&store).unwrap();
+        let mut request = Request::new("dev-general-1", "gpt-4o-mini");
+        request.request_id = Some("r-1".to_owned());
+        let mut decision = engine.decide(&request);
+        for reservation in [
+            None,
+            Some(keyscope_policy::Reservation {
+                request_id: "r-1".to_owned(),
+                held_micros: 1_500,
+                expires_at: "2026-11-22T18:05:00Z".to_owned(),
+                existing: false,
+            }),
+        ] {
+            decision.reservation = reservation;
+            let mut written = Vec::new();
+            write_answer(&mut written, &decision);
+            let mut expected = decision.to_authzen();
+            if let Some(hold) = &decision.reservation {
+                expected["context"]["obligations"] = json!([{
+                    "id": "keyscope:budget-hold",
+                    "request_id": hold.request_id,
+                    "held_micros": hold.held_micros,
+                    "expires_at": hold.expires_at,
+                    "existing": hold.existing,
+                    "settle": "/v1/usage/r-1/commit",
+                }]);
+            }
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&expected).unwrap()
+            );
+        }
+    }
 }

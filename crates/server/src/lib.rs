@@ -580,18 +580,52 @@ impl State {
     /// Decides one parsed request and records it in the audit log. A decision that cannot be
     /// recorded is denied, and a hold it took is released.
     pub(crate) fn decide(&self, request: &Request, reserve: bool) -> Decision {
-        let started = Instant::now();
-        let decision = self.decide_recorded(request, reserve);
-        self.metrics.decided(&decision, started.elapsed());
-        decision
+        let mut decisions = self.decide_all(&[(request, reserve)]);
+        match decisions.pop() {
+            Some(decision) => decision,
+            None => authzen::denial(
+                &self.engine(),
+                request,
+                "keyscope:audit-unavailable",
+                "the decision was not made",
+            ),
+        }
     }
 
-    fn decide_recorded(&self, request: &Request, reserve: bool) -> Decision {
-        let decision = self.decide_unrecorded(request, reserve);
-        let Some(audit) = &self.audit else {
-            return decision;
-        };
-        let mut record = AuditRecord::of(request, &decision);
+    /// Decides parsed requests (each with whether it reserves) in order, and records them all in
+    /// the audit log with one hand-over to its writer. Decisions that cannot be recorded are
+    /// denied, and the holds they took released.
+    pub(crate) fn decide_all(&self, requests: &[(&Request, bool)]) -> Vec<Decision> {
+        let started = Instant::now();
+        let mut decisions: Vec<Decision> = requests
+            .iter()
+            .map(|(request, reserve)| self.decide_unrecorded(request, *reserve))
+            .collect();
+        if let Some(audit) = &self.audit {
+            let records = requests
+                .iter()
+                .zip(&decisions)
+                .map(|((request, _), decision)| self.audit_record(request, decision))
+                .collect();
+            if let Err(error) = audit.record_all(records) {
+                decisions = requests
+                    .iter()
+                    .zip(decisions)
+                    .map(|((request, _), decision)| self.unrecorded(request, &decision, &error))
+                    .collect();
+            }
+        }
+        let took = started.elapsed() / u32::try_from(requests.len().max(1)).unwrap_or(u32::MAX);
+        for decision in &decisions {
+            self.metrics.decided(decision, took);
+        }
+        decisions
+    }
+
+    /// The audit record of a decision, with everything the caller sent masked: a caller may
+    /// paste a key into a model id, an action or a request id, and errors quote what was sent.
+    fn audit_record(&self, request: &Request, decision: &Decision) -> AuditRecord {
+        let mut record = AuditRecord::of(request, decision);
         for field in [&mut record.model, &mut record.action] {
             *field = (self.mask)(field);
         }
@@ -601,20 +635,25 @@ impl State {
         for error in &mut record.errors {
             *error = (self.mask)(error);
         }
-        match audit.record(record) {
-            Ok(()) => decision,
-            Err(error) => {
-                if let (Some(hold), Some(ledger)) = (&decision.reservation, &self.ledger) {
-                    let _ = ledger.release(&hold.request_id, Timestamp::now());
-                }
-                authzen::denial(
-                    &self.engine(),
-                    request,
-                    "keyscope:audit-unavailable",
-                    &error.to_string(),
-                )
-            }
+        record
+    }
+
+    /// The denial of a decision that could not be recorded; a hold it took is released.
+    fn unrecorded(
+        &self,
+        request: &Request,
+        decision: &Decision,
+        error: &keyscope_policy::audit::AuditError,
+    ) -> Decision {
+        if let (Some(hold), Some(ledger)) = (&decision.reservation, &self.ledger) {
+            let _ = ledger.release(&hold.request_id, Timestamp::now());
         }
+        authzen::denial(
+            &self.engine(),
+            request,
+            "keyscope:audit-unavailable",
+            &error.to_string(),
+        )
     }
 
     /// Records a settlement in the audit log, with the key, scope and model of the charge and

@@ -62,6 +62,39 @@ fn the_chain_runs_across_files_and_reopenings() {
     assert_eq!(audit::query(dir.path(), &since).unwrap().len(), 5);
 }
 
+/// A batch's records go to the writer in one hand-over: in order, chained, across a day's
+/// boundary; a batch the queue cannot take whole is refused whole, and nothing of it is written.
+#[test]
+fn a_batch_is_recorded_whole_in_order_or_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = default_engine();
+    let start = Timestamp::parse("2026-11-22T22:00:00Z").unwrap().unix();
+    let batch = |count: i64, tag: &str| -> Vec<AuditRecord> {
+        (0..count)
+            .map(|i| {
+                let mut request = Request::new("dev-general-1", "gpt-4o-mini");
+                request.time = Some(Timestamp::from_unix(start + i * 1800));
+                request.request_id = Some(format!("{tag}{i}"));
+                AuditRecord::of(&request, &engine.decide(&request))
+            })
+            .collect()
+    };
+    let log = AuditLog::open(dir.path(), 8).unwrap();
+    log.record_all(batch(6, "a")).unwrap();
+    let refused = log.record_all(batch(9, "b")).unwrap_err();
+    assert_eq!(refused, AuditError::Backlog(8));
+    log.close().unwrap();
+    let report = audit::verify(dir.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!((report.records, report.files), (6, 2));
+    let ids: Vec<String> = audit::query(dir.path(), &AuditQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| r.request_id)
+        .collect();
+    assert_eq!(ids, ["a0", "a1", "a2", "a3", "a4", "a5"]);
+}
+
 #[test]
 fn an_altered_a_removed_and_an_inserted_record_are_each_named() {
     for (what, edit, expect) in [
