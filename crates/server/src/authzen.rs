@@ -416,7 +416,7 @@ async fn evaluation_answers(state: &Arc<State>, items: Vec<Value>, semantic: Sem
     }
     let mut answers = Vec::with_capacity(items.len() * 1024);
     for item in items {
-        if answers.len() > 0 {
+        if !answers.is_empty() {
             answers.push(b',');
         }
         let allowed = match parse(item) {
