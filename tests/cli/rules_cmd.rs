@@ -19,7 +19,7 @@ fn list_shows_every_built_in_rule() {
     assert!(list.len() >= 25);
 }
 
-const CUSTOM: &str = r#"
+pub(crate) const CUSTOM: &str = r#"
 [[rules]]
 id = "acme-gateway-token"
 provider = "acme"

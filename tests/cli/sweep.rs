@@ -697,6 +697,50 @@ fn a_sweep_killed_midway_resumes_and_reports_what_an_uninterrupted_one_does() {
     }
 }
 
+/// Issue #17: a merge renders each finding with its rule (help, SARIF rule), so the rules of
+/// a sweep's own rule files must be given to the merge too; without them it refuses.
+#[test]
+fn merge_needs_the_rules_the_sweeps_had() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("acme.toml"), crate::rules_cmd::CUSTOM).unwrap();
+    let origin = dir.path().join("one");
+    std::fs::create_dir(&origin).unwrap();
+    git(&origin, &["init", "-q"]);
+    let token = format!("acme_gw_{}", "q8Zr3LwX0pVt7KcN2bYh5MfJ1sDg4TuA");
+    commit_file(&origin, "app.py", &format!("T = \"{token}\"\n"), "add", 1);
+    let (run, _) = sweep(
+        dir.path(),
+        &["one", "--rules", "acme.toml", "-o", "one.json"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = merge(dir.path(), "json", &["one.json".to_owned()]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("the rule `acme-gateway-token`, which this merge does not know"),
+        "{}",
+        run.stderr
+    );
+    let run = keyscope(
+        dir.path(),
+        &[
+            "merge",
+            "--isolated",
+            "--rules",
+            "acme.toml",
+            "-f",
+            "sarif",
+            "one.json",
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(
+        json(&run)["runs"][0]["results"][0]["ruleId"],
+        "acme-gateway-token"
+    );
+    assert!(!run.stdout.contains(&token));
+}
+
 /// Issue #17: asked to, a sweep fetches what a blobless clone never fetched, and sweeps it
 /// whole; the history is then complete and the key it held is found.
 #[test]

@@ -432,9 +432,7 @@ pub enum ReadError {
     NotJson(#[source] serde_json::Error),
     /// JSON, but not a keyscope report.
     #[error("not a keyscope report (no `tool.name` of `keyscope`)")]
-    #[diagnostic(help(
-        "give the JSON report of `keyscope sweep --format json` or `keyscope scan --format json`"
-    ))]
+    #[diagnostic(help("keyscope reads back the JSON reports it writes with `--format json`"))]
     NotKeyscope,
     /// A keyscope report of another format version.
     #[error(
