@@ -82,8 +82,14 @@ pub struct Detector {
     rules: RuleSet,
     prefilter: Prefilter,
     uses: Vec<KeywordUse>,
-    /// The keywords as they look inside base64 text, searched only in blobs with a trigger.
+    /// The keywords as they look inside base64 text, searched only in blobs with a trigger:
+    /// an automaton that is cheap to build, built (and so checked) with the engine.
     encoded: AhoCorasick,
+    /// The same needles as a DFA, faster to search but the costliest part of building the
+    /// engine: built on the first blob with a trigger, so a run that meets none (a `--staged`
+    /// hook on one file) never pays for it. `None` if it cannot be built; `encoded` serves then.
+    encoded_dfa: std::sync::Arc<std::sync::OnceLock<Option<AhoCorasick>>>,
+    needles: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
 impl Detector {
@@ -127,7 +133,7 @@ impl Detector {
             Prefilter::new(keywords).map_err(|e| DetectorError::Prefilter(e.to_string()))?;
         let encoded = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
+            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
             .build(&needles)
             .map_err(|e| DetectorError::Prefilter(e.to_string()))?;
         Ok(Detector {
@@ -135,7 +141,23 @@ impl Detector {
             prefilter,
             uses,
             encoded,
+            encoded_dfa: std::sync::Arc::default(),
+            needles: std::sync::Arc::new(needles),
         })
+    }
+
+    /// The fastest automaton of the encoded keywords there is: the DFA, built on first use.
+    fn encoded_searcher(&self) -> &AhoCorasick {
+        self.encoded_dfa
+            .get_or_init(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(self.needles.as_slice())
+                    .ok()
+            })
+            .as_ref()
+            .unwrap_or(&self.encoded)
     }
 
     /// How many literals the keyword prefilter searches.
@@ -182,7 +204,10 @@ impl Detector {
                 KeywordUse::Base64Trigger => maybe_base64 = true,
             });
         let encoded_hits: Vec<usize> = if maybe_base64 && decode {
-            self.encoded.find_iter(data).map(|m| m.start()).collect()
+            self.encoded_searcher()
+                .find_iter(data)
+                .map(|m| m.start())
+                .collect()
         } else {
             Vec::new()
         };

@@ -84,8 +84,11 @@ impl Prefilter {
                 expansions[a].push((k, offset));
             }
         }
+        // Searched only where the CPU has no SIMD searcher: an NFA, which (unlike the DFA that
+        // aho-corasick would pick for this many literals) costs nothing to build at start-up.
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&anchors)?;
         let packed = packed_searchers(&anchors).unwrap_or_default();
         Ok(Prefilter {
