@@ -272,39 +272,92 @@ fn reserve_commit_across(addrs: &[SocketAddr], clients: usize, run: Duration, ro
     done as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The library call and a bare Cedar authorizer, on this thread: decisions per second.
-fn in_process(run: Duration) -> (f64, f64) {
+/// CPU seconds (user and system) this thread has used.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    stat_seconds(&stat).map_or(0.0, |(_, seconds)| seconds)
+}
+
+/// The command name and the CPU seconds (user and system) of a `/proc/.../stat` line.
+fn stat_seconds(stat: &str) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+    Some((stat.get(open + 1..close)?, (ticks(11) + ticks(12)) / 100.0))
+}
+
+/// Runs `f` for `run` on this thread: calls per second, and this thread's CPU µs per call.
+fn timed(run: Duration, f: &mut dyn FnMut()) -> (f64, f64) {
+    let cpu_before = thread_cpu_seconds();
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < run {
+        for _ in 0..100 {
+            f();
+        }
+        done += 100;
+    }
+    let cpu = thread_cpu_seconds() - cpu_before;
+    (
+        done as f64 / started.elapsed().as_secs_f64(),
+        cpu * 1e6 / done as f64,
+    )
+}
+
+/// The library call, the library call with its audit record, and a bare Cedar authorizer, on
+/// this thread: decisions per second and CPU per decision, printed as table rows.
+fn in_process(run: Duration) {
     let engine = common::engine();
     let request = common::request();
     let bare = common::bare_cedar_request(&engine);
     let authorizer = cedar_policy::Authorizer::new();
-    let time = |f: &mut dyn FnMut()| {
-        let started = Instant::now();
-        let mut done = 0u64;
-        while started.elapsed() < run {
-            for _ in 0..100 {
-                f();
-            }
-            done += 100;
-        }
-        done as f64 / started.elapsed().as_secs_f64()
-    };
-    let library = time(&mut || {
+    let (rate, cpu) = timed(run, &mut || {
         assert!(engine.decide(&request).allowed);
     });
+    println!(
+        "| `Engine::decide` in process, one thread, decisions/s (CPU µs per decision) | {rate:.0} \
+         ({cpu:.1}) |"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = keyscope_policy::audit::AuditLog::open(dir.path(), 1 << 22).unwrap();
+    let writer_before = cpu_seconds_by_thread().2;
+    let (rate, cpu) = timed(run, &mut || {
+        let decision = engine.decide(&request);
+        log.record(keyscope_policy::audit::AuditRecord::of(&request, &decision))
+            .unwrap();
+    });
+    while log.backlog() > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Read while the writer thread is still alive: its figures go with it.
+    let writer = (cpu_seconds_by_thread().2 - writer_before) * 1e6 / (rate * run.as_secs_f64());
+    log.close().unwrap();
+    println!(
+        "| `Engine::decide` and its audit record queued, one thread, decisions/s (CPU µs per \
+         decision: this thread, the audit writer) | {rate:.0} ({cpu:.1}, {writer:.1}) |"
+    );
     let store = engine.store();
-    let cedar = time(&mut || {
+    let (rate, cpu) = timed(run, &mut || {
         let answer =
             authorizer.is_authorized(&bare, store.cedar_policies(), store.cedar_entities());
         assert_eq!(answer.decision(), cedar_policy::Decision::Allow);
     });
-    (library, cedar)
+    println!(
+        "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s (CPU µs per \
+         decision) | {rate:.0} ({cpu:.1}) |"
+    );
 }
 
 /// CPU seconds (user and system) used so far by this process's threads named `keyscope-*` (the
-/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by all
-/// its threads: on a shared machine, CPU
-/// time per request says what wall-clock rates cannot.
+/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by the
+/// whole process, ended threads included: on a shared machine, CPU time per request says what
+/// wall-clock rates cannot.
 fn cpu_seconds() -> (f64, f64) {
     let (service, all, _) = cpu_seconds_by_thread();
     (service, all)
@@ -312,9 +365,7 @@ fn cpu_seconds() -> (f64, f64) {
 
 /// [`cpu_seconds`], and the audit writer's share of the service's.
 fn cpu_seconds_by_thread() -> (f64, f64, f64) {
-    let ticks_per_second = 100.0;
     let mut service = 0.0;
-    let mut all = 0.0;
     let mut audit = 0.0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -324,20 +375,9 @@ fn cpu_seconds_by_thread() -> (f64, f64, f64) {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((comm, seconds)) = stat_seconds(&stat) else {
             continue;
         };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
-        let seconds = (ticks(11) + ticks(12)) / ticks_per_second;
-        all += seconds;
         if comm.starts_with("keyscope-") {
             service += seconds;
         }
@@ -345,6 +385,11 @@ fn cpu_seconds_by_thread() -> (f64, f64, f64) {
             audit += seconds;
         }
     }
+    // The whole process's figure counts the threads that have ended too (the load generator's).
+    let all = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_seconds(&stat).map(|(_, seconds)| seconds))
+        .unwrap_or(0.0);
     (service, all, audit)
 }
 
@@ -448,11 +493,7 @@ fn main() {
         ledger_cycles(run);
     }
     if options.runs("library") {
-        let (library, cedar) = in_process(run);
-        println!("| `Engine::decide` in process, one thread, decisions/s | {library:.0} |");
-        println!(
-            "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s | {cedar:.0} |"
-        );
+        in_process(run);
     }
     println!("\nload average after: {}", load_average());
 }
