@@ -11,7 +11,7 @@
 //! cargo bench -p keyscope-server --bench load -- --only rate --rates 10000 --connections 4
 //! cargo bench -p keyscope-server --bench load -- --only audit --rounds 4
 //! # against a `keyscope serve` process on the same store (see bench_store.sh)
-//! cargo bench -p keyscope-server --bench load -- --addr 127.0.0.1:8181
+//! cargo bench -p keyscope-server --bench load -- --addr 127.0.0.1:8181 [--pid PID]
 //! cargo bench -p keyscope-server --bench load -- --cycles 127.0.0.1:8181,127.0.0.1:8182
 //! ```
 //!
@@ -84,6 +84,39 @@ impl Connection {
     }
 }
 
+/// Where the CPU seconds spent so far are read: the service's (its threads in this process, or
+/// a `keyscope serve` process) and the load generator's.
+struct Meter {
+    service: Box<dyn Fn() -> f64>,
+    generator: Box<dyn Fn() -> f64>,
+}
+
+impl Meter {
+    /// The service in this process: its `keyscope-*` threads; the rest is the load generator.
+    fn in_process() -> Self {
+        Self {
+            service: Box::new(|| cpu_seconds().0),
+            generator: Box::new(|| {
+                let (service, all) = cpu_seconds();
+                all - service
+            }),
+        }
+    }
+
+    /// A `keyscope serve` process `pid`; this whole process is the load generator.
+    fn process(pid: u32) -> Self {
+        Self {
+            service: Box::new(move || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| stat_seconds(&stat).map(|(_, seconds)| seconds))
+                    .unwrap_or(0.0)
+            }),
+            generator: Box::new(|| cpu_seconds().1),
+        }
+    }
+}
+
 fn allowed(answer: &[u8]) -> bool {
     let needle = b"\"decision\":true";
     answer.windows(needle.len()).any(|w| w == needle)
@@ -123,13 +156,18 @@ fn start(ledger: Option<Ledger>, audit: Option<&std::path::Path>) -> Service {
 /// Closed loop: `clients` connections each sending as fast as answers come, for `run`; the
 /// decisions per second.
 fn throughput(addr: SocketAddr, clients: usize, run: Duration) -> f64 {
-    throughput_and_cpu(addr, clients, run).0
+    throughput_and_cpu(addr, clients, run, &Meter::in_process()).0
 }
 
 /// [`throughput`], and the service threads' CPU microseconds per request.
-fn throughput_and_cpu(addr: SocketAddr, clients: usize, run: Duration) -> (f64, f64) {
+fn throughput_and_cpu(
+    addr: SocketAddr,
+    clients: usize,
+    run: Duration,
+    meter: &Meter,
+) -> (f64, f64) {
     let keys = Arc::new(allowed_keys());
-    let cpu_before = cpu_seconds().0;
+    let cpu_before = (meter.service)();
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -149,7 +187,7 @@ fn throughput_and_cpu(addr: SocketAddr, clients: usize, run: Duration) -> (f64, 
         })
         .collect();
     let done: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    let cpu = cpu_seconds().0 - cpu_before;
+    let cpu = (meter.service)() - cpu_before;
     (
         done as f64 / started.elapsed().as_secs_f64(),
         cpu * 1e6 / done as f64,
@@ -202,13 +240,9 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
-/// Batches of 100 evaluations, one at a time on one connection: the latency percentiles.
-fn batches(addr: SocketAddr, count: usize) -> Vec<Duration> {
-    batches_and_cpu(addr, count).0
-}
-
-/// [`batches`], and the service threads' CPU microseconds per batch.
-fn batches_and_cpu(addr: SocketAddr, count: usize) -> (Vec<Duration>, f64) {
+/// Batches of 100 evaluations, one at a time on one connection: the latency percentiles, and the
+/// service's CPU microseconds per batch.
+fn batches(addr: SocketAddr, count: usize, meter: &Meter) -> (Vec<Duration>, f64) {
     let keys = allowed_keys();
     let items: Vec<_> = (0..100)
         .map(|i| json!({"subject": {"type": "Key", "id": format!("key-{}", keys[i % keys.len()])}}))
@@ -222,7 +256,7 @@ fn batches_and_cpu(addr: SocketAddr, count: usize) -> (Vec<Duration>, f64) {
     .to_string();
     let mut connection = Connection::open(addr);
     let mut latencies = Vec::with_capacity(count);
-    let cpu_before = cpu_seconds().0;
+    let cpu_before = (meter.service)();
     for _ in 0..count {
         let started = Instant::now();
         let (status, answer) = connection.post("/access/v1/evaluations", body.as_bytes());
@@ -230,7 +264,7 @@ fn batches_and_cpu(addr: SocketAddr, count: usize) -> (Vec<Duration>, f64) {
         assert_eq!(status, 200);
         assert!(answer.len() > 100 * 100);
     }
-    let cpu = cpu_seconds().0 - cpu_before;
+    let cpu = (meter.service)() - cpu_before;
     latencies.sort();
     (latencies, cpu * 1e6 / count as f64)
 }
@@ -272,39 +306,92 @@ fn reserve_commit_across(addrs: &[SocketAddr], clients: usize, run: Duration, ro
     done as f64 / started.elapsed().as_secs_f64()
 }
 
-/// The library call and a bare Cedar authorizer, on this thread: decisions per second.
-fn in_process(run: Duration) -> (f64, f64) {
+/// CPU seconds (user and system) this thread has used.
+fn thread_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    stat_seconds(&stat).map_or(0.0, |(_, seconds)| seconds)
+}
+
+/// The command name and the CPU seconds (user and system) of a `/proc/.../stat` line.
+fn stat_seconds(stat: &str) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let fields: Vec<&str> = stat.get(close + 2..)?.split(' ').collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
+    Some((stat.get(open + 1..close)?, (ticks(11) + ticks(12)) / 100.0))
+}
+
+/// Runs `f` for `run` on this thread: calls per second, and this thread's CPU µs per call.
+fn timed(run: Duration, f: &mut dyn FnMut()) -> (f64, f64) {
+    let cpu_before = thread_cpu_seconds();
+    let started = Instant::now();
+    let mut done = 0u64;
+    while started.elapsed() < run {
+        for _ in 0..100 {
+            f();
+        }
+        done += 100;
+    }
+    let cpu = thread_cpu_seconds() - cpu_before;
+    (
+        done as f64 / started.elapsed().as_secs_f64(),
+        cpu * 1e6 / done as f64,
+    )
+}
+
+/// The library call, the library call with its audit record, and a bare Cedar authorizer, on
+/// this thread: decisions per second and CPU per decision, printed as table rows.
+fn in_process(run: Duration) {
     let engine = common::engine();
     let request = common::request();
     let bare = common::bare_cedar_request(&engine);
     let authorizer = cedar_policy::Authorizer::new();
-    let time = |f: &mut dyn FnMut()| {
-        let started = Instant::now();
-        let mut done = 0u64;
-        while started.elapsed() < run {
-            for _ in 0..100 {
-                f();
-            }
-            done += 100;
-        }
-        done as f64 / started.elapsed().as_secs_f64()
-    };
-    let library = time(&mut || {
+    let (rate, cpu) = timed(run, &mut || {
         assert!(engine.decide(&request).allowed);
     });
+    println!(
+        "| `Engine::decide` in process, one thread, decisions/s (CPU µs per decision) | {rate:.0} \
+         ({cpu:.1}) |"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = keyscope_policy::audit::AuditLog::open(dir.path(), 1 << 22).unwrap();
+    let writer_before = cpu_seconds_by_thread().2;
+    let (rate, cpu) = timed(run, &mut || {
+        let decision = engine.decide(&request);
+        log.record(keyscope_policy::audit::AuditRecord::of(&request, &decision))
+            .unwrap();
+    });
+    while log.backlog() > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Read while the writer thread is still alive: its figures go with it.
+    let writer = (cpu_seconds_by_thread().2 - writer_before) * 1e6 / (rate * run.as_secs_f64());
+    log.close().unwrap();
+    println!(
+        "| `Engine::decide` and its audit record queued, one thread, decisions/s (CPU µs per \
+         decision: this thread, the audit writer) | {rate:.0} ({cpu:.1}, {writer:.1}) |"
+    );
     let store = engine.store();
-    let cedar = time(&mut || {
+    let (rate, cpu) = timed(run, &mut || {
         let answer =
             authorizer.is_authorized(&bare, store.cedar_policies(), store.cedar_entities());
         assert_eq!(answer.decision(), cedar_policy::Decision::Allow);
     });
-    (library, cedar)
+    println!(
+        "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s (CPU µs per \
+         decision) | {rate:.0} ({cpu:.1}) |"
+    );
 }
 
 /// CPU seconds (user and system) used so far by this process's threads named `keyscope-*` (the
-/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by all
-/// its threads: on a shared machine, CPU
-/// time per request says what wall-clock rates cannot.
+/// service's runtime and blocking pool, the audit writer, the ledger's checkpointer) and by the
+/// whole process, ended threads included: on a shared machine, CPU time per request says what
+/// wall-clock rates cannot.
 fn cpu_seconds() -> (f64, f64) {
     let (service, all, _) = cpu_seconds_by_thread();
     (service, all)
@@ -312,9 +399,7 @@ fn cpu_seconds() -> (f64, f64) {
 
 /// [`cpu_seconds`], and the audit writer's share of the service's.
 fn cpu_seconds_by_thread() -> (f64, f64, f64) {
-    let ticks_per_second = 100.0;
     let mut service = 0.0;
-    let mut all = 0.0;
     let mut audit = 0.0;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -324,20 +409,9 @@ fn cpu_seconds_by_thread() -> (f64, f64, f64) {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+        let Some((comm, seconds)) = stat_seconds(&stat) else {
             continue;
         };
-        let comm = &stat[open + 1..close];
-        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the comm.
-        let seconds = (ticks(11) + ticks(12)) / ticks_per_second;
-        all += seconds;
         if comm.starts_with("keyscope-") {
             service += seconds;
         }
@@ -345,6 +419,11 @@ fn cpu_seconds_by_thread() -> (f64, f64, f64) {
             audit += seconds;
         }
     }
+    // The whole process's figure counts the threads that have ended too (the load generator's).
+    let all = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| stat_seconds(&stat).map(|(_, seconds)| seconds))
+        .unwrap_or(0.0);
     (service, all, audit)
 }
 
@@ -422,7 +501,12 @@ fn main() {
         .position(|a| a == "--addr")
         .and_then(|i| args.get(i + 1))
     {
-        external(addr.parse().unwrap(), run);
+        let pid = args
+            .iter()
+            .position(|a| a == "--pid")
+            .and_then(|i| args.get(i + 1))
+            .map(|p| p.parse().unwrap());
+        external(addr.parse().unwrap(), &options, pid);
         return;
     }
     println!(
@@ -433,7 +517,7 @@ fn main() {
     println!("| measurement | result |\n|---|---:|");
     let rss_before = rss_mib();
     let plain = start(None, None);
-    service_parts(plain.addr(), &options);
+    service_parts(plain.addr(), &options, &Meter::in_process());
     if options.only.is_empty() {
         println!(
             "| RSS, service with the bench store, after the runs above | {:.1} MiB (before the service: {rss_before:.1}) |",
@@ -448,22 +532,18 @@ fn main() {
         ledger_cycles(run);
     }
     if options.runs("library") {
-        let (library, cedar) = in_process(run);
-        println!("| `Engine::decide` in process, one thread, decisions/s | {library:.0} |");
-        println!(
-            "| bare `cedar_policy::Authorizer::is_authorized`, one thread, decisions/s | {cedar:.0} |"
-        );
+        in_process(run);
     }
     println!("\nload average after: {}", load_average());
 }
 
 /// Closed-loop throughput, open-loop latency and batches against one service.
-fn service_parts(addr: SocketAddr, options: &Options) {
+fn service_parts(addr: SocketAddr, options: &Options, meter: &Meter) {
     let run = options.run;
     throughput(addr, 8, Duration::from_secs(1));
     if options.runs("throughput") {
         for clients in [8, 32] {
-            let (rate, cpu) = throughput_and_cpu(addr, clients, run);
+            let (rate, cpu) = throughput_and_cpu(addr, clients, run, meter);
             println!(
                 "| evaluations/s, {clients} keep-alive connections, closed loop (service CPU µs per \
                  request) | {rate:.0} ({cpu:.1}) |"
@@ -473,12 +553,12 @@ fn service_parts(addr: SocketAddr, options: &Options) {
     if options.runs("rate") {
         for &rate in &options.rates {
             let clients = options.connections;
-            let before = cpu_seconds();
+            let before = ((meter.service)(), (meter.generator)());
             let latencies = at_rate(addr, rate, clients, run);
-            let after = cpu_seconds();
+            let after = ((meter.service)(), (meter.generator)());
             let per_request = |seconds: f64| seconds * 1e6 / latencies.len() as f64;
             let service = per_request(after.0 - before.0);
-            let generator = per_request(after.1 - before.1) - service;
+            let generator = per_request(after.1 - before.1);
             println!(
                 "| at {rate:.0}/s open loop ({clients} connections): p50 / p99 / p99.9 ms \
                  (CPU µs per request: service, load generator) | {} / {} / {} ({service:.1}, \
@@ -490,7 +570,7 @@ fn service_parts(addr: SocketAddr, options: &Options) {
         }
     }
     if options.runs("batch") {
-        let (latencies, cpu) = batches_and_cpu(addr, if options.quick { 500 } else { 2_000 });
+        let (latencies, cpu) = batches(addr, if options.quick { 500 } else { 2_000 }, meter);
         println!(
             "| batch of 100 evaluations, one connection: p50 / p99 ms (service CPU µs per batch) \
              | {} / {} ({cpu:.0}) |",
@@ -520,33 +600,24 @@ fn cycles_across(replicas: &str, run: Duration) {
 }
 
 /// A `keyscope serve` process started on `bench_store.sh`'s store (no ledger): the binary's own
-/// layers, the scanner's masking of every answer included.
-fn external(addr: SocketAddr, run: Duration) {
-    throughput(addr, 8, Duration::from_secs(1));
+/// layers, the scanner's masking of every answer included. With `--pid`, the process's CPU per
+/// request is read from `/proc`.
+fn external(addr: SocketAddr, options: &Options, pid: Option<u32>) {
     println!(
-        "## keyscope serve process at {addr}; {}s runs\n",
-        run.as_secs()
+        "## keyscope serve process at {addr}; {}s runs; load average {}\n",
+        options.run.as_secs(),
+        load_average()
     );
     println!("| measurement | result |\n|---|---:|");
-    for clients in [8, 32] {
-        let rate = throughput(addr, clients, run);
-        println!("| evaluations/s, {clients} keep-alive connections, closed loop | {rate:.0} |");
-    }
-    for rate in [5_000.0, 10_000.0] {
-        let latencies = at_rate(addr, rate, 16, run);
-        println!(
-            "| at {rate:.0}/s open loop (16 connections): p50 / p99 / p99.9 ms | {} / {} / {} |",
-            ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.99)),
-            ms(percentile(&latencies, 0.999))
-        );
-    }
-    let latencies = batches(addr, 1_000);
-    println!(
-        "| batch of 100 evaluations, one connection: p50 / p99 ms | {} / {} |",
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99))
+    let meter = pid.map_or_else(
+        || Meter {
+            service: Box::new(|| f64::NAN),
+            generator: Box::new(|| cpu_seconds().1),
+        },
+        Meter::process,
     );
+    service_parts(addr, options, &meter);
+    println!("\nload average after: {}", load_average());
 }
 
 /// Audit off and on, interleaved in `rounds` rounds, 8 connections each: the throughput and the
@@ -557,13 +628,13 @@ fn audit_off_on(run: Duration, rounds: usize) {
     let (mut off_cpu, mut on_cpu, mut writer_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         let plain = start(None, None);
-        let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run);
+        let (rate, cpu) = throughput_and_cpu(plain.addr(), 8, run, &Meter::in_process());
         off.push(rate);
         off_cpu.push(cpu);
         drop(plain);
         let audited = start(None, Some(&dir.path().join(format!("audit-{round}"))));
         let writer_before = cpu_seconds_by_thread().2;
-        let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run);
+        let (rate, cpu) = throughput_and_cpu(audited.addr(), 8, run, &Meter::in_process());
         let writer = cpu_seconds_by_thread().2 - writer_before;
         on.push(rate);
         on_cpu.push(cpu);
