@@ -33,7 +33,8 @@ echo "|---|---|---:|---:|---|" >> "$out/rss.md"
 measure() {
     local corpus=$1 tool=$2 dir=$3; shift 3
     local log=$out/$corpus.$tool.time rc=0
-    (cd "$dir" && timeout -k 10 "$limit" /usr/bin/time -v "$@" >"$out/$corpus.$tool.out" 2>"$log") || rc=$?
+    # time outside timeout: a stopped tool's peak still reaches time, through timeout's rusage.
+    (cd "$dir" && /usr/bin/time -v timeout -k 10 "$limit" "$@" >"$out/$corpus.$tool.out" 2>"$log") || rc=$?
     local rss wall
     rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f MiB", $2/1024}' "$log")
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log")
