@@ -32,8 +32,9 @@ done
 scenario=${1:-all}
 [ ${#keyscopes[@]} -gt 0 ] || keyscopes=("$root/target/release/keyscope")
 for k in "${keyscopes[@]}"; do [ -x "$k" ] || { echo "no keyscope at $k" >&2; exit 2; }; done
-command -v hyperfine >/dev/null && command -v rg >/dev/null || {
-    echo "needs hyperfine and ripgrep: apt-get install hyperfine ripgrep" >&2; exit 2; }
+if ! command -v hyperfine >/dev/null || ! command -v rg >/dev/null; then
+    echo "needs hyperfine and ripgrep: apt-get install hyperfine ripgrep" >&2; exit 2
+fi
 mkdir -p "$out"
 
 # Rounds of one run of every command; $1 names the scenario, the rest are name/command pairs.
