@@ -49,13 +49,29 @@ fn ensure_installed() {
             .status()
             .is_ok_and(|s| s.success())
     };
+    // Tests run on many threads: one installs, the others wait for it.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if present("redis-server") && present("redis-cli") {
         return;
     }
-    let _ = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "redis-server"])
-        .stdout(Stdio::null())
-        .status();
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "redis-server"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // A fresh machine has no package lists yet.
+    if !install() {
+        let _ = Command::new("apt-get")
+            .args(["update", "-qq"])
+            .stdout(Stdio::null())
+            .status();
+        install();
+    }
     assert!(
         present("redis-server") && present("redis-cli"),
         "redis-server is not installed and `apt-get install redis-server` failed: install it \
