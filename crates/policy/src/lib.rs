@@ -74,4 +74,4 @@ pub use scopes::{
     fingerprint,
 };
 pub use store::{Effect, LEDGER_FILE, MODELS_FILE, PolicyInfo, SCHEMA_FILE, Store, StoreSources};
-pub use time::Timestamp;
+pub use time::{Timestamp, Windows, Zone};

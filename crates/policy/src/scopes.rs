@@ -18,7 +18,7 @@ use toml::Spanned;
 use crate::catalog::toml_error;
 use crate::error::{SourceError, SourceFile, StoreError, read_store_file};
 use crate::net::Cidr;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Zone};
 
 /// The scope tree and key registry.
 pub const SCOPES_FILE: &str = "scopes.toml";
@@ -69,13 +69,13 @@ impl Audience {
 /// Budget caps of one scope, covering the scope and everything under it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Budget {
-    /// Micro-dollars per UTC calendar day.
+    /// Micro-dollars per calendar day in the store's time zone.
     pub day_micros: Option<u64>,
-    /// Micro-dollars per UTC calendar month.
+    /// Micro-dollars per calendar month in the store's time zone.
     pub month_micros: Option<u64>,
-    /// Tokens per UTC calendar day.
+    /// Tokens per calendar day in the store's time zone.
     pub day_tokens: Option<u64>,
-    /// Tokens per UTC calendar month.
+    /// Tokens per calendar month in the store's time zone.
     pub month_tokens: Option<u64>,
 }
 
@@ -197,12 +197,14 @@ pub struct Scopes {
     key_by_id: HashMap<String, usize>,
     key_by_fingerprint: HashMap<String, usize>,
     model_lists: BTreeMap<String, Vec<ModelPattern>>,
+    time_zone: Zone,
     pub(crate) file: SourceFile,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawScopes {
+    time_zone: Option<Spanned<String>>,
     #[serde(default)]
     model_lists: BTreeMap<String, Vec<Spanned<String>>>,
     #[serde(default, rename = "scope")]
@@ -364,6 +366,11 @@ impl Scopes {
             .into_iter()
             .map(|(name, list)| (name, patterns(list)))
             .collect();
+        let time_zone = match &raw.time_zone {
+            Some(name) => Zone::named(name.get_ref())
+                .map_err(|e| file.error(e, Some(name.span()), "unknown time zone"))?,
+            None => Zone::utc(),
+        };
         let by_id = index_scopes(&file, &raw.scopes)?;
         let scopes = (0..raw.scopes.len())
             .map(|index| {
@@ -383,8 +390,15 @@ impl Scopes {
             key_by_id,
             key_by_fingerprint,
             model_lists,
+            time_zone,
             file,
         })
+    }
+
+    /// The time zone the budget windows follow (`time_zone` at the top of the file; UTC
+    /// unless set): a daily cap covers the calendar day there.
+    pub fn time_zone(&self) -> &Zone {
+        &self.time_zone
     }
 
     /// A scope by id.

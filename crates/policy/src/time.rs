@@ -1,6 +1,7 @@
 //! UTC timestamps as Unix seconds, and the calendar arithmetic the ledger's day and month windows
-//! need. Hand-rolled on purpose: the crate only needs RFC 3339 parsing and civil dates, not a
-//! time zone database.
+//! need. Timestamps and civil dates are hand-rolled: the engine writes window keys on every
+//! decision. Only the store's time zone, when it is not UTC, goes to the IANA database (`jiff`):
+//! the offset of an instant is all it is asked for.
 
 use std::fmt;
 
@@ -104,6 +105,67 @@ impl Timestamp {
     /// This timestamp plus `seconds`, saturating.
     pub const fn saturating_add(self, seconds: i64) -> Self {
         Self(self.0.saturating_add(seconds))
+    }
+}
+
+/// The time zone a store's budget windows follow: a daily cap covers the store's calendar day,
+/// from its local midnight to the next, and a monthly cap its calendar month. UTC unless
+/// `scopes.toml` names another (`time_zone = "America/New_York"`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Zone {
+    /// `None` is UTC, the fast path with no lookup.
+    zone: Option<(String, jiff::tz::TimeZone)>,
+}
+
+/// The day and month windows an instant falls in, as ledger keys (`2026-11-22`, `2026-11`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Windows {
+    /// The calendar date in the store's time zone.
+    pub day: String,
+    /// The calendar month in the store's time zone.
+    pub month: String,
+}
+
+impl Zone {
+    /// Coordinated Universal Time.
+    pub const fn utc() -> Self {
+        Self { zone: None }
+    }
+
+    /// The IANA time zone `name` (`Europe/Berlin`); `UTC` and `Etc/UTC` are [`Zone::utc`].
+    /// The error says why the name is not one.
+    pub fn named(name: &str) -> Result<Self, String> {
+        if matches!(name, "UTC" | "Etc/UTC" | "Z") {
+            return Ok(Self::utc());
+        }
+        let zone = jiff::tz::TimeZone::get(name)
+            .map_err(|_| format!("`{name}` is not a time zone of the IANA database"))?;
+        Ok(Self {
+            zone: Some((name.to_owned(), zone)),
+        })
+    }
+
+    /// The zone's IANA name (`UTC` for UTC).
+    pub fn name(&self) -> &str {
+        self.zone.as_ref().map_or("UTC", |(name, _)| name)
+    }
+
+    /// The offset from UTC in force at `at`, in seconds (daylight saving time included).
+    pub fn offset_seconds(&self, at: Timestamp) -> i64 {
+        let Some((_, zone)) = &self.zone else {
+            return 0;
+        };
+        jiff::Timestamp::from_second(at.unix())
+            .map_or(0, |t| i64::from(zone.to_offset(t).seconds()))
+    }
+
+    /// The day and month windows `at` falls in.
+    pub fn windows(&self, at: Timestamp) -> Windows {
+        let local = at.saturating_add(self.offset_seconds(at));
+        Windows {
+            day: local.day_key(),
+            month: local.month_key(),
+        }
     }
 }
 
@@ -252,6 +314,40 @@ mod tests {
         ] {
             assert_eq!(Timestamp::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn windows_follow_the_zone_across_midnight_and_daylight_saving() {
+        let utc = Zone::utc();
+        let new_york = Zone::named("America/New_York").unwrap();
+        let at = |text: &str| Timestamp::parse(text).unwrap();
+        // 04:59 UTC on the 1st of December is still the 30th of November in New York (UTC-5).
+        let t = at("2026-12-01T04:59:59Z");
+        assert_eq!(utc.windows(t).day, "2026-12-01");
+        assert_eq!(new_york.windows(t).day, "2026-11-30");
+        assert_eq!(new_york.windows(t).month, "2026-11");
+        assert_eq!(new_york.windows(t.saturating_add(1)).day, "2026-12-01");
+        assert_eq!(new_york.windows(t.saturating_add(1)).month, "2026-12");
+        // In July, daylight saving time: midnight is 04:00 UTC.
+        assert_eq!(
+            new_york.windows(at("2026-07-15T03:59:59Z")).day,
+            "2026-07-14"
+        );
+        assert_eq!(
+            new_york.windows(at("2026-07-15T04:00:00Z")).day,
+            "2026-07-15"
+        );
+        // East of Greenwich, and a half-hour zone.
+        let kolkata = Zone::named("Asia/Kolkata").unwrap();
+        assert_eq!(
+            kolkata.windows(at("2026-12-31T18:30:00Z")).day,
+            "2027-01-01"
+        );
+        assert_eq!(kolkata.windows(at("2026-12-31T18:29:59Z")).month, "2026-12");
+        assert_eq!(Zone::named("UTC").unwrap(), utc);
+        assert_eq!(new_york.name(), "America/New_York");
+        let error = Zone::named("Mars/Olympus_Mons").unwrap_err();
+        assert!(error.contains("`Mars/Olympus_Mons`"), "{error}");
     }
 
     #[test]

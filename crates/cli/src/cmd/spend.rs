@@ -16,7 +16,7 @@ pub enum By {
     Model,
     /// By the key that made the request.
     Key,
-    /// By UTC day.
+    /// By day, in the time zone of the store that decided the request.
     Day,
 }
 
@@ -35,7 +35,7 @@ pub struct Args {
     /// Group rows by scope, model, key or day.
     #[arg(long, value_enum, default_value_t = By::Scope)]
     by: By,
-    /// Only spend on or after this UTC day (`2026-11-01`).
+    /// Only spend on or after this day (`2026-11-01`), in the store's time zone.
     #[arg(long, value_name = "DATE", value_parser = parse_day)]
     since: Option<String>,
     /// Output format.

@@ -8,7 +8,7 @@ use crate::decision::{BudgetFigure, Decision, RateFigure, Reason, ReasonEffect};
 use crate::ledger::ScopeUsage;
 use crate::request::Request;
 use crate::scopes::Scope;
-use crate::time::Timestamp;
+use crate::time::Windows;
 
 /// What is left before the tightest cap and limit of the chain.
 #[derive(Default)]
@@ -37,18 +37,17 @@ fn long_u(value: u64) -> i64 {
 }
 
 impl Headroom {
-    /// The headroom of `chain` with its `usage` at `time`; the budget and rate figures that
+    /// The headroom of `chain` with its `usage` in `windows`; the budget and rate figures that
     /// applied go to `decision`.
     fn of(
         chain: &[&Scope],
         usage: &[ScopeUsage],
-        time: Timestamp,
+        windows: &Windows,
         decision: &mut Decision,
     ) -> Self {
         let mut room = Self::default();
-        let (day_key, month_key) = (time.day_key(), time.month_key());
         for (scope, used) in chain.iter().zip(usage) {
-            room.add_budget(scope, used, [&day_key, &month_key], decision);
+            room.add_budget(scope, used, [&windows.day, &windows.month], decision);
             room.add_rate(scope, used, decision);
         }
         room
@@ -191,7 +190,7 @@ impl Engine {
         decision.scope = Some(p.key.scope.clone());
         decision.resolved_model = Some(p.model.target.clone());
         decision.estimate = Some(p.estimate);
-        let room = Headroom::of(&p.chain, usage, p.time, &mut decision);
+        let room = Headroom::of(&p.chain, usage, &p.windows, &mut decision);
         let answer = match self.ask_cedar(request, p, &room) {
             Ok(answer) => answer,
             Err(message) => {

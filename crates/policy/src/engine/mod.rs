@@ -21,7 +21,7 @@ use crate::money::token_cost;
 use crate::request::Request;
 use crate::scopes::{Key, Scope, fingerprint, normalize_fingerprint};
 use crate::store::Store;
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Windows};
 
 mod evaluate;
 
@@ -120,8 +120,10 @@ pub struct Engine {
 struct Prepared<'s> {
     /// The engine's clock: what expires holds.
     now: Timestamp,
-    /// The decision's time: key age and expiry, budget windows, rate minute.
+    /// The decision's time: key age and expiry, rate minute.
     time: Timestamp,
+    /// The day and month the decision's time falls in, in the store's time zone.
+    windows: Windows,
     key: Cow<'s, Key>,
     /// The registry's record, for a key keyscope issued.
     record: Option<Arc<KeyRecord>>,
@@ -286,6 +288,7 @@ impl Engine {
                 rated: &rated,
                 model: &prepared.model.target,
                 time: prepared.time,
+                windows: &prepared.windows,
                 micros: prepared.estimate.cost_micros.unwrap_or(0),
                 tokens: prepared.total_tokens,
                 price: prepared.model.price,
@@ -295,6 +298,7 @@ impl Engine {
             caps: &caps,
             rated: &rated,
             time: prepared.time,
+            windows: &prepared.windows,
             now: prepared.now,
         };
         ledger.reserve(&plan, |usage, prior| {
@@ -390,6 +394,7 @@ impl Engine {
             rated: &[],
             model,
             time: record.time,
+            windows: &self.store.scopes().time_zone().windows(record.time),
             micros: record.cost_micros,
             tokens: record.tokens,
             price: None,
@@ -556,6 +561,7 @@ impl Engine {
         Ok(Prepared {
             now,
             time,
+            windows: self.store.scopes().time_zone().windows(time),
             key,
             record,
             chain,

@@ -5,9 +5,10 @@
 //! so two processes or threads can never both spend the last dollar. [`Ledger::reserve`] is that
 //! step: the engine hands it the chain and a decision closure, and never drives a transaction
 //! itself. A commit replaces the hold with the actual cost, a release drops it, and a hold past
-//! its TTL is swept by the next write. Windows are UTC calendar days (`2026-11-22`) and months
-//! (`2026-11`), keyed by date, so nothing has to reset them. Rate limits count requests and
-//! tokens per calendar minute.
+//! its TTL is swept by the next write. Windows are calendar days (`2026-11-22`) and months
+//! (`2026-11`) in the store's time zone (UTC unless `scopes.toml` names one), keyed by date, so
+//! nothing has to reset them; each request keeps the day and month it was decided in. Rate limits
+//! count requests and tokens per minute.
 //!
 //! [`Ledger`] is one face over backends: [`sqlite`] (embedded, one machine, the default) and
 //! [`redis`] (shared by several processes and machines: gateway replicas). A backend keeps the
@@ -24,7 +25,7 @@ use crate::error::LedgerError;
 use crate::keys::KeyRecord;
 use crate::money::token_cost;
 use crate::scopes::{Budget, RateLimit};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Windows};
 
 mod redis;
 mod registry;
@@ -133,8 +134,10 @@ pub(crate) struct Plan<'a> {
     pub(crate) caps: &'a [Caps],
     /// The scopes of the chain with a rate limit.
     pub(crate) rated: &'a [&'a str],
-    /// The decision's time: it selects the windows read.
+    /// The decision's time: it selects the rate minute read.
     pub(crate) time: Timestamp,
+    /// The day and month windows read, in the store's time zone.
+    pub(crate) windows: &'a Windows,
     /// The engine's clock: it expires holds and dates the new one's expiry. Never the caller's.
     pub(crate) now: Timestamp,
 }
@@ -250,8 +253,10 @@ pub(crate) struct Hold<'a> {
     /// added by a reload starts counting at its first minute).
     pub(crate) rated: &'a [&'a str],
     pub(crate) model: &'a str,
-    /// The decision's time: it selects the day, month and minute charged.
+    /// The decision's time: it selects the minute charged.
     pub(crate) time: Timestamp,
+    /// The day and month charged, in the store's time zone.
+    pub(crate) windows: &'a Windows,
     pub(crate) micros: u64,
     pub(crate) tokens: u64,
     pub(crate) price: Option<Price>,
@@ -267,7 +272,7 @@ pub enum SpendGrouping {
     Model,
     /// By the key that made the request (spend recorded outside a reservation has none).
     Key,
-    /// By UTC day.
+    /// By day, in the time zone of the store that decided the request.
     Day,
 }
 
@@ -534,6 +539,11 @@ pub struct RequestRecord {
     pub chain: Vec<String>,
     /// When it was reserved (or recorded).
     pub time: Timestamp,
+    /// The day window it counts in (`2026-11-22`), in the time zone of the store it was
+    /// decided under: carried as it is, so a migration never moves spend to another day.
+    pub day: String,
+    /// The month window it counts in (`2026-11`).
+    pub month: String,
     /// When its hold expires.
     pub expires_at: Timestamp,
     /// The worst-case micro-dollars and tokens held.
@@ -640,7 +650,7 @@ pub(crate) struct LiveHold<'a> {
 /// Takes the live hold of a retried request out of the figures, so that the retry is decided as
 /// the first attempt was and is not counted against itself.
 pub(crate) fn leave_out(usage: &mut [ScopeUsage], plan: &Plan<'_>, hold: &LiveHold<'_>) {
-    let (day, month) = (plan.time.day_key(), plan.time.month_key());
+    let (day, month) = (plan.windows.day.as_str(), plan.windows.month.as_str());
     let minute = plan.time.minute_key();
     for (scope, used) in plan.chain.iter().zip(usage) {
         if !hold.chain.contains(scope) {

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use keyscope_policy::{
     CommitFlags, Engine, Ledger, LedgerError, LedgerMode, Request, RequestState, Settlement,
-    SpendGrouping, SpendRecord, Timestamp, Usage,
+    SpendGrouping, SpendRecord, Store, Timestamp, Usage,
 };
 
 use keyscope_policy::audit::AuditRecord;
 
 use crate::backends::{TestLedger, both};
-use crate::common::default_engine;
+use crate::common::{default_engine, engine_at_request_time, store_copy};
 
 const CAP: u64 = 5_000_000;
 pub(crate) const COST: u64 = 90_000;
@@ -282,7 +282,11 @@ fn exclusive_ledger_is_shared_again_once_closed() {
 
 /// Spend recorded outside a reservation, charged to `scope` and its ancestors.
 fn spent(ledger: &Ledger, id: &str, scope: &str, micros: u64, at: &str) {
-    default_engine()
+    spent_under(&default_engine(), ledger, id, scope, micros, at);
+}
+
+fn spent_under(engine: &Engine, ledger: &Ledger, id: &str, scope: &str, micros: u64, at: &str) {
+    engine
         .record_spend(
             ledger,
             &SpendRecord {
@@ -298,10 +302,20 @@ fn spent(ledger: &Ledger, id: &str, scope: &str, micros: u64, at: &str) {
 }
 
 fn reserve_at(ledger: &Ledger, id: &str, at: &str, output_tokens: u64) -> Vec<String> {
+    reserve_under(&default_engine(), ledger, id, at, output_tokens)
+}
+
+fn reserve_under(
+    engine: &Engine,
+    ledger: &Ledger,
+    id: &str,
+    at: &str,
+    output_tokens: u64,
+) -> Vec<String> {
     let mut request = opus(id);
     request.time = Timestamp::parse(at);
     request.max_output_tokens = Some(output_tokens);
-    let decision = default_engine()
+    let decision = engine
         .decide_with_ledger(&request, ledger, LedgerMode::Reserve)
         .unwrap();
     if decision.allowed {
@@ -426,6 +440,101 @@ fn day_and_month_windows_roll_over_at_utc_midnight() {
             t.name
         );
     }
+}
+
+/// The default store with `time_zone = "America/New_York"` (UTC-5 in winter).
+fn new_york_engine() -> Engine {
+    let dir = store_copy();
+    let scopes = dir.path().join("scopes.toml");
+    let text = std::fs::read_to_string(&scopes).unwrap();
+    std::fs::write(&scopes, format!("time_zone = \"America/New_York\"\n{text}")).unwrap();
+    engine_at_request_time(Store::load(dir.path()).unwrap())
+}
+
+#[test]
+fn day_and_month_windows_roll_over_at_the_stores_midnight() {
+    for t in both("day_and_month_windows_roll_over_at_the_stores_midnight") {
+        let engine = new_york_engine();
+        let ledger = t.open();
+        // 03:00 UTC on the 1st of December is 22:00 on the 30th of November in New York.
+        spent_under(
+            &engine,
+            &ledger,
+            "s1",
+            "dev/general",
+            CAP,
+            "2026-12-01T03:00:00Z",
+        );
+        assert_eq!(
+            ledger.window_totals("dev/general", "2026-11-30").unwrap(),
+            (CAP, 0),
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            ledger.window_totals("dev/general", "2026-12-01").unwrap(),
+            (0, 0)
+        );
+        // 23:59:59 in New York: still the spent day.
+        let mut request = opus("r1");
+        request.time = Timestamp::parse("2026-12-01T04:59:59Z");
+        let decision = engine
+            .decide_with_ledger(&request, &ledger, LedgerMode::Reserve)
+            .unwrap();
+        assert_eq!(decision.reason_ids(), ["over-budget"], "{}", t.name);
+        let day = decision
+            .budgets
+            .iter()
+            .find(|b| b.scope == "dev/general" && b.window == "day")
+            .unwrap();
+        assert_eq!(day.period, "2026-11-30");
+        // Midnight in New York: a new day and a new month.
+        assert_eq!(
+            reserve_under(&engine, &ledger, "r2", "2026-12-01T05:00:00Z", 1_000),
+            ["allowed"],
+            "{}",
+            t.name
+        );
+        assert_eq!(
+            ledger.window_totals("dev/general", "2026-12-01").unwrap(),
+            (0, COST)
+        );
+        assert_eq!(
+            ledger.window_totals("dev/general", "2026-12").unwrap(),
+            (0, COST)
+        );
+        assert_eq!(
+            ledger.window_totals("dev/general", "2026-11").unwrap(),
+            (CAP, 0)
+        );
+        // A migration keeps each request in the day it was decided in.
+        let copy = TestLedger::sqlite();
+        let copy = copy.open();
+        copy.import(&ledger.export().unwrap()).unwrap();
+        for period in ["2026-11-30", "2026-12-01", "2026-11", "2026-12"] {
+            assert_eq!(
+                copy.window_totals("dev/general", period).unwrap(),
+                ledger.window_totals("dev/general", period).unwrap(),
+                "{}: {period}",
+                t.name
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused_where_it_is_written() {
+    let dir = store_copy();
+    let scopes = dir.path().join("scopes.toml");
+    let text = std::fs::read_to_string(&scopes).unwrap();
+    std::fs::write(&scopes, format!("time_zone = \"Europe/Atlantis\"\n{text}")).unwrap();
+    let error = Store::load(dir.path()).unwrap_err();
+    assert!(error.to_string().contains("`Europe/Atlantis`"), "{error}");
+    let report = format!("{:?}", miette::Report::new(error));
+    assert!(
+        report.contains("unknown time zone") && report.contains("SourceOffset(12)"),
+        "{report}"
+    );
 }
 
 #[test]

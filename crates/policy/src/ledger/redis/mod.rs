@@ -410,8 +410,8 @@ impl RedisLedger {
             .arg(&org.keys)
             .arg(plan.now.unix())
             .arg(plan.hold.as_ref().map_or("", |h| h.request_id))
-            .arg(plan.time.day_key())
-            .arg(plan.time.month_key())
+            .arg(&plan.windows.day)
+            .arg(&plan.windows.month)
             .arg(plan.time.minute_key())
             .arg(plan.limited.len())
             .arg(plan.limited)
@@ -480,8 +480,8 @@ impl RedisLedger {
             .arg(&org.keys)
             .arg(plan.now.unix())
             .arg(hold.request_id)
-            .arg(hold.time.day_key())
-            .arg(hold.time.month_key())
+            .arg(&hold.windows.day)
+            .arg(&hold.windows.month)
             .arg(hold.time.minute_key())
             .arg(expires_at.unix())
             .arg(hold.micros)
@@ -595,6 +595,8 @@ impl RedisLedger {
             model: hold.model.to_owned(),
             chain: hold.chain.iter().map(|s| (*s).to_owned()).collect(),
             time: hold.time,
+            day: hold.windows.day.clone(),
+            month: hold.windows.month.clone(),
             expires_at: hold.time,
             held_micros: hold.micros,
             held_tokens: hold.tokens,
@@ -634,8 +636,8 @@ impl RedisLedger {
             .arg(&r.action)
             .arg(&r.model)
             .arg(r.chain.join("\n"))
-            .arg(r.time.day_key())
-            .arg(r.time.month_key())
+            .arg(&r.day)
+            .arg(&r.month)
             .arg(r.time.minute_key())
             .arg(r.time.unix())
             .arg(r.expires_at.unix())

@@ -304,6 +304,8 @@ fn record_of(
         model: text("model"),
         chain: text("chain").split('\n').map(str::to_owned).collect(),
         time: Timestamp::from_unix(integer(&text("time"))?),
+        day: text("day"),
+        month: text("month"),
         expires_at: Timestamp::from_unix(integer(&text("expires_at"))?),
         held_micros: amount(&text("held_micros"))?,
         held_tokens: amount(&text("held_tokens"))?,

@@ -409,8 +409,8 @@ fn prior(row: &RequestRow, hold: &Hold<'_>, now: Timestamp) -> Prior {
 /// The figures of every scope of `plan.chain`, in its order; scopes without caps or limits read
 /// as zero.
 fn chain_usage(txn: &mut Txn<'_>, plan: &Plan<'_>) -> Result<Vec<ScopeUsage>, LedgerError> {
-    let (day, month) = (plan.time.day_key(), plan.time.month_key());
-    let figures = rows::usage(txn, plan.limited, plan.rated, plan.time, &day, &month)?;
+    let (day, month) = (&plan.windows.day, &plan.windows.month);
+    let figures = rows::usage(txn, plan.limited, plan.rated, plan.time, day, month)?;
     Ok(plan
         .chain
         .iter()

@@ -8,8 +8,8 @@ use crate::error::LedgerError;
 use crate::ledger::{RequestState, SpendGrouping, SpendRow};
 
 impl SqliteLedger {
-    /// Committed spend (and live holds) grouped by scope, model or day, from `since` (a UTC day
-    /// `YYYY-MM-DD`, inclusive) on.
+    /// Committed spend (and live holds) grouped by scope, model or day, from `since` (a day
+    /// `YYYY-MM-DD` as the windows are keyed, inclusive) on.
     pub(in crate::ledger) fn spend(
         &self,
         by: SpendGrouping,

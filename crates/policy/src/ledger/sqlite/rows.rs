@@ -392,8 +392,8 @@ fn insert_request(
     let tokens = to_i64(hold.tokens, id)?;
     let committed = state == RequestState::Committed;
     let chain = hold.chain.join("\n");
-    let day = hold.time.day_key();
-    let month = hold.time.month_key();
+    let day = hold.windows.day.clone();
+    let month = hold.windows.month.clone();
     let row = RequestRow {
         request_id: id.to_owned(),
         state,

@@ -8,6 +8,8 @@ use super::schema::{SCHEMA, SCHEMA_VERSION, request_table, state_check, state_ch
 use super::*;
 use crate::catalog::Price;
 use crate::ledger::SpendGrouping;
+use crate::time::{Windows, Zone};
+use std::sync::LazyLock;
 
 type Ledger = SqliteLedger;
 
@@ -25,6 +27,8 @@ fn before_v5(sql: &str) -> String {
         .replace("    checksum INTEGER NOT NULL DEFAULT 0,\n", "")
 }
 
+static WINDOWS: LazyLock<Windows> = LazyLock::new(|| Zone::utc().windows(at(0)));
+
 fn hold<'a>(id: &'a str, chain: &'a [&'a str], micros: u64) -> Hold<'a> {
     Hold {
         request_id: id,
@@ -34,6 +38,7 @@ fn hold<'a>(id: &'a str, chain: &'a [&'a str], micros: u64) -> Hold<'a> {
         rated: chain,
         model: "m",
         time: Timestamp::parse("2026-11-22T12:00:00Z").unwrap(),
+        windows: &WINDOWS,
         micros,
         tokens: 100,
         price: Some(Price {

@@ -5,7 +5,7 @@ use super::totals::Amounts;
 use super::{Begin, SqliteLedger};
 use crate::error::LedgerError;
 use crate::ledger::{Hold, RequestRecord, RequestState};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, Windows};
 
 impl SqliteLedger {
     /// Every request, folded ones first, each checked against its checksum.
@@ -53,6 +53,10 @@ impl SqliteLedger {
                     continue;
                 }
                 let chain: Vec<&str> = record.chain.iter().map(String::as_str).collect();
+                let windows = Windows {
+                    day: record.day.clone(),
+                    month: record.month.clone(),
+                };
                 let hold = Hold {
                     request_id: &record.request_id,
                     key_id: &record.key_id,
@@ -62,6 +66,7 @@ impl SqliteLedger {
                     rated: &[],
                     model: &record.model,
                     time: record.time,
+                    windows: &windows,
                     micros: record.held_micros,
                     tokens: record.held_tokens,
                     price: record.price,
@@ -114,6 +119,8 @@ fn record_of(row: &RequestRow) -> Result<RequestRecord, LedgerError> {
         chain: row.chain.split('\n').map(str::to_owned).collect(),
         // The row keeps the minute it was made in: its day, month and minute are what count.
         time: Timestamp::from_unix(row.minute.saturating_mul(60)),
+        day: row.day.clone(),
+        month: row.month.clone(),
         expires_at: row.expires_at,
         held_micros: from_i64(row.held.micros)?,
         held_tokens: from_i64(row.held.tokens)?,
