@@ -56,10 +56,24 @@ fn rotate(finding: &Finding) -> String {
     } else {
         ""
     };
+    if is_keyscope_key(&finding.rule_id) {
+        return format!(
+            "Revoke and rotate this keyscope key now (`keyscope respond --revoke --rotate` on this \
+             report, or `keyscope key rotate`): removing it from the file does not remove it from \
+             history. Load it from a secrets manager at run time.{encoded}"
+        );
+    }
     format!(
         "Revoke and rotate this {} key now: removing it from the file does not remove it from \
          history. Load it from a secrets manager at run time, and give each app and environment \
          its own scoped key.{encoded}",
         finding.provider
     )
+}
+
+/// Whether rule `id` finds keyscope's own scoped keys: keyscope issues, rotates and revokes
+/// them, so the advice names its commands rather than a provider's console. (The usage rules,
+/// `flat-key/...`, are keyscope's too, but about provider keys.)
+pub(crate) fn is_keyscope_key(id: &str) -> bool {
+    id.starts_with("keyscope-")
 }

@@ -169,19 +169,41 @@ fn pascal_case(id: &str) -> String {
 }
 
 fn descriptor(rule: &Rule) -> ReportingDescriptor {
-    let mut help = format!(
-        "{}\n\nRevoke and rotate the key at the provider, remove it from the code (and from \
-         history if the repository is shared), load it from a secrets manager at run time, and \
-         give each application and environment its own scoped key.",
-        rule.description()
-    );
-    let mut markdown = format!(
-        "**{}**\n\n{}\n\n1. Revoke and rotate the key at the provider.\n2. Remove it from the \
-         code, and from history if the repository is shared.\n3. Load it from a secrets manager \
-         at run time.\n4. Give each application and environment its own scoped key.",
-        rule.name(),
-        rule.description()
-    );
+    let (mut help, mut markdown) = if crate::prose::is_keyscope_key(rule.id()) {
+        (
+            format!(
+                "{}\n\nRevoke and rotate the key with `keyscope respond --revoke --rotate` (or \
+                 `keyscope key rotate`), remove it from the code (and from history if the \
+                 repository is shared), and load it from a secrets manager at run time.",
+                rule.description()
+            ),
+            format!(
+                "**{}**\n\n{}\n\n1. Revoke and rotate the key with `keyscope respond --revoke \
+                 --rotate` (or `keyscope key rotate`).\n2. Remove it from the code, and from \
+                 history if the repository is shared.\n3. Load it from a secrets manager at run \
+                 time.",
+                rule.name(),
+                rule.description()
+            ),
+        )
+    } else {
+        (
+            format!(
+                "{}\n\nRevoke and rotate the key at the provider, remove it from the code (and \
+                 from history if the repository is shared), load it from a secrets manager at \
+                 run time, and give each application and environment its own scoped key.",
+                rule.description()
+            ),
+            format!(
+                "**{}**\n\n{}\n\n1. Revoke and rotate the key at the provider.\n2. Remove it \
+                 from the code, and from history if the repository is shared.\n3. Load it from a \
+                 secrets manager at run time.\n4. Give each application and environment its own \
+                 scoped key.",
+                rule.name(),
+                rule.description()
+            ),
+        )
+    };
     if !rule.references().is_empty() {
         help.push_str("\n\nReferences: ");
         help.push_str(&rule.references().join(", "));
