@@ -17,6 +17,13 @@ pub enum Command {
     /// Scan (with every `scan` option) and write the findings as a baseline to `-o FILE`
     /// (default `.keyscope-baseline.json`): rule ids and fingerprints only, sorted, so the file
     /// does not change when code moves.
+    #[command(
+        mut_arg("respond", |a| a.hide(true)),
+        mut_arg("revoke", |a| a.hide(true)),
+        mut_arg("rotate", |a| a.hide(true)),
+        mut_arg("audit_log", |a| a.hide(true)),
+        mut_arg("now", |a| a.hide(true))
+    )]
     Create(scan::Args),
 }
 
@@ -29,6 +36,11 @@ pub fn run(command: Command) -> miette::Result<Exit> {
 
 /// Scans, then writes the findings as a baseline file, not a report.
 fn create(args: &scan::Args) -> miette::Result<Exit> {
+    if args.respond || args.respond_args.revoke || args.respond_args.audit_log.is_some() {
+        miette::bail!(
+            "a baseline records findings; to respond to leaked keys use `keyscope scan --respond`"
+        );
+    }
     let (_, result) = scan::scan(args)?;
     scan::report_failures(&result.stats);
     if !result.complete() {

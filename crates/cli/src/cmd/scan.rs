@@ -74,9 +74,9 @@ pub struct Args {
     /// After the scan, respond to every leaked key (as `keyscope respond` does) instead of
     /// reporting the findings: whose key, its use since the leak, its reach, what to do.
     #[arg(long)]
-    respond: bool,
+    pub(crate) respond: bool,
     #[command(flatten)]
-    respond_args: crate::cmd::respond::RespondArgs,
+    pub(crate) respond_args: crate::cmd::respond::RespondArgs,
     /// Exclude paths matching this gitignore-style glob, relative to each scanned directory
     /// (repeatable). The config file's `exclude` globs are relative to the config file.
     #[arg(long, value_name = "GLOB")]
