@@ -96,6 +96,16 @@ pub(crate) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Stri
 }
 
 /// An evaluation parsed from AuthZEN JSON: the request, and whether it asks to reserve.
+/// Read in place ([`crate::borrowed::evaluation`]) when the JSON is plainly valid; otherwise by the library's
+/// parser, whose error the caller gets.
+fn parse_value(value: Value) -> Result<(Request, bool), String> {
+    match crate::borrowed::evaluation(&value, None) {
+        Some(parsed) => Ok(parsed),
+        None => parse(value),
+    }
+}
+
+/// An evaluation as the library parses it ([`Request::from_value_ignoring_unknown`]).
 fn parse(value: Value) -> Result<(Request, bool), String> {
     let reserve = match value.pointer("/context/reserve") {
         None | Some(Value::Null) => false,
@@ -232,7 +242,7 @@ pub(crate) async fn evaluation(
 
 /// One evaluation's answer, or the 400 that says why it is not one.
 async fn single(state: &Arc<State>, value: Value) -> Response {
-    match parse(value) {
+    match parse_value(value) {
         Ok((request, reserve)) => {
             let mut body = Vec::with_capacity(1024);
             write_answer(&mut body, &decide(state, request, reserve).await);
@@ -277,25 +287,45 @@ pub(crate) async fn evaluations(
         }
         Some(_) => return error(StatusCode::BAD_REQUEST, "`evaluations` must be an array"),
     };
-    let defaults: Vec<(&str, &Value)> = DEFAULTED
+    let defaults = DEFAULTED
         .into_iter()
-        .filter_map(|name| top.get(name).map(|v| (name, v)))
+        .filter_map(|name| top.remove(name).map(|value| (name.to_owned(), value)))
         .collect();
-    let merged = items
-        .into_iter()
-        .map(|item| match item {
+    let batch = Arc::new(Batch { defaults, items });
+    evaluation_answers(&state, batch, semantic).await
+}
+
+/// A batch's items and the top-level members they inherit, read in place by every chunk.
+struct Batch {
+    /// The top-level `subject`, `action`, `resource` and `context` the batch sets.
+    defaults: Map<String, Value>,
+    items: Vec<Value>,
+}
+
+impl Batch {
+    /// Item `index` as an evaluation with its defaults, or why it is not one. Read in place when
+    /// it is plainly valid; otherwise merged with its defaults as JSON and given to the
+    /// library's parser, whose error the answer quotes.
+    fn parse(&self, index: usize) -> Result<(Request, bool), String> {
+        let Some(item) = self.items.get(index) else {
+            return Err("the item was not decided".to_owned());
+        };
+        if let Some(parsed) = crate::borrowed::evaluation(item, Some(&self.defaults)) {
+            return Ok(parsed);
+        }
+        let merged = match item.clone() {
             Value::Object(mut own) => {
-                for (name, default) in &defaults {
-                    if !own.contains_key(*name) {
-                        own.insert((*name).to_owned(), (*default).clone());
+                for (name, default) in &self.defaults {
+                    if !own.contains_key(name) {
+                        own.insert(name.clone(), default.clone());
                     }
                 }
                 Value::Object(own)
             }
             other => other,
-        })
-        .collect();
-    evaluation_answers(&state, merged, semantic).await
+        };
+        parse(merged)
+    }
 }
 
 /// The members of a batch's top level that each item inherits unless it sets them itself.
@@ -323,11 +353,11 @@ fn semantic(top: &Map<String, Value>) -> Result<Semantic, String> {
 /// Batches at least this long under `execute_all` are decided on several threads.
 const PARALLEL_BATCH: usize = 16;
 
-/// The answers to batch items under `execute_all`, comma-separated: each item decided (a
-/// denial with its error when it is not a valid evaluation), all recorded in the audit log with
-/// one hand-over.
-fn execute_all(state: &State, items: Vec<Value>) -> Vec<u8> {
-    let parsed: Vec<Result<(Request, bool), String>> = items.into_iter().map(parse).collect();
+/// The answers to batch items `range` under `execute_all`, comma-separated: each item decided
+/// (a denial with its error when it is not a valid evaluation), all recorded in the audit log
+/// with one hand-over.
+fn execute_all(state: &State, batch: &Batch, range: std::ops::Range<usize>) -> Vec<u8> {
+    let parsed: Vec<Result<(Request, bool), String>> = range.map(|i| batch.parse(i)).collect();
     let requests: Vec<(&Request, bool)> = parsed
         .iter()
         .filter_map(|item| {
@@ -354,28 +384,25 @@ fn execute_all(state: &State, items: Vec<Value>) -> Vec<u8> {
 /// `execute_all` over a batch: off the async workers when it touches the ledger, and a long one
 /// in contiguous chunks, one blocking task per core, answers in the items' order. A chunk whose
 /// task failed is denied item by item.
-async fn execute_all_answers(state: &Arc<State>, items: Vec<Value>) -> Response {
-    if items.len() < PARALLEL_BATCH && state.ledger.is_none() {
-        return batch_response(&[execute_all(state, items)]);
+async fn execute_all_answers(state: &Arc<State>, batch: Arc<Batch>) -> Response {
+    let len = batch.items.len();
+    if len < PARALLEL_BATCH && state.ledger.is_none() {
+        return batch_response(&[execute_all(state, &batch, 0..len)]);
     }
-    let threads = if items.len() < PARALLEL_BATCH {
+    let threads = if len < PARALLEL_BATCH {
         1
     } else {
         std::thread::available_parallelism().map_or(2, |n| n.get().min(8))
     };
-    let per_chunk = items.len().div_ceil(threads);
+    let per_chunk = len.div_ceil(threads);
     let mut tasks = Vec::with_capacity(threads);
-    let mut rest = items.into_iter();
-    loop {
-        let chunk: Vec<Value> = rest.by_ref().take(per_chunk).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let count = chunk.len();
-        let shared = Arc::clone(state);
+    for start in (0..len).step_by(per_chunk.max(1)) {
+        let range = start..(start + per_chunk).min(len);
+        let count = range.len();
+        let (shared, batch) = (Arc::clone(state), Arc::clone(&batch));
         tasks.push((
             count,
-            tokio::task::spawn_blocking(move || execute_all(&shared, chunk)),
+            tokio::task::spawn_blocking(move || execute_all(&shared, &batch, range)),
         ));
     }
     let mut chunks = Vec::with_capacity(tasks.len());
@@ -410,16 +437,16 @@ fn batch_response(chunks: &[Vec<u8>]) -> Response {
     json_response(body)
 }
 
-async fn evaluation_answers(state: &Arc<State>, items: Vec<Value>, semantic: Semantic) -> Response {
+async fn evaluation_answers(state: &Arc<State>, batch: Arc<Batch>, semantic: Semantic) -> Response {
     if semantic == Semantic::ExecuteAll {
-        return execute_all_answers(state, items).await;
+        return execute_all_answers(state, batch).await;
     }
-    let mut answers = Vec::with_capacity(items.len() * 1024);
-    for item in items {
+    let mut answers = Vec::with_capacity(batch.items.len() * 1024);
+    for index in 0..batch.items.len() {
         if !answers.is_empty() {
             answers.push(b',');
         }
-        let allowed = match parse(item) {
+        let allowed = match batch.parse(index) {
             Ok((request, reserve)) => {
                 let decision = decide(state, request, reserve).await;
                 write_answer(&mut answers, &decision);

@@ -58,6 +58,7 @@ use tower::ServiceBuilder;
 
 mod auth;
 mod authzen;
+mod borrowed;
 mod limits;
 mod metrics;
 mod net;
