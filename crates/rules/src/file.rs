@@ -6,11 +6,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::{Checksum, Context, Rule, RuleKind, Severity};
-
-/// Largest compiled size we accept for one pattern, so a hostile custom rule cannot make the
-/// engine allocate without bound.
-const PATTERN_SIZE_LIMIT: usize = 4 << 20;
+use crate::{Checksum, Context, Pattern, Rule, RuleKind, Severity};
 /// Default search window around a keyword, in bytes.
 const DEFAULT_WINDOW: usize = 512;
 /// Default entropy floor, in bits per character.
@@ -137,16 +133,25 @@ struct RawRulesOnly {
     rules: Vec<RawRule>,
 }
 
+/// When a rule file's patterns are compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compile {
+    /// At load: a user's file, whose errors (a pattern too large) must point at it.
+    Now,
+    /// On first use, their syntax checked at load: the built-in rules, which the tests compile.
+    OnFirstUse,
+}
+
 /// Parses one rule file.
-pub(crate) fn parse(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
-    parse_with(name, text, |text| {
+pub(crate) fn parse(name: &str, text: &str, when: Compile) -> Result<Vec<Rule>, RuleError> {
+    parse_with(name, text, when, |text| {
         toml::from_str::<RawFile>(text).map(|f| f.rules)
     })
 }
 
 /// Parses the `[[rules]]` of a file that may hold other keys too; spans stay those of the file.
 pub(crate) fn parse_embedded(name: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
-    parse_with(name, text, |text| {
+    parse_with(name, text, Compile::Now, |text| {
         toml::from_str::<RawRulesOnly>(text).map(|f| f.rules)
     })
 }
@@ -154,6 +159,7 @@ pub(crate) fn parse_embedded(name: &str, text: &str) -> Result<Vec<Rule>, RuleEr
 fn parse_with(
     name: &str,
     text: &str,
+    when: Compile,
     read: impl FnOnce(&str) -> Result<Vec<RawRule>, toml::de::Error>,
 ) -> Result<Vec<Rule>, RuleError> {
     let raw_rules = read(text).map_err(|e| {
@@ -174,7 +180,7 @@ fn parse_with(
     };
     raw_rules
         .into_iter()
-        .map(|r| build_rule(r, &invalid))
+        .map(|r| build_rule(r, when, &invalid))
         .collect()
 }
 
@@ -183,7 +189,7 @@ type Invalid<'a> = dyn Fn(Range<usize>, String) -> RuleError + 'a;
 
 /// One rule from its raw form: a valid id, a compiled pattern with keywords (none for a
 /// correlation rule), an entropy in range, compiled context patterns.
-fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
+fn build_rule(r: RawRule, when: Compile, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
     let id_ok = !r.id.get_ref().is_empty()
         && r.id
             .get_ref()
@@ -195,13 +201,10 @@ fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
             "ids use lowercase letters, digits, `-`, `_` and `/`".into(),
         ));
     }
-    let (pattern, keywords) = pattern_and_keywords(&r.id, r.kind, r.pattern, r.keywords, invalid)?;
-    let secret_group = pattern
-        .as_ref()
-        .and_then(|p| p.capture_names().position(|n| n == Some("secret")));
-    let veto_group = pattern
-        .as_ref()
-        .and_then(|p| p.capture_names().position(|n| n == Some("veto")));
+    let (pattern, keywords) =
+        pattern_and_keywords(&r.id, r.kind, r.pattern, r.keywords, when, invalid)?;
+    let secret_group = pattern.as_ref().and_then(|p| p.group_index("secret"));
+    let veto_group = pattern.as_ref().and_then(|p| p.group_index("veto"));
     let entropy = match r.entropy {
         Some(e) if !(0.0..=8.0).contains(e.get_ref()) => {
             return Err(invalid(
@@ -212,7 +215,7 @@ fn build_rule(r: RawRule, invalid: &Invalid<'_>) -> Result<Rule, RuleError> {
         Some(e) => e.into_inner(),
         None => DEFAULT_ENTROPY,
     };
-    let context = r.context.map(|c| context(c, invalid)).transpose()?;
+    let context = r.context.map(|c| context(c, when, invalid)).transpose()?;
     Ok(Rule {
         kind: r.kind,
         enabled: r.enabled,
@@ -245,8 +248,9 @@ fn pattern_and_keywords(
     kind: RuleKind,
     pattern: Option<Spanned<String>>,
     keywords: Option<Spanned<Vec<String>>>,
+    when: Compile,
     invalid: &Invalid<'_>,
-) -> Result<(Option<regex::bytes::Regex>, Vec<String>), RuleError> {
+) -> Result<(Option<Pattern>, Vec<String>), RuleError> {
     match (kind, pattern, keywords) {
         (RuleKind::Correlation, None, None) => Ok((None, Vec::new())),
         (RuleKind::Correlation, _, _) => Err(invalid(
@@ -254,7 +258,7 @@ fn pattern_and_keywords(
             "a correlation rule has no pattern or keywords".into(),
         )),
         (_, Some(pattern), Some(keywords)) => {
-            let compiled = compile(pattern.get_ref())
+            let compiled = compile(pattern.get_ref(), when)
                 .map_err(|e| invalid(pattern.span(), format!("pattern does not compile: {e}")))?;
             if keywords.get_ref().is_empty() || keywords.get_ref().iter().any(String::is_empty) {
                 return Err(invalid(
@@ -272,11 +276,11 @@ fn pattern_and_keywords(
 }
 
 /// A rule's context: its patterns and exceptions compiled.
-fn context(c: RawContext, invalid: &Invalid<'_>) -> Result<Context, RuleError> {
+fn context(c: RawContext, when: Compile, invalid: &Invalid<'_>) -> Result<Context, RuleError> {
     let compile_all = |list: &[Spanned<String>]| {
         list.iter()
             .map(|p| {
-                compile(p.get_ref()).map_err(|e| {
+                compile(p.get_ref(), when).map_err(|e| {
                     invalid(p.span(), format!("context pattern does not compile: {e}"))
                 })
             })
@@ -289,10 +293,11 @@ fn context(c: RawContext, invalid: &Invalid<'_>) -> Result<Context, RuleError> {
     })
 }
 
-fn compile(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .size_limit(PATTERN_SIZE_LIMIT)
-        .build()
+fn compile(pattern: &str, when: Compile) -> Result<Pattern, regex::Error> {
+    match when {
+        Compile::Now => Pattern::compile(pattern),
+        Compile::OnFirstUse => Pattern::parse(pattern),
+    }
 }
 
 #[cfg(test)]
@@ -312,7 +317,7 @@ keywords = ["demo_"]
 
     #[test]
     fn parses_a_minimal_rule_with_defaults() {
-        let rules = parse("demo.toml", MINIMAL).unwrap();
+        let rules = parse("demo.toml", MINIMAL, Compile::Now).unwrap();
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].secret_group(), Some(1));
         assert_eq!(rules[0].window(), DEFAULT_WINDOW);
@@ -322,7 +327,7 @@ keywords = ["demo_"]
     #[test]
     fn unknown_field_is_an_error_pointing_at_it() {
         let text = MINIMAL.replace("severity", "colour = \"red\"\nseverity");
-        let err = parse("demo.toml", &text).unwrap_err();
+        let err = parse("demo.toml", &text, Compile::Now).unwrap_err();
         let RuleErrorKind::Syntax { message, span, .. } = err.kind() else {
             panic!("expected a syntax error, got {err:?}");
         };
@@ -334,7 +339,7 @@ keywords = ["demo_"]
     #[test]
     fn bad_pattern_is_an_error_pointing_at_it() {
         let text = MINIMAL.replace("[a-z0-9]{8}", "[a-z");
-        let err = parse("demo.toml", &text).unwrap_err();
+        let err = parse("demo.toml", &text, Compile::Now).unwrap_err();
         let RuleErrorKind::Invalid { span, message, .. } = err.kind() else {
             panic!("expected an invalid-rule error, got {err:?}");
         };
@@ -345,7 +350,7 @@ keywords = ["demo_"]
     #[test]
     fn empty_keyword_list_is_rejected() {
         let text = MINIMAL.replace(r#"["demo_"]"#, "[]");
-        let err = parse("demo.toml", &text).unwrap_err();
+        let err = parse("demo.toml", &text, Compile::Now).unwrap_err();
         assert!(matches!(err.kind(), RuleErrorKind::Invalid { .. }));
     }
 }

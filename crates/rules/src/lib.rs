@@ -16,11 +16,13 @@
 #![warn(clippy::print_stdout, clippy::print_stderr)]
 
 mod file;
+mod pattern;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 pub use file::{RuleError, RuleErrorKind};
+pub use pattern::Pattern;
 
 /// How bad a leak found by a rule is.
 #[derive(
@@ -92,19 +94,19 @@ pub enum RuleKind {
 /// AWS secret access key), which are only keys when their surroundings say so.
 #[derive(Debug, Clone)]
 pub struct Context {
-    patterns: Vec<regex::bytes::Regex>,
+    patterns: Vec<Pattern>,
     lines: usize,
-    unless: Vec<regex::bytes::Regex>,
+    unless: Vec<Pattern>,
 }
 
 impl Context {
     /// Patterns of which at least one must match near the candidate (none: no requirement).
-    pub fn patterns(&self) -> &[regex::bytes::Regex] {
+    pub fn patterns(&self) -> &[Pattern] {
         &self.patterns
     }
 
     /// Patterns of which none may match near the candidate.
-    pub fn unless(&self) -> &[regex::bytes::Regex] {
+    pub fn unless(&self) -> &[Pattern] {
         &self.unless
     }
 
@@ -135,7 +137,7 @@ pub struct Rule {
     name: String,
     description: String,
     severity: Severity,
-    pattern: Option<regex::bytes::Regex>,
+    pattern: Option<Pattern>,
     secret_group: Option<usize>,
     veto_group: Option<usize>,
     in_strings: bool,
@@ -170,6 +172,7 @@ impl Rule {
     /// Adds a pattern that, when it matches anywhere in a blob, silences this rule there (for
     /// example the configured gateway's host for `flat-key/direct-provider-call`).
     pub fn add_unless(&mut self, pattern: regex::bytes::Regex) {
+        let pattern = Pattern::from_regex(pattern);
         match &mut self.context {
             Some(context) => context.unless.push(pattern),
             None => {
@@ -207,8 +210,15 @@ impl Rule {
         self.severity
     }
 
-    /// The compiled pattern (none for correlation rules).
+    /// The compiled pattern (none for correlation rules). A built-in rule's pattern is
+    /// compiled by the first call (see [`Pattern`]); `None` if that fails, which the tests
+    /// rule out for every built-in rule.
     pub fn pattern(&self) -> Option<&regex::bytes::Regex> {
+        self.pattern.as_ref()?.regex()
+    }
+
+    /// The pattern, compiled or not.
+    pub fn pattern_source(&self) -> Option<&Pattern> {
         self.pattern.as_ref()
     }
 
@@ -305,7 +315,7 @@ impl RuleSet {
     pub fn builtin() -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::new();
         for (name, text) in BUILTIN {
-            set.extend(file::parse(name, text)?)?;
+            set.extend(file::parse(name, text, file::Compile::OnFirstUse)?)?;
         }
         Ok(set)
     }
@@ -313,7 +323,7 @@ impl RuleSet {
     /// Parses one rule file. `name` is used in error messages.
     pub fn from_toml(name: &str, text: &str) -> Result<RuleSet, RuleError> {
         let mut set = RuleSet::new();
-        set.extend(file::parse(name, text)?)?;
+        set.extend(file::parse(name, text, file::Compile::Now)?)?;
         Ok(set)
     }
 
@@ -394,6 +404,23 @@ mod tests {
                 "{} has no negative examples",
                 rule.id()
             );
+        }
+    }
+
+    #[test]
+    fn builtin_patterns_compile_on_first_use_and_not_before() {
+        let set = RuleSet::builtin().unwrap();
+        let patterns = || {
+            set.rules().iter().flat_map(|rule| {
+                let context = rule.context().into_iter();
+                rule.pattern_source()
+                    .into_iter()
+                    .chain(context.flat_map(|c| c.patterns().iter().chain(c.unless())))
+            })
+        };
+        assert!(patterns().all(|p| !p.is_compiled()));
+        for pattern in patterns() {
+            assert!(pattern.regex().is_some(), "{pattern:?} does not compile");
         }
     }
 

@@ -83,12 +83,10 @@ pub struct Detector {
     prefilter: Prefilter,
     uses: Vec<KeywordUse>,
     /// The keywords as they look inside base64 text, searched only in blobs with a trigger:
-    /// an automaton that is cheap to build, built (and so checked) with the engine.
-    encoded: AhoCorasick,
-    /// The same needles as a DFA, faster to search but the costliest part of building the
-    /// engine: built on the first blob with a trigger, so a run that meets none (a `--staged`
-    /// hook on one file) never pays for it. `None` if it cannot be built; `encoded` serves then.
-    encoded_dfa: std::sync::Arc<std::sync::OnceLock<Option<AhoCorasick>>>,
+    /// a DFA, fast to search but the costliest automaton of the engine to build, so built on
+    /// the first blob with a trigger (a run that meets none, a `--staged` hook on one file,
+    /// never pays for it). An NFA where the DFA cannot be built; `None` if neither can.
+    encoded: std::sync::Arc<std::sync::OnceLock<Option<AhoCorasick>>>,
     needles: std::sync::Arc<Vec<Vec<u8>>>,
 }
 
@@ -131,33 +129,32 @@ impl Detector {
         }
         let prefilter =
             Prefilter::new(keywords).map_err(|e| DetectorError::Prefilter(e.to_string()))?;
-        let encoded = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::NoncontiguousNFA))
-            .build(&needles)
-            .map_err(|e| DetectorError::Prefilter(e.to_string()))?;
         Ok(Detector {
             rules,
             prefilter,
             uses,
-            encoded,
-            encoded_dfa: std::sync::Arc::default(),
+            encoded: std::sync::Arc::default(),
             needles: std::sync::Arc::new(needles),
         })
     }
 
-    /// The fastest automaton of the encoded keywords there is: the DFA, built on first use.
-    fn encoded_searcher(&self) -> &AhoCorasick {
-        self.encoded_dfa
+    /// The fastest automaton of the encoded keywords there is, built on first use: the DFA,
+    /// or the NFA if the DFA is too large. `None` only if neither can be built, which
+    /// aho-corasick's limits (billions of states) rule out for any real rule set.
+    fn encoded_searcher(&self) -> Option<&AhoCorasick> {
+        self.encoded
             .get_or_init(|| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(self.needles.as_slice())
-                    .ok()
+                [AhoCorasickKind::DFA, AhoCorasickKind::NoncontiguousNFA]
+                    .into_iter()
+                    .find_map(|kind| {
+                        AhoCorasick::builder()
+                            .match_kind(MatchKind::LeftmostFirst)
+                            .kind(Some(kind))
+                            .build(self.needles.as_slice())
+                            .ok()
+                    })
             })
             .as_ref()
-            .unwrap_or(&self.encoded)
     }
 
     /// How many literals the keyword prefilter searches.
@@ -203,14 +200,12 @@ impl Detector {
                 }
                 KeywordUse::Base64Trigger => maybe_base64 = true,
             });
-        let encoded_hits: Vec<usize> = if maybe_base64 && decode {
-            self.encoded_searcher()
-                .find_iter(data)
-                .map(|m| m.start())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let searcher = (maybe_base64 && decode)
+            .then(|| self.encoded_searcher())
+            .flatten();
+        let encoded_hits: Vec<usize> = searcher
+            .map(|s| s.find_iter(data).map(|m| m.start()).collect())
+            .unwrap_or_default();
         if hits.is_empty() && encoded_hits.is_empty() {
             return Vec::new();
         }

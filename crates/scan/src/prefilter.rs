@@ -76,11 +76,12 @@ impl Prefilter {
         for (k, keyword) in keywords.iter().enumerate() {
             let keyword = keyword.to_ascii_lowercase();
             // Assign each keyword to the first chosen anchor it contains (one always exists).
-            if let Some((a, offset)) = anchors
-                .iter()
-                .enumerate()
-                .find_map(|(a, anchor)| find(&keyword, anchor).map(|o| (a, o)))
-            {
+            if let Some((a, offset)) = anchors.iter().enumerate().find_map(|(a, anchor)| {
+                keyword
+                    .windows(anchor.len())
+                    .position(|w| w == anchor.as_slice())
+                    .map(|o| (a, o))
+            }) {
                 expansions[a].push((k, offset));
             }
         }
@@ -238,10 +239,6 @@ fn packed_searchers(
         .collect()
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
-}
-
 /// How unlikely a lowercased anchor is in ordinary text: the letters English and code use most
 /// and spaces count least, rarer letters more, digits and punctuation inside identifiers most.
 fn rarity(anchor: &[u8]) -> usize {
@@ -291,25 +288,42 @@ fn choose_anchors(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
     // In byte order, so that ties between equally good candidates break the same way each run.
     let mut candidates: Vec<(&[u8], Vec<usize>)> = covers.into_iter().collect();
     candidates.sort_unstable();
-    let mut uncovered = vec![true; keywords.len()];
-    let mut left = keywords.len();
-    let mut anchors = Vec::new();
-    while left > 0 {
-        // Prefer anchors that cover many keywords; among those, rare and long ones.
-        let best = candidates
-            .iter()
-            .map(|(anchor, list)| (anchor, list, list.iter().filter(|&&k| uncovered[k]).count()))
-            .filter(|&(_, _, n)| n > 0)
-            .max_by_key(|&(anchor, _, n)| (n, rarity(anchor), anchor.len()));
-        let Some((anchor, list, _)) = best else {
-            break;
-        };
+    // What each candidate is worth, kept up to date as keywords are covered (recounting every
+    // candidate's keywords for each choice was most of building the prefilter).
+    let mut counts: Vec<usize> = candidates.iter().map(|(_, list)| list.len()).collect();
+    let tiebreaks: Vec<(usize, usize)> = candidates
+        .iter()
+        .map(|(anchor, _)| (rarity(anchor), anchor.len()))
+        .collect();
+    let mut covered_by = vec![Vec::new(); keywords.len()];
+    for (c, (_, list)) in candidates.iter().enumerate() {
         for &k in list {
-            if std::mem::replace(&mut uncovered[k], false) {
-                left -= 1;
+            covered_by[k].push(c);
+        }
+    }
+    let mut uncovered = vec![true; keywords.len()];
+    let mut anchors = Vec::new();
+    loop {
+        // Prefer anchors that cover many keywords; among those, rare and long ones; among
+        // those, the last in byte order.
+        let mut best: Option<(usize, (usize, usize, usize))> = None;
+        for (c, &count) in counts.iter().enumerate() {
+            let key = (count, tiebreaks[c].0, tiebreaks[c].1);
+            if count > 0 && best.is_none_or(|(_, b)| key >= b) {
+                best = Some((c, key));
             }
         }
-        anchors.push(anchor.to_vec());
+        let Some((chosen, _)) = best else {
+            break;
+        };
+        for &k in &candidates[chosen].1 {
+            if std::mem::replace(&mut uncovered[k], false) {
+                for &c in &covered_by[k] {
+                    counts[c] -= 1;
+                }
+            }
+        }
+        anchors.push(candidates[chosen].0.to_vec());
     }
     anchors
 }
