@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use keyscope_sources::{
@@ -51,6 +52,7 @@ pub fn scan_history(
             messages,
             tags,
             summaries,
+            reused: _,
         } = sweep(engine, repo, options, None)?;
         let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
         let attribution = repo.attribute(&history, &targets)?;
@@ -81,32 +83,68 @@ pub(crate) struct Swept {
     pub(crate) tags: Vec<(ObjectId, String, Vec<Finding>)>,
     /// The masked summary of every commit whose message holds a secret.
     pub(crate) summaries: HashMap<String, String>,
+    /// Blobs whose findings were taken from another repository's match.
+    pub(crate) reused: u64,
 }
 
 /// The blobs a sweep of several repositories has matched so far, so that a blob shared by
-/// forks or vendored copies is matched once per sweep.
+/// forks or vendored copies is matched once per sweep. Repositories are swept two at a time:
+/// a blob that both hold is matched by the first to reach it, and the other waits for that
+/// match rather than taking "nothing found" from a match still running.
 #[derive(Default)]
 pub(crate) struct BlobCache {
-    matched: Mutex<HashSet<ObjectId>>,
-    found: Mutex<HashMap<ObjectId, Vec<Finding>>>,
-    /// Blobs whose findings were taken from an earlier repository's match.
-    pub(crate) reused: std::sync::atomic::AtomicU64,
+    blobs: Mutex<CachedBlobs>,
+}
+
+#[derive(Default)]
+struct CachedBlobs {
+    /// Blobs matched to the end.
+    matched: HashSet<ObjectId>,
+    /// The findings of those that held any.
+    found: HashMap<ObjectId, Vec<Finding>>,
+    /// Blobs being matched now, by the first repository to reach them.
+    pending: HashMap<ObjectId, Arc<OnceLock<Vec<Finding>>>>,
 }
 
 impl BlobCache {
-    /// The findings of `data`, matched now or taken from an earlier repository's match.
-    fn findings(&self, engine: &Detector, id: ObjectId, data: &[u8]) -> Vec<Finding> {
-        if !lock(&self.matched).insert(id) {
-            self.reused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return lock(&self.found).get(&id).cloned().unwrap_or_default();
+    /// The findings of `data`, matched now or taken from another repository's match (then
+    /// counted in `reused`).
+    fn findings(
+        &self,
+        engine: &Detector,
+        id: ObjectId,
+        data: &[u8],
+        reused: &AtomicU64,
+    ) -> Vec<Finding> {
+        let cell = {
+            let mut blobs = lock(&self.blobs);
+            if blobs.matched.contains(&id) {
+                reused.fetch_add(1, Ordering::Relaxed);
+                return blobs.found.get(&id).cloned().unwrap_or_default();
+            }
+            Arc::clone(blobs.pending.entry(id).or_default())
+        };
+        let mut matched_here = false;
+        let found = cell
+            .get_or_init(|| {
+                matched_here = true;
+                let matches = engine.scan(data);
+                if matches.is_empty() {
+                    return Vec::new();
+                }
+                finding::findings(engine.rules().rules(), &unplaced(), data, &matches)
+            })
+            .clone();
+        if matched_here {
+            let mut blobs = lock(&self.blobs);
+            blobs.pending.remove(&id);
+            blobs.matched.insert(id);
+            if !found.is_empty() {
+                blobs.found.insert(id, found.clone());
+            }
+        } else {
+            reused.fetch_add(1, Ordering::Relaxed);
         }
-        let matches = engine.scan(data);
-        if matches.is_empty() {
-            return Vec::new();
-        }
-        let found = finding::findings(engine.rules().rules(), &unplaced(), data, &matches);
-        lock(&self.found).insert(id, found.clone());
         found
     }
 }
@@ -123,10 +161,11 @@ pub(crate) fn sweep(
     let messages = Mutex::new(Vec::new());
     let tags = Mutex::new(Vec::new());
     let summaries = Mutex::new(HashMap::new());
+    let reused = AtomicU64::new(0);
     let history = repo.for_each_object(options, |object| match object {
         GitObject::Blob { id, data } if cache.is_some() => {
             let found = cache
-                .map(|c| c.findings(engine, id, data))
+                .map(|c| c.findings(engine, id, data, &reused))
                 .unwrap_or_default();
             if !found.is_empty() {
                 lock(&blobs).push((id, found));
@@ -163,6 +202,7 @@ pub(crate) fn sweep(
         messages: into_inner(messages),
         tags: into_inner(tags),
         summaries: into_inner(summaries),
+        reused: reused.into_inner(),
     })
 }
 
@@ -498,4 +538,33 @@ pub(crate) fn group(placed: Vec<Finding>) -> Vec<Finding> {
     }
     sort_findings(&mut findings);
     findings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::tests::{KEY, engine};
+
+    /// Issue #17: repositories swept at once ask for the same blob at once; each gets its
+    /// findings (the other's match is waited for, not read as "nothing found"), and the blob
+    /// is matched once.
+    #[test]
+    fn a_blob_two_repositories_reach_at_once_is_matched_once_and_found_by_both() {
+        let engine = engine();
+        let cache = BlobCache::default();
+        let id = ObjectId::from_hex("0123456789abcdef0123456789abcdef01234567").unwrap();
+        let data = format!("key = \"{KEY}\"\n").repeat(2_000);
+        let reused = AtomicU64::new(0);
+        let found: Vec<usize> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| cache.findings(&engine, id, data.as_bytes(), &reused).len())
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(found.iter().all(|&n| n == found[0] && n > 0), "{found:?}");
+        assert_eq!(reused.into_inner(), 7);
+        assert!(lock(&cache.blobs).pending.is_empty());
+    }
 }

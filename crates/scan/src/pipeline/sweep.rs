@@ -2,9 +2,10 @@
 //! directory, a blob shared between repositories matched once, and a coverage record per
 //! repository that says what was read and whether the result is complete.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Instant, SystemTime};
 
 use keyscope_sources::{
@@ -140,9 +141,18 @@ struct RepoOutcome {
     coverage: Coverage,
 }
 
+/// How many repositories are read at once. Each one's sweep has stretches on one thread
+/// (listing and indexing packs, the missing-object check, attribution's tail, saving the
+/// state) that the other's pack traversal fills; more would only add memory.
+const REPOS_IN_FLIGHT: usize = 2;
+
 impl Scan {
     /// Sweeps every object of each repository (those a `state` directory records as read are
     /// skipped), calling `on_repo` as each one ends, and returns the findings of all.
+    ///
+    /// Two repositories are read at once (one with `threads(1)`), but each is recorded (its
+    /// state saved, `on_repo` called) in the order given, after every one before it: a killed
+    /// sweep has recorded a prefix of the list, as if it had read one at a time.
     pub fn sweep(
         &self,
         repos: &[SweepRepo],
@@ -157,14 +167,28 @@ impl Scan {
         let mut warnings = Vec::new();
         let mut coverage = Vec::new();
         let mut reported = HashSet::new();
-        for repo in repos {
-            let outcome = self.sweep_repo(repo, state, &rules, &cache);
+        let mut record = |outcome: RepoOutcome| {
             on_repo(&outcome.coverage);
             placed.extend(outcome.placed);
             stats.absorb(outcome.stats);
             warnings.extend(outcome.warnings);
             reported.extend(outcome.reported_before);
             coverage.push(outcome.coverage);
+        };
+        let in_flight = if self.threads == 1 {
+            1
+        } else {
+            REPOS_IN_FLIGHT.min(repos.len())
+        };
+        if in_flight <= 1 {
+            for repo in repos {
+                let read = self.read_one(repo, state, &rules, &cache);
+                record(self.record_one(repo, read, state, &rules));
+            }
+        } else {
+            self.read_overlapped(repos, state, &rules, &cache, in_flight, &mut |i, read| {
+                record(self.record_one(&repos[i], read, state, &rules));
+            });
         }
         let key = &self.fingerprint_key;
         let mut findings = history::group(placed);
@@ -188,6 +212,48 @@ impl Scan {
         })
     }
 
+    /// Reads the repositories on `in_flight` threads, each taking the next one as it ends,
+    /// and hands each read to `record` in the order given.
+    fn read_overlapped(
+        &self,
+        repos: &[SweepRepo],
+        state: Option<&Path>,
+        rules: &str,
+        cache: &BlobCache,
+        in_flight: usize,
+        record: &mut dyn FnMut(usize, RepoRead),
+    ) {
+        let next = AtomicUsize::new(0);
+        let (sender, receiver) = mpsc::channel::<(usize, RepoRead)>();
+        std::thread::scope(|scope| {
+            for _ in 0..in_flight {
+                let sender = sender.clone();
+                let next = &next;
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(repo) = repos.get(i) else { break };
+                        let read = self.read_one(repo, state, rules, cache);
+                        if sender.send((i, read)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            // Reads that end before an earlier one wait here for their turn.
+            let mut waiting = BTreeMap::new();
+            let mut turn = 0;
+            for (i, read) in receiver {
+                waiting.insert(i, read);
+                while let Some(read) = waiting.remove(&turn) {
+                    record(turn, read);
+                    turn += 1;
+                }
+            }
+        });
+    }
+
     /// What the state's records depend on: the rules, the size limit and this code's version.
     fn rules_version(&self) -> String {
         let mut hasher = Sha256::new();
@@ -199,34 +265,46 @@ impl Scan {
             .collect()
     }
 
-    fn sweep_repo(
+    /// Reads one repository, against its state from an earlier sweep.
+    fn read_one(
         &self,
         repo: &SweepRepo,
         state: Option<&Path>,
         rules: &str,
         cache: &BlobCache,
-    ) -> RepoOutcome {
+    ) -> RepoRead {
         let started = SystemTime::now();
-        let reused_before = cache.reused.load(std::sync::atomic::Ordering::Relaxed);
         let prior = state.and_then(|dir| RepoState::load(dir, &repo.identity, rules));
-        match self.read_repo(repo, prior.as_ref(), cache) {
-            Ok((read, swept_state)) => {
-                let reused =
-                    cache.reused.load(std::sync::atomic::Ordering::Relaxed) - reused_before;
-                self.record(
-                    repo,
-                    read,
-                    swept_state,
-                    state,
-                    rules,
-                    prior,
-                    started,
-                    reused,
-                )
-            }
-            Err(e) => failed(repo, started, &e),
+        let read = self.read_repo(repo, prior.as_ref(), cache);
+        RepoRead {
+            started,
+            prior,
+            read,
         }
     }
+
+    /// Records one repository's read: its state saved, its coverage.
+    fn record_one(
+        &self,
+        repo: &SweepRepo,
+        read: RepoRead,
+        state: Option<&Path>,
+        rules: &str,
+    ) -> RepoOutcome {
+        match read.read {
+            Ok((done, next)) => {
+                self.record(repo, done, next, state, rules, read.prior, read.started)
+            }
+            Err(e) => failed(repo, read.started, &e),
+        }
+    }
+}
+
+/// One repository read, not yet recorded.
+struct RepoRead {
+    started: SystemTime,
+    prior: Option<RepoState>,
+    read: Result<(Read, RepoState), GitError>,
 }
 
 /// A repository's sweep, its findings placed.
@@ -237,6 +315,8 @@ struct Read {
     refs: Vec<(String, ObjectId)>,
     objects: u64,
     already_seen: u64,
+    /// Blobs whose findings were taken from another repository's match.
+    reused: u64,
 }
 
 impl Scan {
@@ -261,6 +341,7 @@ impl Scan {
             messages,
             tags,
             summaries,
+            reused,
         } = history::sweep(&self.engine, &git, &options, Some(cache))?;
         let known = prior.map(RepoState::places).unwrap_or_default();
         let targets: HashSet<ObjectId> = blobs.iter().map(|(id, _)| *id).collect();
@@ -292,6 +373,7 @@ impl Scan {
                 refs,
                 objects: history.objects,
                 already_seen: history.already_seen,
+                reused,
             },
             next,
         ))
@@ -311,7 +393,6 @@ impl Scan {
         rules: &str,
         prior: Option<RepoState>,
         started: SystemTime,
-        reused: u64,
     ) -> RepoOutcome {
         let complete = !read.stats.has_failures();
         let mut warnings = read.warnings;
@@ -350,7 +431,7 @@ impl Scan {
                 refs: read.refs,
                 objects_read: read.objects,
                 objects_from_state: read.already_seen,
-                blobs_deduplicated: reused,
+                blobs_deduplicated: read.reused,
                 bytes: read.stats.bytes,
                 skipped,
                 status: if complete {
