@@ -442,12 +442,19 @@ fn day_and_month_windows_roll_over_at_utc_midnight() {
     }
 }
 
+/// The text of the default store's `scopes.toml` with its `time_zone` set to `zone`.
+fn with_time_zone(text: &str, zone: &str) -> String {
+    let set = text.replace("time_zone = \"UTC\"", &format!("time_zone = \"{zone}\""));
+    assert_ne!(set, text, "the default store names its time zone");
+    set
+}
+
 /// The default store with `time_zone = "America/New_York"` (UTC-5 in winter).
 fn new_york_engine() -> Engine {
     let dir = store_copy();
     let scopes = dir.path().join("scopes.toml");
     let text = std::fs::read_to_string(&scopes).unwrap();
-    std::fs::write(&scopes, format!("time_zone = \"America/New_York\"\n{text}")).unwrap();
+    std::fs::write(&scopes, with_time_zone(&text, "America/New_York")).unwrap();
     engine_at_request_time(Store::load(dir.path()).unwrap())
 }
 
@@ -527,12 +534,14 @@ fn an_unknown_time_zone_is_refused_where_it_is_written() {
     let dir = store_copy();
     let scopes = dir.path().join("scopes.toml");
     let text = std::fs::read_to_string(&scopes).unwrap();
-    std::fs::write(&scopes, format!("time_zone = \"Europe/Atlantis\"\n{text}")).unwrap();
+    let text = with_time_zone(&text, "Europe/Atlantis");
+    let at = text.find("\"Europe/Atlantis\"").unwrap();
+    std::fs::write(&scopes, text).unwrap();
     let error = Store::load(dir.path()).unwrap_err();
     assert!(error.to_string().contains("`Europe/Atlantis`"), "{error}");
     let report = format!("{:?}", miette::Report::new(error));
     assert!(
-        report.contains("unknown time zone") && report.contains("SourceOffset(12)"),
+        report.contains("unknown time zone") && report.contains(&format!("SourceOffset({at})")),
         "{report}"
     );
 }
