@@ -539,10 +539,14 @@ fn an_unknown_time_zone_is_refused_where_it_is_written() {
     std::fs::write(&scopes, text).unwrap();
     let error = Store::load(dir.path()).unwrap_err();
     assert!(error.to_string().contains("`Europe/Atlantis`"), "{error}");
-    let report = format!("{:?}", miette::Report::new(error));
-    assert!(
-        report.contains("unknown time zone") && report.contains(&format!("SourceOffset({at})")),
-        "{report}"
+    let labels: Vec<_> = miette::Diagnostic::labels(&error)
+        .expect("the error points into scopes.toml")
+        .map(|label| (label.label().map(str::to_owned), label.offset()))
+        .collect();
+    assert_eq!(
+        labels,
+        [(Some("unknown time zone".to_owned()), at)],
+        "{error}"
     );
 }
 
