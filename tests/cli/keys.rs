@@ -795,10 +795,12 @@ fn revoke_under_load(ledger: Option<&str>, propagation: std::time::Duration) {
                 Arc::clone(&dropped),
             );
             std::thread::spawn(move || {
+                let mut client = KeepAlive::default();
                 while !stop.load(Ordering::Relaxed) {
                     let sent = Instant::now();
                     // A connection the busy machine drops is no answer, not an allow: skip it.
-                    let Some((status, answer)) = try_post(&served, "/access/v1/evaluation", &body)
+                    let Some((status, answer)) =
+                        client.post(&served, "/access/v1/evaluation", &body)
                     else {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -1102,21 +1104,77 @@ fn an_expiring_key_is_due_then_expired_and_audited() {
     assert_eq!(events(&audit).len(), 1, "an expiry is recorded once");
 }
 
-/// POSTs `body` to `path` of `served`; `None` when the connection fails or closes unanswered.
-fn try_post(served: &crate::serve::Served, path: &str, body: &str) -> Option<(u16, String)> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(served.addr).ok()?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        served.addr,
-        body.len()
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+/// A client that keeps its connection open between requests, as a gateway does. Opening one
+/// connection per request leaves every closed one in TIME-WAIT: a few seconds of load exhaust
+/// the machine's ephemeral ports, and every later request fails before it is sent.
+#[derive(Default)]
+struct KeepAlive {
+    stream: Option<std::io::BufReader<std::net::TcpStream>>,
+}
+
+impl KeepAlive {
+    /// POSTs `body` to `path` of `served`; `None` when the connection fails or closes
+    /// unanswered (the next request opens a new one).
+    fn post(
+        &mut self,
+        served: &crate::serve::Served,
+        path: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        let answer = self.exchange(served, path, body);
+        if answer.is_none() {
+            self.stream = None;
+            // A refused connection returns at once: do not spin on it.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        answer
+    }
+
+    fn exchange(
+        &mut self,
+        served: &crate::serve::Served,
+        path: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        use std::io::{BufRead as _, Read as _, Write as _};
+        if self.stream.is_none() {
+            let stream = std::net::TcpStream::connect(served.addr).ok()?;
+            self.stream = Some(std::io::BufReader::new(stream));
+        }
+        let reader = self.stream.as_mut()?;
+        write!(
+            reader.get_mut(),
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            served.addr,
+            body.len()
+        )
+        .ok()?;
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let status = line.split(' ').nth(1)?.parse().ok()?;
+        let (mut length, mut close) = (None, false);
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            let (name, value) = header.split_once(':')?;
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse::<usize>().ok(),
+                "connection" => close = value.trim().eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut answer = vec![0; length?];
+        reader.read_exact(&mut answer).ok()?;
+        if close {
+            self.stream = None;
+        }
+        Some((status, String::from_utf8(answer).ok()?))
+    }
 }
