@@ -163,8 +163,9 @@ impl Detector {
     }
 
     /// How many SIMD passes the keyword prefilter makes over each block of a blob: one per
-    /// [`Detector::FAST_PREFILTER_LIMIT`] literals, and 0 where the CPU has no SIMD searcher
-    /// (the prefilter then runs one scalar automaton, several times slower).
+    /// [`Detector::FAST_PREFILTER_LIMIT`] literals, the short literals and the long ones
+    /// apart (so at most one more), and 0 where the CPU has no SIMD searcher (the prefilter
+    /// then runs one scalar automaton, several times slower).
     pub fn prefilter_passes(&self) -> usize {
         self.prefilter.passes()
     }

@@ -65,14 +65,17 @@ fn built_in_keywords_keep_the_prefilter_on_its_fast_path() {
         gateway.prefilter_passes(),
     );
     // Every pass is a SIMD one (this test runs on x86-64 with SSSE3 or AVX2). Each pass reads
-    // every byte once more: 86 literals take six, and the literal count is held near that.
+    // every byte once more: 86 literals take six (the nine short ones apart), and the literal
+    // count is held near that.
     for detector in [&engine, &gateway] {
-        assert_eq!(
-            detector.prefilter_passes(),
-            detector
-                .prefilter_literals()
-                .div_ceil(Detector::FAST_PREFILTER_LIMIT),
-            "the prefilter lost its SIMD searcher"
+        let most = detector
+            .prefilter_literals()
+            .div_ceil(Detector::FAST_PREFILTER_LIMIT)
+            + 1;
+        assert!(
+            (1..=most).contains(&detector.prefilter_passes()),
+            "the prefilter lost its SIMD searcher: {} passes",
+            detector.prefilter_passes()
         );
     }
     assert!(
