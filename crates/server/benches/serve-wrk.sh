@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# A `keyscope serve` process driven by wrk (Debian's `wrk`, HTTP/1.1 keep-alive, written in C):
+# the audit log off and on in interleaved rounds, and batches of 100 on one connection. The
+# service's CPU per request is read from /proc/PID/stat around each run.
+#
+#   sh crates/server/benches/bench_store.sh /tmp/bstore
+#   bash crates/server/benches/serve-wrk.sh [-k KEYSCOPE] [-r ROUNDS] [-d SECONDS] /tmp/bstore
+set -euo pipefail
+
+keyscope=target/release/keyscope
+rounds=4
+seconds=5
+while getopts k:r:d: opt; do
+    case $opt in
+        k) keyscope=$OPTARG ;;
+        r) rounds=$OPTARG ;;
+        d) seconds=$OPTARG ;;
+        *) echo "usage: $0 [-k KEYSCOPE] [-r ROUNDS] [-d SECONDS] STORE" >&2; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+store=${1:?usage: $0 [-k KEYSCOPE] [-r ROUNDS] [-d SECONDS] STORE}
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
+[ -f "$store/request.json" ] || { echo "no $store/request.json: run bench_store.sh first" >&2; exit 2; }
+
+work=$(mktemp -d)
+trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+tick=$(getconf CLK_TCK)
+
+cat >"$work/one.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$store/request.json")
+wrk.body = f:read("*a")
+f:close()
+EOF
+# The load bench's batch: 100 allowed keys' evaluations under one set of top-level defaults.
+python3 - "$work/batch.json" <<'PY'
+import json, sys
+keys = [a for a in range(980) if a % 250 == 1 and a % 3 == 0]
+body = {
+    "action": {"name": "invoke"},
+    "resource": {"type": "Model", "id": "model-7-2025-01-01"},
+    "context": {"source_ip": "10.1.2.3", "input_tokens": 1200, "max_output_tokens": 800},
+    "evaluations": [{"subject": {"type": "Key", "id": "key-%d" % keys[i % len(keys)]}} for i in range(100)],
+}
+open(sys.argv[1], "w").write(json.dumps(body))
+PY
+cat >"$work/batch.lua" <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$work/batch.json")
+wrk.body = f:read("*a")
+f:close()
+EOF
+
+# Starts the service with extra arguments; sets pid and port.
+start() {
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$keyscope" serve --store "$store" --no-ledger --listen "127.0.0.1:$port" \
+        --now 2026-11-22T18:00:00Z "$@" >"$work/serve.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return
+        sleep 0.05
+    done
+    cat "$work/serve.log" >&2
+    exit 1
+}
+stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# wrk on PATH with LUA for SECONDS over CONNECTIONS; prints "requests/s cpu-µs-per-request".
+drive() {
+    local lua=$1 path=$2 connections=$3 threads=$4 before after out requests
+    before=$(cpu_ticks)
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -s "$lua" "http://127.0.0.1:$port$path")
+    after=$(cpu_ticks)
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    printf '%s %s %s %s\n' \
+        "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
+        "$(awk -v t="$tick" -v a="$after" -v b="$before" -v n="$requests" 'BEGIN {printf "%.1f", (a - b) / t * 1e6 / n}')" \
+        "$(awk '$1 == "50%" {print $2}' <<<"$out")" \
+        "$(awk '$1 == "99%" {print $2}' <<<"$out")"
+}
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| round | audit off: evaluations/s (CPU µs/request) | audit on: evaluations/s (CPU µs/request) |"
+echo "|---|---:|---:|"
+off_sum=0 on_sum=0
+for round in $(seq "$rounds"); do
+    start
+    read -r off off_cpu _ _ < <(drive "$work/one.lua" /access/v1/evaluation 8 2)
+    stop
+    rm -rf "$work/audit"
+    start --audit-log "$work/audit"
+    read -r on on_cpu _ _ < <(drive "$work/one.lua" /access/v1/evaluation 8 2)
+    stop
+    echo "| $round | $off ($off_cpu) | $on ($on_cpu) |"
+    off_sum=$(awk -v a="$off_sum" -v b="$off" 'BEGIN {print a + b}')
+    on_sum=$(awk -v a="$on_sum" -v b="$on" 'BEGIN {print a + b}')
+done
+awk -v a="$off_sum" -v b="$on_sum" -v r="$rounds" \
+    'BEGIN {printf "| mean | %.0f | %.0f (%+.1f%%) |\n", a / r, b / r, (b / a - 1) * 100}'
+
+echo
+echo "| batch of 100, one connection | batches/s | CPU µs/batch | p50 | p99 |"
+echo "|---|---:|---:|---:|---:|"
+for audit in off on; do
+    rm -rf "$work/audit"
+    if [ "$audit" = on ]; then start --audit-log "$work/audit"; else start; fi
+    read -r rate cpu p50 p99 < <(drive "$work/batch.lua" /access/v1/evaluations 1 1)
+    stop
+    echo "| audit $audit | $rate | $cpu | $p50 | $p99 |"
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
