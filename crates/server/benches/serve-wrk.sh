@@ -27,13 +27,12 @@ work=$(mktemp -d)
 trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 tick=$(getconf CLK_TCK)
 
-cat >"$work/one.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$store/request.json")
-wrk.body = f:read("*a")
-f:close()
-EOF
+# A wrk script that POSTs the JSON body in file $1.
+post_script() {
+    printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+    printf 'local f = io.open("%s")\nwrk.body = f:read("*a")\nf:close()\n' "$1"
+}
+post_script "$store/request.json" >"$work/one.lua"
 # The load bench's batch: 100 allowed keys' evaluations under one set of top-level defaults.
 python3 - "$work/batch.json" <<'PY'
 import json, sys
@@ -46,13 +45,7 @@ body = {
 }
 open(sys.argv[1], "w").write(json.dumps(body))
 PY
-cat >"$work/batch.lua" <<EOF
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local f = io.open("$work/batch.json")
-wrk.body = f:read("*a")
-f:close()
-EOF
+post_script "$work/batch.json" >"$work/batch.lua"
 
 # Starts the service with extra arguments; sets pid and port.
 start() {
