@@ -334,19 +334,22 @@ fn lifecycle(ledger: Option<&str>) {
     );
 
     // Bad input: a clear error, exit 2, nothing changed.
-    let before = ks(
-        &store,
-        ledger,
-        &[
-            "key",
-            "list",
-            "--format",
-            "json",
-            "--now",
-            "2026-12-01T12:00:00Z",
-        ],
-        None,
-    );
+    let list = || {
+        ks(
+            &store,
+            ledger,
+            &[
+                "key",
+                "list",
+                "--format",
+                "json",
+                "--now",
+                "2026-12-01T12:00:00Z",
+            ],
+            None,
+        )
+    };
+    let before = list();
     for (args, needle) in [
         (
             vec!["key", "revoke", &b.id, "--reason", "leaked"],
@@ -370,19 +373,7 @@ fn lifecycle(ledger: Option<&str>) {
         assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
         assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
     }
-    let after = ks(
-        &store,
-        ledger,
-        &[
-            "key",
-            "list",
-            "--format",
-            "json",
-            "--now",
-            "2026-12-01T12:00:00Z",
-        ],
-        None,
-    );
+    let after = list();
     assert_eq!(
         before.stdout, after.stdout,
         "a refused command changes nothing"
