@@ -33,10 +33,9 @@
 use aho_corasick::{AhoCorasick, Input, MatchKind, Span, packed};
 
 /// The most anchors one Teddy searcher takes: two to a bucket of slim Teddy. Teddy itself
-/// takes 64, but fuller buckets cost more in false candidates than a pass costs.
+/// takes 64, but fuller buckets cost more in false candidates than a pass costs (with the
+/// short anchors apart, searchers of 20, 24 or 32 four-byte anchors were no faster).
 pub(crate) const ANCHORS_PER_SEARCHER: usize = 16;
-/// The most anchors one Teddy searcher of anchors of [`TEDDY_MASK`] bytes or more takes.
-pub(crate) const LONG_ANCHORS_PER_SEARCHER: usize = 16;
 /// The most bytes of each literal Teddy's fingerprint looks at. A searcher with one shorter
 /// literal fingerprints every literal on fewer bytes and stops at far more false candidates.
 const TEDDY_MASK: usize = 4;
@@ -79,22 +78,13 @@ pub(crate) struct Prefilter {
 impl Prefilter {
     /// Builds the prefilter for a set of distinct, non-empty keywords.
     pub(crate) fn new(keywords: Vec<Vec<u8>>) -> Result<Prefilter, aho_corasick::BuildError> {
-        Self::with_layout(keywords, Layout::default())
-    }
-
-    /// [`Prefilter::new`] with the anchors split into searchers as `layout` says.
-    fn with_layout(
-        keywords: Vec<Vec<u8>>,
-        layout: Layout,
-    ) -> Result<Prefilter, aho_corasick::BuildError> {
         let mut lowered: Vec<Vec<u8>> = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
         lowered.sort_unstable();
         lowered.dedup();
         let mut anchors = choose_anchors(&lowered);
-        if layout.separate_short {
-            // Stable: within each length class the cover's order stays.
-            anchors.sort_by_key(|anchor| anchor.len() >= TEDDY_MASK);
-        }
+        // Short anchors first, for their own searchers. Stable: within each length class the
+        // cover's order stays.
+        anchors.sort_by_key(|anchor| anchor.len() >= TEDDY_MASK);
         let mut expansions = vec![Vec::new(); anchors.len()];
         for (k, keyword) in keywords.iter().enumerate() {
             let keyword = keyword.to_ascii_lowercase();
@@ -114,7 +104,7 @@ impl Prefilter {
             .match_kind(MatchKind::LeftmostFirst)
             .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
             .build(&anchors)?;
-        let packed = packed_searchers(&anchors, layout).unwrap_or_default();
+        let packed = packed_searchers(&anchors).unwrap_or_default();
         Ok(Prefilter {
             keywords,
             anchors,
@@ -241,52 +231,20 @@ impl Prefilter {
     }
 }
 
-/// How the anchors are split into searchers.
-#[derive(Debug, Clone, Copy)]
-struct Layout {
-    /// Anchors shorter than [`TEDDY_MASK`] in searchers of their own.
-    separate_short: bool,
-    /// The most anchors in a searcher of short anchors.
-    short: usize,
-    /// The most anchors in a searcher of long anchors.
-    long: usize,
-}
-
-impl Default for Layout {
-    fn default() -> Self {
-        Layout {
-            separate_short: true,
-            short: ANCHORS_PER_SEARCHER,
-            long: LONG_ANCHORS_PER_SEARCHER,
-        }
-    }
-}
-
-/// The anchors split evenly into SIMD searchers; `None` where the CPU has no SIMD searcher for
-/// one of them.
+/// The anchors split evenly into SIMD searchers of at most [`ANCHORS_PER_SEARCHER`], the short
+/// ones (under [`TEDDY_MASK`] bytes) apart from the others; `None` where the CPU has no SIMD
+/// searcher for one of them.
 fn packed_searchers(
     anchors: &[Vec<u8>],
-    layout: Layout,
 ) -> Option<Vec<(std::ops::Range<usize>, packed::Searcher)>> {
-    let split = if layout.separate_short {
-        anchors.partition_point(|anchor| anchor.len() < TEDDY_MASK)
-    } else {
-        0
-    };
+    // `anchors` holds the short ones first.
+    let split = anchors.partition_point(|anchor| anchor.len() < TEDDY_MASK);
     let mut ranges = Vec::new();
-    for (group, most) in [
-        (0..split, layout.short),
-        (split..anchors.len(), layout.long),
-    ] {
+    for group in [0..split, split..anchors.len()] {
         if group.is_empty() {
             continue;
         }
-        let most = if layout.separate_short {
-            most
-        } else {
-            layout.short
-        };
-        let count = group.len().div_ceil(most.max(1));
+        let count = group.len().div_ceil(ANCHORS_PER_SEARCHER);
         let size = group.len().div_ceil(count);
         ranges.extend(
             group
