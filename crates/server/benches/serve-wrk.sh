@@ -47,14 +47,15 @@ open(sys.argv[1], "w").write(json.dumps(body))
 PY
 post_script "$work/batch.json" >"$work/batch.lua"
 
-# Starts the service with extra arguments; sets pid and port.
+# Starts the service on a port of the system's choosing with extra arguments; sets pid and
+# port (read from the line the service prints once it listens).
 start() {
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    "$keyscope" serve --store "$store" --no-ledger --listen "127.0.0.1:$port" \
+    "$keyscope" serve --store "$store" --no-ledger --listen 127.0.0.1:0 \
         --now 2026-11-22T18:00:00Z "$@" >"$work/serve.log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return
+    for _ in $(seq 200); do
+        port=$(sed -n 's#.*listening on http://127\.0\.0\.1:\([0-9]*\).*#\1#p' "$work/serve.log")
+        [ -n "$port" ] && return
         sleep 0.05
     done
     cat "$work/serve.log" >&2
@@ -63,7 +64,8 @@ start() {
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 
-# wrk on PATH with LUA for SECONDS over CONNECTIONS; prints "requests/s cpu-µs-per-request".
+# wrk with the script LUA on PATH over CONNECTIONS and THREADS for $seconds; prints
+# "requests/s service-CPU-µs-per-request p50 p99".
 drive() {
     local lua=$1 path=$2 connections=$3 threads=$4 before after out requests
     before=$(cpu_ticks)
