@@ -340,6 +340,29 @@ fn serve_never_echoes_a_key_a_caller_pasted() {
         assert!(!answer.contains(&key), "{answer}");
         assert!(answer.contains("gsk_"), "{answer}");
     }
+    // Batches: a short one is masked whole on its way out; a long one (16 items or more) is
+    // decided and masked chunk by chunk on several threads. The key is in every item's model
+    // and request id, and in the defaults' action.
+    for items in [3, 40] {
+        let item = format!(
+            r#"{{"resource": {{"type": "Model", "id": "{key}"}}, "context": {{"request_id": "{key}"}}}}"#
+        );
+        let body = format!(
+            r#"{{"subject": {{"type": "Key", "id": "dev-general-1"}}, "action": {{"name": "{key}"}},
+                "evaluations": [{}]}}"#,
+            vec![item; items].join(",")
+        );
+        let (status, answer) = served.post("/access/v1/evaluations", &body);
+        assert_eq!(status, 200, "{answer}");
+        assert!(!answer.contains(&key), "{answer}");
+        let answers: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let answers = answers["evaluations"].as_array().unwrap();
+        assert_eq!(answers.len(), items, "{answer}");
+        for answer in answers {
+            assert_eq!(answer["decision"], false, "{answer}");
+            assert!(answer.to_string().contains("gsk_"), "{answer}");
+        }
+    }
     // The writer flushes each batch as it comes; give it a moment before the process goes.
     std::thread::sleep(std::time::Duration::from_millis(500));
     drop(served);
@@ -350,8 +373,9 @@ fn serve_never_echoes_a_key_a_caller_pasted() {
         records += text.lines().count();
     }
     assert_eq!(
-        records, 1,
-        "the decision is on record (the 400 is not a decision)"
+        records,
+        1 + 3 + 40,
+        "every decision is on record (the 400 is not a decision)"
     );
 }
 

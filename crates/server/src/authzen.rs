@@ -25,6 +25,12 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 /// The largest response body the masking reads; answers are far smaller.
 const MASKED_BODY_LIMIT: usize = 64 << 20;
 
+/// Marks a response whose body was masked piece by piece where it was written (a long batch's
+/// answers, each chunk in the blocking task that decided it), so [`mask_response`] does not
+/// scan it a second time on an async worker. Only [`execute_all_answers`] sets it.
+#[derive(Debug, Clone, Copy)]
+struct Masked;
+
 /// Masks any key in a response body ([`crate::ServiceConfig::mask`]): decisions quote the
 /// model, action and request id as sent, and errors quote what failed to parse.
 pub(crate) async fn mask_response(
@@ -32,7 +38,10 @@ pub(crate) async fn mask_response(
     request: HttpRequest,
     next: Next,
 ) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    if response.extensions_mut().remove::<Masked>().is_some() {
+        return response;
+    }
     let (mut parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MASKED_BODY_LIMIT).await else {
         return error(
@@ -402,7 +411,10 @@ async fn execute_all_answers(state: &Arc<State>, batch: Arc<Batch>) -> Response 
         let (shared, batch) = (Arc::clone(state), Arc::clone(&batch));
         tasks.push((
             count,
-            tokio::task::spawn_blocking(move || execute_all(&shared, &batch, range)),
+            tokio::task::spawn_blocking(move || {
+                let answers = execute_all(&shared, &batch, range);
+                masked(&shared, &answers)
+            }),
         ));
     }
     let mut chunks = Vec::with_capacity(tasks.len());
@@ -420,7 +432,17 @@ async fn execute_all_answers(state: &Arc<State>, batch: Arc<Batch>) -> Response 
             out
         }));
     }
-    batch_response(&chunks)
+    // Each chunk's answers were masked in its task (the fallback quotes nothing the caller
+    // sent): every answer is masked as it would be on its own, and the two cores share the
+    // work rather than one async worker scanning the whole body after both.
+    let mut response = batch_response(&chunks);
+    response.extensions_mut().insert(Masked);
+    response
+}
+
+/// `answers` (JSON this service wrote, so UTF-8) with every key in them masked.
+fn masked(state: &State, answers: &[u8]) -> Vec<u8> {
+    (state.mask)(&String::from_utf8_lossy(answers)).into_bytes()
 }
 
 /// `{"evaluations": [...]}` from the comma-separated answers of consecutive chunks.
