@@ -205,6 +205,77 @@ fn serve_stops_on_sigterm() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// A client that sent a large batch and stopped reading the answer cannot hold the service up
+/// on SIGTERM for ever: once the shutdown grace runs out the busy connection is closed, the
+/// service says so and exits 0.
+#[test]
+fn sigterm_does_not_wait_for_ever_on_a_client_that_stopped_reading() {
+    let mut served = Served::start(&[
+        "--no-ledger",
+        "--listen",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "1s",
+    ]);
+    // Each item inherits everything; the answer (about 1 KB an item, over 20 MB) is far more
+    // than the two sockets' buffers hold.
+    let body = format!(
+        r#"{{"subject": {{"type": "Key", "id": "dev-general-1"}}, "action": {{"name": "invoke"}},
+            "resource": {{"type": "Model", "id": "gpt-4o-mini"}}, "evaluations": [{}]}}"#,
+        vec!["{}"; 20_000].join(",")
+    );
+    let mut stalled = TcpStream::connect(served.addr).unwrap();
+    write!(
+        stalled,
+        "POST /access/v1/evaluations HTTP/1.1\r\nHost: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        served.addr,
+        body.len()
+    )
+    .unwrap();
+    // An idle keep-alive connection does not hold the shutdown either.
+    let _idle = TcpStream::connect(served.addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let asked = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(30),
+            "the service was still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let mut said = String::new();
+    served
+        .child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert!(
+        said.contains("closed 1 connection(s) still busy when the shutdown grace ran out"),
+        "{said}"
+    );
+    // The client's connection is closed (reset, as the answer was cut short), not left hanging.
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = Vec::new();
+    match stalled.read_to_end(&mut answer) {
+        Ok(_) => assert!(!answer.ends_with(b"]}"), "the whole answer arrived"),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+}
+
 /// SIGHUP reloads the store; a store that fails to load is refused and the old one keeps
 /// deciding.
 #[test]

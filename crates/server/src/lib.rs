@@ -145,6 +145,12 @@ pub enum Event<'a> {
     },
     /// A new store failed to load; the old one keeps deciding.
     ReloadRefused(&'a StoreError),
+    /// The shutdown's grace ([`Limits::shutdown_grace`]) ran out with connections still busy
+    /// (a request being decided, or an answer its client did not read); they were closed.
+    ConnectionsCut {
+        /// How many.
+        connections: usize,
+    },
 }
 
 /// Why a service could not start or stopped with an error.
@@ -230,7 +236,8 @@ impl Service {
         let tls = config.tls.clone();
         let state = State::new(config);
         let app = router_over(Arc::clone(&state));
-        let header_timeout = state.limits.header_timeout;
+        let on_event = Arc::clone(&state.on_event);
+        let (header_timeout, grace) = (state.limits.header_timeout, state.limits.shutdown_grace);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // Signal handlers are in place before `start` returns, so a SIGTERM or SIGHUP sent as
         // soon as the caller says it listens is handled, never the default action.
@@ -245,7 +252,10 @@ impl Service {
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
-                    net::serve(listener, app, tls, header_timeout, shutdown).await;
+                    let cut = net::serve(listener, app, tls, header_timeout, grace, shutdown).await;
+                    if cut > 0 {
+                        (on_event)(&Event::ConnectionsCut { connections: cut });
+                    }
                     Ok(())
                 })
             })?;

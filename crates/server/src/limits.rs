@@ -28,6 +28,9 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// The largest request body accepted, in bytes; larger ones get 413.
     pub body_bytes: usize,
+    /// How long a shutdown waits for the connections still busy (a request being decided, or
+    /// an answer a client is slow to read); then they are closed and the service ends.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +40,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
             body_bytes: 1 << 20,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -52,6 +56,12 @@ impl Limits {
     pub fn with_timeouts(mut self, header: Duration, body: Duration) -> Self {
         self.header_timeout = header;
         self.body_timeout = body;
+        self
+    }
+
+    /// These limits with a shutdown that waits at most `grace` for busy connections.
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 

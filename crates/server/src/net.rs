@@ -1,5 +1,5 @@
 //! The accept loop: TCP, optionally TLS, HTTP/1.1 with a header read timeout, and a graceful
-//! shutdown that lets every request in flight finish.
+//! shutdown that lets every request in flight finish within a grace period.
 //!
 //! The service runs its own loop over hyper rather than `axum::serve`, because `axum::serve`
 //! offers neither a header read timeout (a client that sends half its headers would hold a
@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -87,17 +88,36 @@ impl Tls {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then waits for the connections to
-/// finish what they are doing. A connection must send its headers within `header_timeout`
-/// (the TLS handshake too).
+/// Counts a connection as open until it is dropped (finished, failed or cut at shutdown).
+struct Open(Arc<AtomicUsize>);
+
+impl Open {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then waits up to `grace` for the
+/// connections to finish what they are doing (idle ones close at once): how many were still
+/// busy when the grace ran out, and are closed when the runtime ends. A connection must send
+/// its headers within `header_timeout` (the TLS handshake too).
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     tls: Option<Tls>,
     header_timeout: Duration,
+    grace: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+) -> usize {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(AtomicUsize::new(0));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -116,7 +136,9 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let app = app.clone();
         let tls = tls.clone();
+        let open = Open::new(&open);
         tokio::spawn(async move {
+            let _open = open;
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
@@ -140,5 +162,10 @@ pub(crate) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // A client that stopped reading its answer would hold the shutdown for ever: wait for the
+    // others, not for it.
+    match tokio::time::timeout(grace, graceful.shutdown()).await {
+        Ok(()) => 0,
+        Err(_) => open.load(Ordering::Relaxed),
+    }
 }

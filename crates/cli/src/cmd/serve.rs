@@ -38,6 +38,10 @@ pub struct Args {
     /// Requests decided at once; more are answered 503 at once rather than queued.
     #[arg(long, value_name = "N", default_value_t = 512)]
     concurrency: usize,
+    /// On SIGTERM or Ctrl-C, wait this long for busy connections (a request being decided, an
+    /// answer a client is slow to read) before closing them: `10s`, `1m`, `0` for at once.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = grace)]
+    shutdown_grace: Duration,
     #[command(flatten)]
     clock: ClockArgs,
     /// Reload the store when its files change (checked every second), besides on SIGHUP. A
@@ -48,6 +52,14 @@ pub struct Args {
     /// recorded is denied.
     #[arg(long, value_name = "DIR")]
     audit_log: Option<std::path::PathBuf>,
+}
+
+/// `--shutdown-grace`: a duration as `key rotate --overlap` reads one, or 0.
+fn grace(text: &str) -> Result<Duration, String> {
+    keyscope_policy::keys::parse_duration(text)
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is not a duration: use `10s`, `1m` or `0`"))
 }
 
 /// Decisions the audit writer may fall behind by before new ones are denied.
@@ -82,7 +94,9 @@ pub fn run(args: Args) -> miette::Result<Exit> {
     let mut config = ServiceConfig::new(engine, ledger);
     config.tokens = tokens;
     config.tls = tls;
-    config.limits = Limits::default().with_concurrency(args.concurrency);
+    config.limits = Limits::default()
+        .with_concurrency(args.concurrency)
+        .with_shutdown_grace(args.shutdown_grace);
     config.store_dir = Some(args.store.store.clone());
     config.watch = args.watch.then_some(Duration::from_secs(1));
     config.audit = match &args.audit_log {
@@ -99,6 +113,10 @@ pub fn run(args: Args) -> miette::Result<Exit> {
         Event::ReloadRefused(error) => eprintln!(
             "keyscope serve: refused the changed store, the old one keeps serving: {}",
             crate::mask(error.to_string())
+        ),
+        Event::ConnectionsCut { connections } => eprintln!(
+            "keyscope serve: closed {connections} connection(s) still busy when the shutdown \
+             grace ran out"
         ),
         _ => {}
     });
