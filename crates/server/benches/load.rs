@@ -484,6 +484,29 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+/// The CPU time the hypervisor gave to other guests (`steal` in `/proc/stat`) and the total, in
+/// ticks: on a shared VM, a stolen share is time the service could not run however idle the
+/// machine looks from inside.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+}
+
+/// The share of the CPU stolen between two [`cpu_ticks`] readings, in percent.
+fn stolen(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let total = after.1.saturating_sub(before.1).max(1);
+    after.0.saturating_sub(before.0) as f64 * 100.0 / total as f64
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let options = Options::parse();
@@ -553,29 +576,32 @@ fn service_parts(addr: SocketAddr, options: &Options, meter: &Meter) {
     if options.runs("rate") {
         for &rate in &options.rates {
             let clients = options.connections;
-            let before = ((meter.service)(), (meter.generator)());
+            let before = ((meter.service)(), (meter.generator)(), cpu_ticks());
             let latencies = at_rate(addr, rate, clients, run);
-            let after = ((meter.service)(), (meter.generator)());
+            let after = ((meter.service)(), (meter.generator)(), cpu_ticks());
             let per_request = |seconds: f64| seconds * 1e6 / latencies.len() as f64;
             let service = per_request(after.0 - before.0);
             let generator = per_request(after.1 - before.1);
             println!(
                 "| at {rate:.0}/s open loop ({clients} connections): p50 / p99 / p99.9 ms \
-                 (CPU µs per request: service, load generator) | {} / {} / {} ({service:.1}, \
-                 {generator:.1}) |",
+                 (CPU µs per request: service, load generator; CPU stolen by the host) | {} / {} \
+                 / {} ({service:.1}, {generator:.1}; {:.1}%) |",
                 ms(percentile(&latencies, 0.5)),
                 ms(percentile(&latencies, 0.99)),
-                ms(percentile(&latencies, 0.999))
+                ms(percentile(&latencies, 0.999)),
+                stolen(before.2, after.2)
             );
         }
     }
     if options.runs("batch") {
+        let ticks = cpu_ticks();
         let (latencies, cpu) = batches(addr, if options.quick { 500 } else { 2_000 }, meter);
         println!(
-            "| batch of 100 evaluations, one connection: p50 / p99 ms (service CPU µs per batch) \
-             | {} / {} ({cpu:.0}) |",
+            "| batch of 100 evaluations, one connection: p50 / p99 ms (service CPU µs per batch; \
+             CPU stolen by the host) | {} / {} ({cpu:.0}; {:.1}%) |",
             ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.99))
+            ms(percentile(&latencies, 0.99)),
+            stolen(ticks, cpu_ticks())
         );
     }
 }
