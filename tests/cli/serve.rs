@@ -37,6 +37,15 @@ impl Served {
         Self { child, addr }
     }
 
+    /// Sends the service the signal `name` (`TERM`, `HUP`) with `kill`.
+    pub(crate) fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     /// POSTs `body` to `path`; the status and the body of the answer.
     pub(crate) fn post(&self, path: &str, body: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.addr).unwrap();
@@ -196,11 +205,7 @@ fn serve_stops_on_sigterm() {
             "resource": {"type": "Model", "id": "gpt-4o-mini"}}"#,
     );
     assert_eq!(status, 200);
-    let killed = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    served.signal("TERM");
     let status = served.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
@@ -236,11 +241,7 @@ fn sigterm_does_not_wait_for_ever_on_a_client_that_stopped_reading() {
     // An idle keep-alive connection does not hold the shutdown either.
     let _idle = TcpStream::connect(served.addr).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let killed = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    served.signal("TERM");
     let asked = std::time::Instant::now();
     let status = loop {
         if let Some(status) = served.child.try_wait().unwrap() {
@@ -312,11 +313,7 @@ fn serve_reloads_on_sighup_and_refuses_a_broken_store() {
     );
     assert_ne!(text, revoked);
     let hangup = |served: &Served| {
-        let sent = Command::new("kill")
-            .args(["-HUP", &served.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        served.signal("HUP");
         std::thread::sleep(std::time::Duration::from_millis(500));
     };
     std::fs::write(&scopes, revoked).unwrap();
@@ -478,11 +475,7 @@ fn sigterm_mid_burst_loses_no_acknowledged_commit() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let killed = Command::new("kill")
-        .args(["-TERM", &served.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    served.signal("TERM");
     assert_eq!(served.child.wait().unwrap().code(), Some(0));
     let (mut held, mut committed) = (Vec::new(), Vec::new());
     for client in clients {
