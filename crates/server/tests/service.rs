@@ -255,8 +255,9 @@ fn the_request_id_header_is_echoed_and_discovery_names_the_endpoints() {
 fn a_long_batch_is_decided_on_several_threads_in_order() {
     let service = start(None);
     let addr = service.addr();
-    // 41 items, long enough to be split: a pattern of allowed, unknown model and malformed.
-    let items: Vec<Value> = (0..41)
+    // 101 items, long enough to be split into more chunks than a few cores take at once: a
+    // pattern of allowed, unknown model and malformed.
+    let items: Vec<Value> = (0..101)
         .map(|i| match i % 3 {
             0 => json!({"resource": {"type": "Model", "id": "gpt-4o-mini"}}),
             1 => json!({"resource": {"type": "Model", "id": format!("no-such-model-{i}")}}),
@@ -272,7 +273,7 @@ fn a_long_batch_is_decided_on_several_threads_in_order() {
     let answer = post(addr, "/access/v1/evaluations", &body);
     assert_eq!(answer.status, 200, "{}", answer.body);
     let answers = answer.json()["evaluations"].as_array().unwrap().clone();
-    assert_eq!(answers.len(), 41);
+    assert_eq!(answers.len(), 101);
     for (i, item) in answers.iter().enumerate() {
         match i % 3 {
             0 => assert_eq!(item["decision"], true, "item {i}: {item}"),
