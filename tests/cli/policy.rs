@@ -546,7 +546,7 @@ fn decisions_go_on_record_and_a_tampered_record_is_found() {
     let output = keyscope(&["audit", "verify", log], "");
     assert_eq!(output.code, 0, "{}{}", output.stdout, output.stderr);
     assert!(
-        output.stdout.contains("intact: 2 records in 1 files"),
+        output.stdout.contains("intact: 2 records in 1 file"),
         "{}",
         output.stdout
     );

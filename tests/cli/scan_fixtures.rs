@@ -241,6 +241,6 @@ fn human_output_points_at_the_line_and_ends_with_a_summary() {
     assert!(run.stdout.contains("app.py:3:19"), "{}", run.stdout);
     assert!(run.stdout.contains("google-api-key"), "{}", run.stdout);
     assert!(run.stdout.contains("AIza…"), "{}", run.stdout);
-    assert!(run.stdout.contains("scanned 1 files"), "{}", run.stdout);
+    assert!(run.stdout.contains("scanned 1 file"), "{}", run.stdout);
     assert!(run.stdout.contains("1 finding"), "{}", run.stdout);
 }

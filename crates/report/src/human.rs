@@ -228,8 +228,9 @@ pub fn summary(report: &ScanReport<'_>) -> String {
         .count();
     let secs = report.elapsed.as_secs_f64();
     out.push_str(&format!(
-        "scanned {} files ({}) in {:.2}s; skipped {} binary and {} other; {} finding{}",
+        "scanned {} file{} ({}) in {:.2}s; skipped {} binary and {} other; {} finding{}",
         stats.files,
+        if stats.files == 1 { "" } else { "s" },
         human_bytes(stats.bytes),
         secs,
         stats.binary,
@@ -274,10 +275,11 @@ fn sweep_summary(report: &ScanReport<'_>, sweep: &crate::SweepFacts) -> String {
         None => String::new(),
     };
     format!(
-        "{merged}swept {} repositories ({} complete, {} partial, {} failed): {} objects read, {} \
+        "{merged}swept {} repositor{} ({} complete, {} partial, {} failed): {} objects read, {} \
          known from the state, {} shared blobs matched once; {known} findings already reported \
          by an earlier sweep; fingerprints: {}\n",
         s.repositories,
+        if s.repositories == 1 { "y" } else { "ies" },
         s.complete,
         s.partial,
         s.failed,

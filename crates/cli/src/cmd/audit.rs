@@ -60,14 +60,16 @@ pub fn run(command: Command) -> miette::Result<Exit> {
                     outln!("broken: {problem}")?;
                 }
                 outln!(
-                    "{}: {} records in {} files",
+                    "{}: {} record{} in {} file{}",
                     if report.problems.is_empty() {
                         "intact"
                     } else {
                         "tampered"
                     },
                     report.records,
-                    report.files
+                    if report.records == 1 { "" } else { "s" },
+                    report.files,
+                    if report.files == 1 { "" } else { "s" },
                 )?;
             }
             Ok(if report.problems.is_empty() {

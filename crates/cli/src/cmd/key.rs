@@ -464,8 +464,9 @@ fn print_record(context: &Context, key: &KeyRecord, activity: &KeyActivity) -> m
         outln!("due        for rotation")?;
     }
     outln!(
-        "activity   {} requests, {} tokens, ${} committed, ${} held, last use {}",
+        "activity   {} request{}, {} tokens, ${} committed, ${} held, last use {}",
         activity.requests,
+        if activity.requests == 1 { "" } else { "s" },
         activity.tokens,
         format_usd(activity.committed_micros),
         format_usd(activity.held_micros),

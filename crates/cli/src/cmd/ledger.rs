@@ -138,6 +138,11 @@ fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
     })
 }
 
+/// `"s"` after a count other than one.
+fn plural(count: u64) -> &'static str {
+    if count == 1 { "" } else { "s" }
+}
+
 fn human(report: &Verification, rebuilt: bool) -> String {
     let mut out = String::new();
     for problem in &report.problems {
@@ -145,21 +150,30 @@ fn human(report: &Verification, rebuilt: bool) -> String {
     }
     out.push_str(&if rebuilt {
         format!(
-            "rebuilt {} totals from {} request rows\n",
-            report.totals, report.rows
+            "rebuilt {} total{} from {} request row{}\n",
+            report.totals,
+            plural(report.totals),
+            report.rows,
+            plural(report.rows)
         )
     } else if report.is_intact() {
         format!(
-            "intact: {} request rows and {} totals checked\n",
-            report.rows, report.totals
+            "intact: {} request row{} and {} total{} checked\n",
+            report.rows,
+            plural(report.rows),
+            report.totals,
+            plural(report.totals)
         )
     } else {
         format!(
-            "{} problems in {} request rows and {} totals; `keyscope ledger rebuild` recomputes \
-             the totals\n",
+            "{} problem{} in {} request row{} and {} total{}; `keyscope ledger rebuild` \
+             recomputes the totals\n",
             report.problems.len(),
+            plural(report.problems.len() as u64),
             report.rows,
-            report.totals
+            plural(report.rows),
+            report.totals,
+            plural(report.totals)
         )
     });
     out

@@ -615,8 +615,9 @@ fn facts(response: &Response) -> Vec<(String, String)> {
         rows.push((
             "Use".to_owned(),
             format!(
-                "{since}: {} requests, {} tokens, {} spent, {} held; models {}; last use {}; source IPs {}",
+                "{since}: {} request{}, {} tokens, {} spent, {} held; models {}; last use {}; source IPs {}",
                 u.activity.requests,
+                if u.activity.requests == 1 { "" } else { "s" },
                 u.activity.tokens,
                 usd(u.activity.committed_micros),
                 usd(u.activity.held_micros),
