@@ -360,9 +360,6 @@ fn semantic(top: &Map<String, Value>) -> Result<Semantic, String> {
     }
 }
 
-/// Batches at least this long under `execute_all` are decided on several threads.
-const PARALLEL_BATCH: usize = 16;
-
 /// The answers to batch items `range` under `execute_all`, comma-separated: each item decided
 /// (a denial with its error when it is not a valid evaluation), all recorded in the audit log
 /// with one hand-over.
@@ -398,21 +395,17 @@ fn execute_all(state: &State, batch: &Batch, range: std::ops::Range<usize>) -> V
 /// little beside its decisions.
 const CHUNK: usize = 16;
 
-/// `execute_all` over a batch: off the async workers when it touches the ledger, and a long one
-/// in chunks of [`CHUNK`] items taken in turn by one blocking task per core, answers in the
-/// items' order. A chunk whose task failed is denied item by item.
+/// `execute_all` over a batch: a batch of one chunk on the async worker unless it touches the
+/// ledger; otherwise in chunks of at most [`CHUNK`] items taken in turn by blocking tasks, one
+/// per core, answers in the items' order. A chunk whose task failed is denied item by item.
 async fn execute_all_answers(state: &Arc<State>, batch: Arc<Batch>) -> Response {
     let len = batch.items.len();
-    if len < PARALLEL_BATCH && state.ledger.is_none() {
+    let chunks = len.div_ceil(CHUNK).max(1);
+    if chunks == 1 && state.ledger.is_none() {
         return batch_response(&[execute_all(state, &batch, 0..len)]);
     }
-    let (chunks, threads) = if len < PARALLEL_BATCH {
-        (1, 1)
-    } else {
-        let chunks = len.div_ceil(CHUNK);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-        (chunks, cores.min(chunks))
-    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let threads = cores.min(chunks);
     let per_chunk = len.div_ceil(chunks);
     let range_of = move |chunk: usize| chunk * per_chunk..((chunk + 1) * per_chunk).min(len);
     let next = Arc::new(AtomicUsize::new(0));
