@@ -230,18 +230,18 @@ pub fn summary(report: &ScanReport<'_>) -> String {
     out.push_str(&format!(
         "scanned {} file{} ({}) in {:.2}s; skipped {} binary and {} other; {} finding{}",
         stats.files,
-        if stats.files == 1 { "" } else { "s" },
+        plural(stats.files),
         human_bytes(stats.bytes),
         secs,
         stats.binary,
         others,
         report.findings.len(),
-        if report.findings.len() == 1 { "" } else { "s" },
+        plural(report.findings.len()),
     ));
     if ignored > 0 {
         out.push_str(&format!(
             "\nnot scanned: {ignored} path{} that .gitignore or .ignore files exclude (scan {} with --no-ignore)",
-            if ignored == 1 { "" } else { "s" },
+            plural(ignored),
             if ignored == 1 { "it" } else { "them" },
         ));
     }
@@ -271,7 +271,7 @@ fn sweep_summary(report: &ScanReport<'_>, sweep: &crate::SweepFacts) -> String {
         .filter(|f| sweep.reported_before(f))
         .count();
     let merged = match sweep.merged_reports {
-        Some(n) => format!("merged {n} report{}: ", if n == 1 { "" } else { "s" }),
+        Some(n) => format!("merged {n} report{}: ", plural(n)),
         None => String::new(),
     };
     format!(
@@ -288,6 +288,11 @@ fn sweep_summary(report: &ScanReport<'_>, sweep: &crate::SweepFacts) -> String {
         s.blobs_deduplicated,
         report.fingerprints.name()
     )
+}
+
+/// `"s"` after a count other than one: `{n} file{}`.
+fn plural<T: PartialEq + From<u8>>(count: T) -> &'static str {
+    if count == T::from(1) { "" } else { "s" }
 }
 
 fn human_bytes(bytes: u64) -> String {

@@ -67,9 +67,9 @@ pub fn run(command: Command) -> miette::Result<Exit> {
                         "tampered"
                     },
                     report.records,
-                    if report.records == 1 { "" } else { "s" },
+                    crate::out::plural(report.records),
                     report.files,
-                    if report.files == 1 { "" } else { "s" },
+                    crate::out::plural(report.files),
                 )?;
             }
             Ok(if report.problems.is_empty() {

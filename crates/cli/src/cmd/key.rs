@@ -466,7 +466,7 @@ fn print_record(context: &Context, key: &KeyRecord, activity: &KeyActivity) -> m
     outln!(
         "activity   {} request{}, {} tokens, ${} committed, ${} held, last use {}",
         activity.requests,
-        if activity.requests == 1 { "" } else { "s" },
+        crate::out::plural(activity.requests),
         activity.tokens,
         format_usd(activity.committed_micros),
         format_usd(activity.held_micros),

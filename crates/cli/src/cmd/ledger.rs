@@ -138,11 +138,6 @@ fn migrate(args: &MigrateArgs) -> miette::Result<Exit> {
     })
 }
 
-/// `"s"` after a count other than one.
-fn plural(count: u64) -> &'static str {
-    if count == 1 { "" } else { "s" }
-}
-
 fn human(report: &Verification, rebuilt: bool) -> String {
     let mut out = String::new();
     for problem in &report.problems {
@@ -152,28 +147,28 @@ fn human(report: &Verification, rebuilt: bool) -> String {
         format!(
             "rebuilt {} total{} from {} request row{}\n",
             report.totals,
-            plural(report.totals),
+            crate::out::plural(report.totals),
             report.rows,
-            plural(report.rows)
+            crate::out::plural(report.rows)
         )
     } else if report.is_intact() {
         format!(
             "intact: {} request row{} and {} total{} checked\n",
             report.rows,
-            plural(report.rows),
+            crate::out::plural(report.rows),
             report.totals,
-            plural(report.totals)
+            crate::out::plural(report.totals)
         )
     } else {
         format!(
             "{} problem{} in {} request row{} and {} total{}; `keyscope ledger rebuild` \
              recomputes the totals\n",
             report.problems.len(),
-            plural(report.problems.len() as u64),
+            crate::out::plural(report.problems.len()),
             report.rows,
-            plural(report.rows),
+            crate::out::plural(report.rows),
             report.totals,
-            plural(report.totals)
+            crate::out::plural(report.totals)
         )
     });
     out

@@ -617,7 +617,7 @@ fn facts(response: &Response) -> Vec<(String, String)> {
             format!(
                 "{since}: {} request{}, {} tokens, {} spent, {} held; models {}; last use {}; source IPs {}",
                 u.activity.requests,
-                if u.activity.requests == 1 { "" } else { "s" },
+                crate::out::plural(u.activity.requests),
                 u.activity.tokens,
                 usd(u.activity.committed_micros),
                 usd(u.activity.held_micros),

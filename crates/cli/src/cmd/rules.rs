@@ -52,13 +52,15 @@ fn check(files: &[PathBuf]) -> miette::Result<Exit> {
     for id in &check.without_examples {
         errln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
     }
-    let plural = |n: usize| if n == 1 { "" } else { "s" };
     if check.failures.is_empty() {
-        outln!("{} rule{} OK", check.rules, plural(check.rules))?;
+        outln!("{} rule{} OK", check.rules, crate::out::plural(check.rules))?;
         Ok(Exit::Clean)
     } else {
         let failed = check.failures.len();
-        errln!("{failed} example check{} failed", plural(failed));
+        errln!(
+            "{failed} example check{} failed",
+            crate::out::plural(failed)
+        );
         Ok(Exit::ChecksFailed)
     }
 }
