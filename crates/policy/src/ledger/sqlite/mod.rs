@@ -47,6 +47,30 @@ use checkpoint::Checkpointer;
 use rows::{RequestRow, Settled, to_i64};
 use totals::{Amounts, FOLD_AT, Totals};
 
+/// How long a connection waits for another's lock before the operation fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Puts the database `conn` has open in WAL mode, waiting up to [`BUSY_TIMEOUT`] for the other
+/// connections. SQLite takes the exclusive lock this needs without calling the busy handler, so
+/// processes opening a new ledger at once failed with "database is locked" while the first one
+/// switched it; they now retry until it is done (a no-op then: the mode sticks to the file).
+fn turn_on_wal(conn: &Connection) -> Result<(), LedgerError> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result.map(drop).map_err(LedgerError::from),
+        }
+    }
+}
+
 /// The ledger in one SQLite file (or in memory). Thread-safe; several processes may share one
 /// file.
 #[derive(Debug)]
@@ -109,7 +133,7 @@ impl SqliteLedger {
 
     fn open_with(path: &Path, exclusive: bool) -> Result<Self, LedgerError> {
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         if exclusive {
             let _mode: String =
                 conn.query_row("PRAGMA locking_mode = EXCLUSIVE", [], |r| r.get(0))?;
@@ -117,7 +141,7 @@ impl SqliteLedger {
         // Rows are small: 1 KiB pages make every WAL frame a quarter of the default to write and
         // checksum. Only takes effect when the file is created.
         conn.execute_batch("PRAGMA page_size = 1024;")?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        turn_on_wal(&conn)?;
         // Checkpoints are the only fsyncs under `synchronous=NORMAL`. A shared ledger leaves
         // them to a background thread and checkpoints inline only if that falls far behind;
         // an exclusive one (no second connection possible) checkpoints inline once the WAL

@@ -569,3 +569,30 @@ fn a_newer_schema_is_refused() {
         "{err}"
     );
 }
+
+/// Several processes starting at once on a ledger file that does not exist yet all open it:
+/// the first creates it and turns on the write-ahead log while the others wait, none fails
+/// with "database is locked".
+#[test]
+fn many_connections_opening_a_new_ledger_at_once_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite");
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            let opens: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        Ledger::open(&path).map(drop)
+                    })
+                })
+                .collect();
+            for open in opens {
+                if let Err(e) = open.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        });
+    }
+}
