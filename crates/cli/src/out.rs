@@ -24,11 +24,6 @@ pub(crate) fn stderr(text: &str) {
     let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
-/// `"s"` after a count other than one: `{n} file{}`.
-pub(crate) fn plural<T: PartialEq + From<u8>>(count: T) -> &'static str {
-    if count == T::from(1) { "" } else { "s" }
-}
-
 /// `println!` through [`stdout`]: evaluates to `miette::Result<()>`.
 macro_rules! outln {
     ($($arg:tt)*) => {

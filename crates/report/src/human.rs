@@ -290,8 +290,9 @@ fn sweep_summary(report: &ScanReport<'_>, sweep: &crate::SweepFacts) -> String {
     )
 }
 
-/// `"s"` after a count other than one: `{n} file{}`.
-fn plural<T: PartialEq + From<u8>>(count: T) -> &'static str {
+/// `"s"` after a count other than one, for `{n} file{}` in human text; the CLI's own summaries
+/// use it too.
+pub fn plural<T: PartialEq + From<u8>>(count: T) -> &'static str {
     if count == T::from(1) { "" } else { "s" }
 }
 

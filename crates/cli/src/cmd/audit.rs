@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use keyscope_policy::Timestamp;
 use keyscope_policy::audit::{self, AuditQuery};
+use keyscope_report::human::plural;
 use miette::IntoDiagnostic as _;
 
 use crate::exit::Exit;
@@ -67,9 +68,9 @@ pub fn run(command: Command) -> miette::Result<Exit> {
                         "tampered"
                     },
                     report.records,
-                    crate::out::plural(report.records),
+                    plural(report.records),
                     report.files,
-                    crate::out::plural(report.files),
+                    plural(report.files),
                 )?;
             }
             Ok(if report.problems.is_empty() {

@@ -8,6 +8,7 @@ use keyscope_policy::keys::{
     KeyState, Registry, Retirement, RotationEnd, parse_duration,
 };
 use keyscope_policy::{Ledger, Store, Timestamp, format_usd};
+use keyscope_report::human::plural;
 use miette::IntoDiagnostic as _;
 
 use crate::cmd::policy::{LedgerArgs, StoreArgs, parse_time};
@@ -466,7 +467,7 @@ fn print_record(context: &Context, key: &KeyRecord, activity: &KeyActivity) -> m
     outln!(
         "activity   {} request{}, {} tokens, ${} committed, ${} held, last use {}",
         activity.requests,
-        crate::out::plural(activity.requests),
+        plural(activity.requests),
         activity.tokens,
         format_usd(activity.committed_micros),
         format_usd(activity.held_micros),

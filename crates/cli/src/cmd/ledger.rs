@@ -2,6 +2,7 @@
 //! totals, and move it to another backend.
 
 use keyscope_policy::Verification;
+use keyscope_report::human::plural;
 use miette::IntoDiagnostic as _;
 
 use std::path::Path;
@@ -147,28 +148,28 @@ fn human(report: &Verification, rebuilt: bool) -> String {
         format!(
             "rebuilt {} total{} from {} request row{}\n",
             report.totals,
-            crate::out::plural(report.totals),
+            plural(report.totals),
             report.rows,
-            crate::out::plural(report.rows)
+            plural(report.rows)
         )
     } else if report.is_intact() {
         format!(
             "intact: {} request row{} and {} total{} checked\n",
             report.rows,
-            crate::out::plural(report.rows),
+            plural(report.rows),
             report.totals,
-            crate::out::plural(report.totals)
+            plural(report.totals)
         )
     } else {
         format!(
             "{} problem{} in {} request row{} and {} total{}; `keyscope ledger rebuild` \
              recomputes the totals\n",
             report.problems.len(),
-            crate::out::plural(report.problems.len()),
+            plural(report.problems.len()),
             report.rows,
-            crate::out::plural(report.rows),
+            plural(report.rows),
             report.totals,
-            crate::out::plural(report.totals)
+            plural(report.totals)
         )
     });
     out

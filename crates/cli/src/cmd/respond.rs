@@ -10,6 +10,7 @@ use keyscope_policy::audit::{AuditLog, AuditRecord};
 use keyscope_policy::incident::Assessment;
 use keyscope_policy::keys::{IssueOptions, KeyError, KeyEvent, KeyKind, Registry};
 use keyscope_policy::{Engine, Timestamp, format_usd};
+use keyscope_report::human::plural;
 use keyscope_scan::Finding;
 use miette::{IntoDiagnostic as _, WrapErr as _};
 use serde::{Deserialize, Serialize};
@@ -617,7 +618,7 @@ fn facts(response: &Response) -> Vec<(String, String)> {
             format!(
                 "{since}: {} request{}, {} tokens, {} spent, {} held; models {}; last use {}; source IPs {}",
                 u.activity.requests,
-                crate::out::plural(u.activity.requests),
+                plural(u.activity.requests),
                 u.activity.tokens,
                 usd(u.activity.committed_micros),
                 usd(u.activity.held_micros),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use keyscope_report::rule_list;
+use keyscope_report::{human::plural, rule_list};
 use keyscope_scan::pipeline::{check_rule_files, load_rules};
 use miette::IntoDiagnostic as _;
 
@@ -53,14 +53,11 @@ fn check(files: &[PathBuf]) -> miette::Result<Exit> {
         errln!("warning: rule `{id}` has no examples: nothing shows that it finds anything");
     }
     if check.failures.is_empty() {
-        outln!("{} rule{} OK", check.rules, crate::out::plural(check.rules))?;
+        outln!("{} rule{} OK", check.rules, plural(check.rules))?;
         Ok(Exit::Clean)
     } else {
         let failed = check.failures.len();
-        errln!(
-            "{failed} example check{} failed",
-            crate::out::plural(failed)
-        );
+        errln!("{failed} example check{} failed", plural(failed));
         Ok(Exit::ChecksFailed)
     }
 }
