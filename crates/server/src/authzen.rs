@@ -449,16 +449,10 @@ async fn execute_all_answers(state: &Arc<State>, batch: Arc<Batch>) -> Response 
 
 /// The answers to `count` items whose decision task failed: each a denial with a 500 error.
 fn failed_chunk(count: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    for index in 0..count {
-        if index > 0 {
-            out.push(b',');
-        }
-        let failed = json!({"decision": false, "context": {"error": {"status": 500,
-                            "message": "the decision task failed"}}});
-        let _ = serde_json::to_writer(&mut out, &failed);
-    }
-    out
+    let failed = json!({"decision": false, "context": {"error": {"status": 500,
+                        "message": "the decision task failed"}}})
+    .to_string();
+    vec![failed.as_bytes(); count].join(&b","[..])
 }
 
 /// `answers` (JSON this service wrote, so UTF-8) with every key in them masked.
@@ -515,6 +509,21 @@ async fn evaluation_answers(state: &Arc<State>, batch: Arc<Batch>, semantic: Sem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The items of a chunk whose task failed are each denied with a 500 error, none left out
+    /// and none allowed.
+    #[test]
+    fn a_failed_chunk_denies_each_of_its_items() {
+        for count in [0, 1, 3] {
+            let text = format!("[{}]", String::from_utf8(failed_chunk(count)).unwrap());
+            let answers: Vec<Value> = serde_json::from_str(&text).unwrap();
+            assert_eq!(answers.len(), count, "{text}");
+            for answer in answers {
+                assert_eq!(answer["decision"], false, "{text}");
+                assert_eq!(answer["context"]["error"]["status"], 500, "{text}");
+            }
+        }
+    }
 
     /// The answer written straight from a decision is the library's AuthZEN JSON
     /// ([`Decision::to_authzen`]), member for member and in order, with the hold as an
